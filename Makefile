@@ -1,0 +1,39 @@
+# settle: `make run` runs the service, `make test` runs the tests, `make install` sets up.
+# Both use DATABASE_URL / REDIS_URL when they answer, else private servers under .run/.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+WITH_SERVICES := $(BIN)/python -m worker.devservices --
+
+export PORT ?= 8080
+export API_TOKENS ?= dev-token
+export STRIPE_WEBHOOK_SECRETS ?= whsec_dev
+
+.PHONY: install run test check clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+		|| { echo "settle: Python 3.11 or newer is needed; install it with: sudo apt-get install python3"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null \
+		|| { echo "settle: Python's venv module is missing; install it with: sudo apt-get install python3-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	@touch $(STAMP)
+
+run: install
+	@echo "settle: web on http://localhost:$(PORT)  (API token: $(API_TOKENS), webhook secret: $(STRIPE_WEBHOOK_SECRETS))"
+	$(WITH_SERVICES) sh -c 'settle migrate && exec honcho start -f Procfile.dev'
+
+test: install
+	$(WITH_SERVICES) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: install
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .run

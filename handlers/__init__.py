@@ -1,0 +1,1 @@
+"""The HTTP edge: parse, validate, call one domain function, shape the answer."""

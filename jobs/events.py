@@ -1,0 +1,81 @@
+"""Jobs that move events from the inbox into the books."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from arq import ArqRedis, Retry
+
+from ledger import inbox
+from worker import metrics
+from worker.context import WorkerContext
+
+log = logging.getLogger("settle.jobs")
+
+
+def event_job_id(pk: int) -> str:
+    # Deterministic, so the webhook, the sweeper and a replay never queue one
+    # event twice at the same time.
+    return f"event:{pk}"
+
+
+async def enqueue_event(queue: ArqRedis, pk: int, *, timeout: float = 2.0) -> bool:
+    """Queue the job for a recorded event; False (logged) when Redis is away.
+
+    Losing this enqueue loses nothing: the event row is pending and the sweeper
+    queues it again.
+    """
+    try:
+        job = await asyncio.wait_for(
+            queue.enqueue_job("process_event", pk, _job_id=event_job_id(pk)), timeout
+        )
+    except Exception as exc:
+        log.warning("enqueue failed; the sweeper will retry",
+                    extra={"event_pk": pk, "error": exc.__class__.__name__})
+        return False
+    return job is not None
+
+
+def backoff(job_try: int) -> float:
+    return float(min(2 ** max(job_try - 1, 0), 60))
+
+
+async def process_event(ctx: WorkerContext, pk: int) -> str:
+    started = time.perf_counter()
+    try:
+        outcome = await inbox.apply_event(ctx["pool"], pk, ctx["handlers"])
+    except inbox.RetryLater as later:
+        log.info("event deferred", extra={"event_pk": pk, "reason": str(later)})
+        raise Retry(defer=later.defer or backoff(ctx["job_try"])) from later
+    except Exception as exc:
+        # Transient, or unexpected and not yet given up on: arq tries again; if
+        # arq's tries run out the event is still pending and the sweeper
+        # queues it again, so a long outage delays events and loses none.
+        log.warning("event attempt failed", extra={
+            "event_pk": pk, "job_try": ctx["job_try"], "error": exc.__class__.__name__})
+        raise Retry(defer=backoff(ctx["job_try"])) from exc
+    await metrics.record_event_processed(
+        ctx["redis"], ctx["settings"].queue_name, outcome.event_type, outcome.status,
+        time.perf_counter() - started,
+    )
+    log.info("event done", extra={"event_pk": pk, "status": outcome.status,
+                                  "reason": outcome.reason})
+    return outcome.status
+
+
+async def sweep_inbox(ctx: WorkerContext) -> int:
+    """Queue again every event pending for longer than INBOX_SWEEP_AFTER_SECONDS.
+
+    This is what makes an accepted event survive Redis losing its data or an
+    enqueue that failed after the commit.
+    """
+    settings = ctx["settings"]
+    pks = await inbox.stale_pending(ctx["pool"], settings.inbox_sweep_after_seconds)
+    queued = 0
+    for pk in pks:
+        queued += await enqueue_event(ctx["redis"], pk)
+    if queued:
+        log.info("sweeper queued events again", extra={"count": queued})
+    return queued

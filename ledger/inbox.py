@@ -1,0 +1,231 @@
+"""The event inbox: record each processor event once, apply it once.
+
+`record_event` is the webhook's only write. `apply_event` claims the event row
+with `select ... for update`, runs the handler registered for its type inside
+the same transaction, and marks the row `processed`, `ignored` or `failed`
+before committing: the money an event moves and the mark that it moved are
+one commit, so running the job twice (or concurrently) changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+log = logging.getLogger("settle.inbox")
+
+Status = Literal["pending", "processed", "ignored", "failed"]
+
+# A handler may ask to be retried this many times in all (e.g. an invoice the
+# application has not created yet) before the event ends `failed`.
+RETRY_LATER_ATTEMPTS = 6
+# An unexpected exception (a bug, a payload we cannot read) is retried this many
+# times before the event ends `failed` with the error as its reason.
+UNEXPECTED_ERROR_ATTEMPTS = 5
+
+
+class PermanentError(Exception):
+    """The event can never be applied as it is (currency mismatch...)."""
+
+
+class RetryLater(Exception):
+    """Not yet: retry after `defer` seconds, up to RETRY_LATER_ATTEMPTS in all."""
+
+    def __init__(self, reason: str, defer: float = 0.0) -> None:
+        super().__init__(reason)
+        self.defer = defer
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    pk: int
+    event_id: str
+    type: str
+    payload: dict[str, Any]
+    attempts: int
+    received_at: datetime
+
+    @property
+    def object(self) -> dict[str, Any]:
+        data = self.payload.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        return obj if isinstance(obj, dict) else {}
+
+    @property
+    def invoice_id(self) -> str | None:
+        metadata = self.object.get("metadata")
+        value = metadata.get("invoice_id") if isinstance(metadata, dict) else None
+        return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    reason: str | None = None
+    event_type: str = ""
+
+
+Handler = Callable[[asyncpg.Connection, Event], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    handler: Handler
+    needs_invoice: bool = True
+
+
+Handlers = Mapping[str, Registration]
+HANDLERS: dict[str, Registration] = {}
+
+
+def handles(*types: str, needs_invoice: bool = True) -> Callable[[Handler], Handler]:
+    """Register a handler for event types (the ledger's modules do this at import)."""
+
+    def register(handler: Handler) -> Handler:
+        for event_type in types:
+            HANDLERS[event_type] = Registration(handler, needs_invoice)
+        return handler
+
+    return register
+
+
+# --- errors -------------------------------------------------------------------
+
+# SQLSTATE classes that pass: connection trouble (08), a transaction rolled back
+# by a deadlock or serialisation failure (40), resources (53), an object not yet
+# available, e.g. a database refusing connections (55), an operator shutting the
+# server down (57), system errors (58).
+_TRANSIENT_SQLSTATE_CLASSES = {"08", "40", "53", "55", "57", "58"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Will trying again later plausibly work, with nothing changed by anyone?"""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return False
+
+
+# --- recording ------------------------------------------------------------------
+
+
+async def record_event(pool: asyncpg.Pool, event_id: str, event_type: str, body: str) -> int | None:
+    """Insert the raw event; its row id when new, None for a duplicate delivery."""
+    # One statement, so no check-then-insert race: the unique key decides.
+    pk: int | None = await pool.fetchval(
+        """insert into events (event_id, type, payload) values ($1, $2, $3)
+           on conflict (processor, event_id) do nothing
+           returning id""",
+        event_id, event_type, body,
+    )
+    return pk
+
+
+async def stale_pending(pool: asyncpg.Pool, older_than: float, limit: int = 1000) -> list[int]:
+    rows = await pool.fetch(
+        """select id from events
+           where status = 'pending' and received_at < now() - make_interval(secs => $1)
+           order by received_at limit $2""",
+        float(older_than), limit,
+    )
+    return [r["id"] for r in rows]
+
+
+# --- applying -------------------------------------------------------------------
+
+
+async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers) -> Outcome:
+    """Apply one recorded event exactly once; see the module docstring.
+
+    Raises RetryLater when the handler asked for it and attempts remain, and
+    lets transient errors through for the caller to retry; anything else
+    unexpected is retried UNEXPECTED_ERROR_ATTEMPTS times, then recorded.
+    """
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """select id, event_id, type, payload, status, attempts, received_at
+                   from events where id = $1 for update""",
+                pk,
+            )
+            if row is None:
+                return Outcome("ignored", "no such event")
+            if row["status"] != "pending":
+                # Done by an earlier run (a duplicate job, a replay of a finished event).
+                return Outcome(row["status"], "already applied", row["type"])
+            event = Event(pk, row["event_id"], row["type"], row["payload"],
+                          row["attempts"], row["received_at"])
+            outcome = replace(await _dispatch(conn, event, handlers), event_type=event.type)
+            await _finish(conn, pk, outcome)
+            return outcome
+    except RetryLater as later:
+        await note_attempt(pool, pk, str(later))
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            await note_attempt(pool, pk, f"transient: {exc.__class__.__name__}: {exc}")
+            raise
+        log.exception("event handler failed", extra={"event_pk": pk})
+        attempts = await note_attempt(pool, pk, f"error: {exc.__class__.__name__}: {exc}")
+        if attempts is not None and attempts >= UNEXPECTED_ERROR_ATTEMPTS:
+            return await _give_up(pool, pk, f"error: {exc.__class__.__name__}: {exc}")
+        raise
+
+
+async def _dispatch(conn: asyncpg.Connection, event: Event, handlers: Handlers) -> Outcome:
+    registration = handlers.get(event.type)
+    if registration is None:
+        return Outcome("ignored", f"settle does not act on {event.type}")
+    if registration.needs_invoice and event.invoice_id is None:
+        return Outcome("ignored", "no metadata.invoice_id")
+    try:
+        # A savepoint: a handler that fails leaves no half-applied writes behind.
+        async with conn.transaction():
+            return await registration.handler(conn, event)
+    except PermanentError as error:
+        return Outcome("failed", str(error))
+    except RetryLater as later:
+        if event.attempts + 1 >= RETRY_LATER_ATTEMPTS:
+            return Outcome("failed", str(later))
+        raise
+
+
+async def _finish(conn: asyncpg.Connection, pk: int, outcome: Outcome) -> None:
+    await conn.execute(
+        """update events set status = $2, reason = $3, attempts = attempts + 1,
+                  processed_at = now()
+           where id = $1""",
+        pk, outcome.status, outcome.reason,
+    )
+
+
+async def _give_up(pool: asyncpg.Pool, pk: int, reason: str) -> Outcome:
+    outcome = Outcome("failed", reason)
+    await pool.execute(
+        """update events set status = 'failed', reason = $2, processed_at = now()
+           where id = $1 and status = 'pending'""",
+        pk, reason,
+    )
+    return outcome
+
+
+async def note_attempt(pool: asyncpg.Pool, pk: int, reason: str) -> int | None:
+    """Count a failed attempt on a still-pending event; best effort (the DB may be down)."""
+    try:
+        attempts: int | None = await pool.fetchval(
+            """update events set attempts = attempts + 1, reason = $2
+               where id = $1 and status = 'pending' returning attempts""",
+            pk, reason[:500],
+        )
+        return attempts
+    except Exception as exc:  # the attempt count is informative; never mask the cause
+        if not is_transient(exc):
+            raise
+        return None

@@ -1,0 +1,1 @@
+"""Process wiring: settings, the web app, the arq worker, migrations, the CLI."""

@@ -1,0 +1,27 @@
+"""The typed seams between processes and code: app keys and the worker context."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import asyncpg
+from aiohttp import web
+from arq import ArqRedis
+
+from ledger.inbox import Handlers
+from worker.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+QUEUE = web.AppKey("queue", ArqRedis)
+
+
+class WorkerContext(TypedDict, total=False):
+    """What arq's `ctx` holds for our jobs (arq adds `redis`, `job_id`, `job_try`...)."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: ArqRedis
+    handlers: Handlers
+    job_id: str
+    job_try: int

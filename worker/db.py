@@ -1,0 +1,58 @@
+"""PostgreSQL connections: one pool per process, JSON codecs set once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+
+def _encode_json(value: Any) -> str:
+    # Raw webhook bodies arrive as text already; don't serialise them twice.
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=_encode_json, decoder=json.loads,
+                                  schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init,
+        # Fail fast when the database is gone: a webhook gets a 503 and a job a retry.
+        timeout=5, command_timeout=30,
+        # Drop idle connections so a restarted server is found again quickly.
+        max_inactive_connection_lifetime=60,
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str, *, create: bool = False) -> asyncpg.Connection:
+    """One connection; with `create`, make the database first when it is missing."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except asyncpg.InvalidCatalogNameError:
+        if not create:
+            raise
+        await create_database(dsn)
+        conn = await asyncpg.connect(dsn, timeout=10)
+    await _init(conn)
+    return conn
+
+
+async def create_database(dsn: str) -> None:
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    admin_dsn = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    admin = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await admin.execute('create database "{}"'.format(name.replace('"', '""')))
+    except asyncpg.DuplicateDatabaseError:
+        pass  # another runner created it meanwhile
+    finally:
+        await admin.close()

@@ -1,0 +1,70 @@
+"""The arq worker: functions, crons, and the context built at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron, func
+from arq.worker import Worker, create_worker
+
+from jobs.events import process_event, sweep_inbox
+from ledger.inbox import HANDLERS
+from worker.context import WorkerContext
+from worker.db import create_pool
+from worker.queue import deserialize, redis_settings, serialize
+from worker.settings import Settings
+
+
+def every(seconds: int) -> dict[str, Any]:
+    """arq cron fields for "every N seconds" (approximately, where N does not divide 60)."""
+    if seconds < 60:
+        return {"second": set(range(0, 60, seconds))}
+    minutes = seconds // 60
+    if minutes < 60:
+        return {"minute": set(range(0, 60, minutes)), "second": 0}
+    return {"hour": set(range(0, 24, min(minutes // 60, 24))), "minute": 0, "second": 0}
+
+
+async def startup(ctx: WorkerContext) -> None:
+    ctx["pool"] = await create_pool(ctx["settings"].database_url, min_size=1, max_size=10)
+    ctx.setdefault("handlers", HANDLERS)
+
+
+async def shutdown(ctx: WorkerContext) -> None:
+    if "pool" in ctx:
+        await ctx["pool"].close()
+
+
+class WorkerSettings:
+    """The static part; `worker_options` adds what comes from the environment."""
+
+    functions = [func(process_event, max_tries=20)]  # type: ignore[arg-type]
+    on_startup = startup
+    on_shutdown = shutdown
+    job_serializer = serialize
+    job_deserializer = deserialize
+    # No results: a finished job's id must be free at once, so the sweeper or a
+    # replay can queue the same event again. Ops jobs keep theirs per function.
+    keep_result = 0
+    # Jobs wait on PostgreSQL, not CPU: run several at once.
+    max_jobs = 20
+    poll_delay = 0.1
+
+
+def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "redis_settings": redis_settings(settings.redis_url),
+        "queue_name": settings.queue_name,
+        "job_timeout": settings.job_timeout_seconds,
+        "ctx": {"settings": settings},
+        "cron_jobs": [
+            cron(sweep_inbox, run_at_startup=True,  # type: ignore[arg-type]
+                 timeout=settings.job_timeout_seconds, **every(settings.inbox_sweep_seconds)),
+        ],
+    }
+    options.update(overrides)
+    return options
+
+
+def build_worker(settings: Settings, **overrides: Any) -> Worker:
+    return create_worker(WorkerSettings, **worker_options(settings, **overrides))  # type: ignore[arg-type]

@@ -1,0 +1,146 @@
+"""Settings from the environment (CONTRACT §2), read once at process start.
+
+`Settings.from_env` raises `SettingsError` naming the variable; entry points
+turn that into one line on stderr and a non-zero exit, so a bad deployment
+fails at start and never at the first request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/settle"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+SmtpTls = Literal["none", "starttls", "tls"]
+OverpaymentPolicy = Literal["credit", "refund"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_OFFSET = re.compile(r"^(\d+)([smhd])$")
+
+
+class SettingsError(Exception):
+    """A setting is malformed; the message starts with the variable's name."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    queue_name: str = "settle"
+    port: int = 8080
+    public_url: str = "http://localhost:8080"
+    api_tokens: tuple[str, ...] = ()
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secrets: tuple[str, ...] = ()
+    webhook_tolerance_seconds: int = 300
+    webhook_max_bytes: int = 1_048_576
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: SmtpTls = "none"
+    mail_from: str = "billing@localhost"
+    reminder_schedule: tuple[int, ...] = (3 * 86400, 7 * 86400, 14 * 86400)
+    reminder_scan_seconds: int = 60
+    inbox_sweep_seconds: int = 30
+    inbox_sweep_after_seconds: int = 60
+    overpayment_policy: OverpaymentPolicy = "credit"
+    # Not in the contract's table: how long one job may run before arq gives up on
+    # it. A killed worker's job is picked up again this long (+10 s) later.
+    job_timeout_seconds: int = 20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        port = _int(env, "PORT", 8080, low=1, high=65535)
+        return cls(
+            database_url=_url(get("DATABASE_URL") or DEFAULT_DATABASE_URL, "DATABASE_URL",
+                              ("postgres", "postgresql")),
+            redis_url=_url(get("REDIS_URL") or DEFAULT_REDIS_URL, "REDIS_URL",
+                           ("redis", "rediss", "unix")),
+            queue_name=get("QUEUE_NAME") or "settle",
+            port=port,
+            public_url=_url(get("PUBLIC_URL") or f"http://localhost:{port}", "PUBLIC_URL",
+                            ("http", "https")).rstrip("/"),
+            api_tokens=_list(get("API_TOKENS")),
+            stripe_api_key=get("STRIPE_API_KEY"),
+            stripe_api_base=_url(get("STRIPE_API_BASE"), "STRIPE_API_BASE", ("http", "https"))
+            if get("STRIPE_API_BASE") else None,
+            stripe_webhook_secrets=_list(get("STRIPE_WEBHOOK_SECRETS")),
+            webhook_tolerance_seconds=_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300, low=1),
+            webhook_max_bytes=_int(env, "WEBHOOK_MAX_BYTES", 1_048_576, low=1),
+            smtp_host=get("SMTP_HOST") or "localhost",
+            smtp_port=_int(env, "SMTP_PORT", 1025, low=1, high=65535),
+            smtp_username=get("SMTP_USERNAME"),
+            smtp_password=get("SMTP_PASSWORD"),
+            smtp_tls=_choice(env, "SMTP_TLS", ("none", "starttls", "tls")),  # type: ignore[arg-type]
+            mail_from=_email(get("MAIL_FROM") or "billing@localhost", "MAIL_FROM"),
+            reminder_schedule=_schedule(get("REMINDER_SCHEDULE") or "3d,7d,14d"),
+            reminder_scan_seconds=_int(env, "REMINDER_SCAN_SECONDS", 60, low=1),
+            inbox_sweep_seconds=_int(env, "INBOX_SWEEP_SECONDS", 30, low=1),
+            inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 60, low=0),
+            overpayment_policy=_choice(env, "OVERPAYMENT_POLICY", ("credit", "refund")),  # type: ignore[arg-type]
+            job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 20, low=1, high=300),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int,
+         high: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise SettingsError(f"{name}={raw!r} must be {bounds}")
+    return value
+
+
+def _url(raw: str | None, name: str, schemes: tuple[str, ...]) -> str:
+    assert raw is not None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix"):
+        # Never echo the value: a DSN may carry a password.
+        raise SettingsError(f"{name} is not a {'/'.join(schemes)}:// URL")
+    return raw
+
+
+def _list(raw: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+def _email(raw: str, name: str) -> str:
+    if "@" not in raw or any(c in raw for c in "\r\n"):
+        raise SettingsError(f"{name}={raw!r} is not an email address")
+    return raw
+
+
+def _schedule(raw: str) -> tuple[int, ...]:
+    offsets = []
+    for item in raw.split(","):
+        match = _OFFSET.match(item.strip())
+        if not match or int(match.group(1)) == 0:
+            raise SettingsError(
+                f"REMINDER_SCHEDULE={raw!r} must be offsets like 3d,7d,14d (units s, m, h, d)"
+            )
+        offsets.append(int(match.group(1)) * _UNITS[match.group(2)])
+    return tuple(sorted(set(offsets)))
