@@ -15,10 +15,12 @@ from worker.context import WorkerContext
 log = logging.getLogger("settle.jobs")
 
 
-def event_job_id(pk: int) -> str:
+def event_job_id(queue_name: str, pk: int) -> str:
     # Deterministic, so the webhook, the sweeper and a replay never queue one
-    # event twice at the same time.
-    return f"event:{pk}"
+    # event twice at the same time. arq's job keys are global to the Redis
+    # database, so the queue name is part of the id: deployments sharing one
+    # Redis (QUEUE_NAME) must not see each other's event:1.
+    return f"{queue_name}:event:{pk}"
 
 
 async def enqueue_event(queue: ArqRedis, pk: int, *, timeout: float = 2.0) -> bool:
@@ -29,7 +31,8 @@ async def enqueue_event(queue: ArqRedis, pk: int, *, timeout: float = 2.0) -> bo
     """
     try:
         job = await asyncio.wait_for(
-            queue.enqueue_job("process_event", pk, _job_id=event_job_id(pk)), timeout
+            queue.enqueue_job("process_event", pk,
+                              _job_id=event_job_id(queue.default_queue_name, pk)), timeout
         )
     except Exception as exc:
         log.warning("enqueue failed; the sweeper will retry",

@@ -1,0 +1,180 @@
+"""Fixtures: a fresh PostgreSQL database and Redis keyspace per run, real servers only.
+
+`make test` points DATABASE_URL and REDIS_URL at servers that answer (starting
+private ones when needed). Each test run creates its own database, migrates
+it, and drops it at the end; each test starts from empty tables and its own
+queue name, so nothing depends on state left by hand or by another test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+
+from ledger.inbox import HANDLERS, Registration
+from tests.stripe_events import SECRET
+from worker.app import create_app
+from worker.db import create_pool
+from worker.migrate import migrate
+from worker.runner import build_worker
+from worker.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+# Tests flush this Redis database; keep it away from a developer's db 0.
+TEST_REDIS_DB = 13
+
+PROBE_TABLE = """create table if not exists test_probe_effects (
+    id serial primary key, event_id text not null, created_at timestamptz default now())"""
+
+
+def with_path(url: str, path: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    base = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    url = with_path(base, f"/settle_test_{uuid.uuid4().hex[:10]}")
+    asyncio.run(migrate(url))  # creates the database, then migrates it
+
+    async def probe_table() -> None:
+        conn = await asyncpg.connect(url)
+        await conn.execute(PROBE_TABLE)
+        await conn.close()
+
+    asyncio.run(probe_table())
+    yield url
+    asyncio.run(drop_database(url))
+
+
+async def drop_database(url: str) -> None:
+    admin = await asyncpg.connect(with_path(url, "/postgres"))
+    name = urlsplit(url).path.lstrip("/")
+    await admin.execute(f'drop database if exists "{name}" with (force)')
+    await admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return with_path(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL, f"/{TEST_REDIS_DB}")
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        queue_name=f"settle-test-{uuid.uuid4().hex[:8]}",
+        api_tokens=("test-token",),
+        stripe_webhook_secrets=(SECRET,),
+        inbox_sweep_seconds=1,
+        inbox_sweep_after_seconds=0,
+        job_timeout_seconds=5,
+    )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool for the test's own assertions; tables are emptied first."""
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    await pool.execute(
+        "truncate events, test_probe_effects restart identity cascade"
+    )
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool) -> TestClient:
+    return await aiohttp_client(create_app(settings))
+
+
+# --- workers -----------------------------------------------------------------------
+
+
+def handlers_with(**extra: Any) -> dict[str, Registration]:
+    """The service's handlers plus test ones: handlers_with(**{"type": Registration(...)})."""
+    return {**HANDLERS, **extra}
+
+
+async def run_burst(settings: Settings, handlers: Mapping[str, Registration] | None = None) -> None:
+    """Run an in-process worker until the queue is empty (no crons: they would refill it)."""
+    ctx: dict[str, Any] = {"settings": settings, "handlers": handlers or HANDLERS}
+    worker = build_worker(settings, burst=True, handle_signals=False, ctx=ctx, poll_delay=0.02,
+                          cron_jobs=[])
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings,
+                         handlers: Mapping[str, Registration] | None = None) -> AsyncIterator[None]:
+    """An in-process worker, crons included, for as long as the block runs."""
+    ctx: dict[str, Any] = {"settings": settings, "handlers": handlers or HANDLERS}
+    worker = build_worker(settings, handle_signals=False, ctx=ctx, poll_delay=0.02)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(interval)
+
+
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment for a real `settle` process with these settings."""
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "QUEUE_NAME": settings.queue_name,
+        "STRIPE_WEBHOOK_SECRETS": ",".join(settings.stripe_webhook_secrets),
+        "API_TOKENS": ",".join(settings.api_tokens),
+        "INBOX_SWEEP_SECONDS": str(settings.inbox_sweep_seconds),
+        "INBOX_SWEEP_AFTER_SECONDS": str(settings.inbox_sweep_after_seconds),
+        "JOB_TIMEOUT_SECONDS": str(settings.job_timeout_seconds),
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update(extra)
+    return env
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)
