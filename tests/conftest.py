@@ -33,6 +33,7 @@ from worker.runner import build_worker
 from worker.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+SETTLE = str(Path(sys.executable).parent / "settle")
 # Tests flush this Redis database; keep it away from a developer's db 0.
 TEST_REDIS_DB = 13
 

@@ -52,7 +52,9 @@ async def create_database(dsn: str) -> None:
     admin = await asyncpg.connect(admin_dsn, timeout=10)
     try:
         await admin.execute('create database "{}"'.format(name.replace('"', '""')))
-    except asyncpg.DuplicateDatabaseError:
-        pass  # another runner created it meanwhile
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+        # Another runner created it meanwhile (two racing creates can also
+        # collide on the catalog's unique index instead).
+        pass
     finally:
         await admin.close()

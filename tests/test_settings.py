@@ -1,0 +1,84 @@
+"""Settings: the contract's defaults, and one clear line for each bad value."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT, SETTLE
+from worker.settings import Settings, SettingsError
+
+
+def test_defaults_match_the_contract() -> None:
+    s = Settings.from_env({})
+    assert s.database_url == "postgresql://postgres@127.0.0.1:5432/settle"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert (s.queue_name, s.port, s.public_url) == ("settle", 8080, "http://localhost:8080")
+    assert s.api_tokens == () and s.stripe_webhook_secrets == ()
+    assert s.stripe_api_key is None and s.stripe_api_base is None
+    assert (s.webhook_tolerance_seconds, s.webhook_max_bytes) == (300, 1048576)
+    assert (s.smtp_host, s.smtp_port, s.smtp_tls, s.mail_from) == (
+        "localhost", 1025, "none", "billing@localhost")
+    assert s.smtp_username is None and s.smtp_password is None
+    assert s.reminder_schedule == (3 * 86400, 7 * 86400, 14 * 86400)
+    assert (s.reminder_scan_seconds, s.inbox_sweep_seconds, s.inbox_sweep_after_seconds) == (
+        60, 30, 60)
+    assert s.overpayment_policy == "credit"
+
+
+def test_values_are_read() -> None:
+    s = Settings.from_env({
+        "PORT": "9000", "API_TOKENS": " a, b ,,", "STRIPE_WEBHOOK_SECRETS": "whsec_1,whsec_2",
+        "REMINDER_SCHEDULE": "30s,2m,1h,1d", "SMTP_TLS": "starttls", "OVERPAYMENT_POLICY": "refund",
+        "STRIPE_API_BASE": "http://127.0.0.1:12111", "QUEUE_NAME": "eu",
+    })
+    assert s.port == 9000 and s.public_url == "http://localhost:9000"
+    assert s.api_tokens == ("a", "b")
+    assert s.stripe_webhook_secrets == ("whsec_1", "whsec_2")
+    assert s.reminder_schedule == (30, 120, 3600, 86400)
+    assert (s.smtp_tls, s.overpayment_policy, s.queue_name) == ("starttls", "refund", "eu")
+
+
+@pytest.mark.parametrize("name,value", [
+    ("DATABASE_URL", "mysql://root@localhost/settle"),
+    ("DATABASE_URL", "not a url"),
+    ("REDIS_URL", "http://127.0.0.1:6379"),
+    ("PORT", "eighty"),
+    ("PORT", "70000"),
+    ("PUBLIC_URL", "localhost:8080"),
+    ("STRIPE_API_BASE", "ftp://stripe"),
+    ("WEBHOOK_TOLERANCE_SECONDS", "5m"),
+    ("WEBHOOK_TOLERANCE_SECONDS", "-1"),
+    ("WEBHOOK_MAX_BYTES", "1MB"),
+    ("SMTP_PORT", "0"),
+    ("SMTP_TLS", "yes"),
+    ("MAIL_FROM", "billing"),
+    ("REMINDER_SCHEDULE", "3 days"),
+    ("REMINDER_SCHEDULE", "3d,,7d"),
+    ("REMINDER_SCHEDULE", "0d"),
+    ("REMINDER_SCAN_SECONDS", "0"),
+    ("INBOX_SWEEP_SECONDS", "fast"),
+    ("INBOX_SWEEP_AFTER_SECONDS", "-5"),
+    ("OVERPAYMENT_POLICY", "keep"),
+])
+def test_malformed_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({name: value})
+    assert str(error.value).startswith(name)
+    assert "\n" not in str(error.value)
+
+
+def test_a_dsn_password_is_never_echoed() -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"DATABASE_URL": "mysql://u:hunter2@db/settle"})
+    assert "hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize("command", ["web", "worker", "migrate"])
+def test_process_stops_at_start_with_one_line(command: str) -> None:
+    done = subprocess.run([SETTLE, command], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30, env={"SMTP_TLS": "maybe"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "settle: SMTP_TLS='maybe' must be one of none, starttls, tls"]
