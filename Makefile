@@ -30,6 +30,7 @@ run: install
 	$(WITH_SERVICES) sh -c 'settle migrate && exec honcho start -f Procfile.dev'
 
 test: install
+	$(BIN)/mypy
 	$(WITH_SERVICES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: install

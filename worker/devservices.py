@@ -146,7 +146,8 @@ class PrivatePostgres:
 
 
 async def redis_answers(url: str) -> bool:
-    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    client = aioredis.from_url(  # type: ignore[no-untyped-call]
+        url, socket_connect_timeout=2, socket_timeout=2)
     try:
         return bool(await client.ping())
     except (OSError, aioredis.RedisError):

@@ -20,6 +20,7 @@ from prometheus_client.core import (
     Metric,
 )
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 log = logging.getLogger("settle.metrics")
 
@@ -57,9 +58,9 @@ async def record_email(redis: Redis, queue_name: str, kind: str, outcome: str) -
     await _best_effort(pipe)
 
 
-async def _best_effort(pipe: "Redis.pipeline") -> None:  # type: ignore[valid-type]
+async def _best_effort(pipe: Pipeline) -> None:
     try:
-        await pipe.execute()  # type: ignore[attr-defined]
+        await pipe.execute()
     except Exception as exc:  # a metric is never worth failing a job for
         log.debug("metrics write failed", extra={"error": exc.__class__.__name__})
 
@@ -76,8 +77,8 @@ async def render(redis: Redis, pool: asyncpg.Pool, queue_name: str) -> bytes:
     """The exposition text: this process's counters, then the shared ones."""
     families: list[Metric] = []
     try:
-        fields = {k.decode(): v.decode()
-                  for k, v in (await redis.hgetall(shared_key(queue_name))).items()}
+        raw: dict[bytes, bytes] = await redis.hgetall(shared_key(queue_name))  # type: ignore[misc]
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
         depth = await redis.zcard(queue_name)
     except Exception:
         fields, depth = {}, None
@@ -115,5 +116,5 @@ async def render(redis: Redis, pool: asyncpg.Pool, queue_name: str) -> bytes:
     except Exception:
         log.warning("metrics: database unavailable")
     shared = CollectorRegistry()
-    shared.register(_Families(families))  # type: ignore[arg-type]
+    shared.register(_Families(families))
     return generate_latest(REGISTRY) + generate_latest(shared)
