@@ -9,6 +9,7 @@ import time
 from arq import ArqRedis, Retry
 
 from ledger import inbox
+from jobs.outbox_queue import enqueue_outbox
 from worker import metrics
 from worker.context import WorkerContext
 
@@ -48,7 +49,8 @@ def backoff(job_try: int) -> float:
 async def process_event(ctx: WorkerContext, pk: int) -> str:
     started = time.perf_counter()
     try:
-        outcome = await inbox.apply_event(ctx["pool"], pk, ctx["handlers"])
+        policy = inbox.Policy(overpayment=ctx["settings"].overpayment_policy)
+        outcome = await inbox.apply_event(ctx["pool"], pk, ctx["handlers"], policy)
     except inbox.RetryLater as later:
         log.info("event deferred", extra={"event_pk": pk, "reason": str(later)})
         raise Retry(defer=later.defer or backoff(ctx["job_try"])) from later
@@ -59,6 +61,8 @@ async def process_event(ctx: WorkerContext, pk: int) -> str:
         log.warning("event attempt failed", extra={
             "event_pk": pk, "job_try": ctx["job_try"], "error": exc.__class__.__name__})
         raise Retry(defer=backoff(ctx["job_try"])) from exc
+    for outbox_id in outcome.follow_up:
+        await enqueue_outbox(ctx["redis"], outbox_id)
     await metrics.record_event_processed(
         ctx["redis"], ctx["settings"].queue_name, outcome.event_type, outcome.status,
         time.perf_counter() - started,
@@ -72,13 +76,16 @@ async def sweep_inbox(ctx: WorkerContext) -> int:
     """Queue again every event pending for longer than INBOX_SWEEP_AFTER_SECONDS.
 
     This is what makes an accepted event survive Redis losing its data or an
-    enqueue that failed after the commit.
+    enqueue that failed after the commit. Owed side effects (the outbox) are
+    swept the same way.
     """
     settings = ctx["settings"]
     pks = await inbox.stale_pending(ctx["pool"], settings.inbox_sweep_after_seconds)
     queued = 0
     for pk in pks:
         queued += await enqueue_event(ctx["redis"], pk)
+    for outbox_id in await inbox.stale_outbox(ctx["pool"], settings.inbox_sweep_after_seconds):
+        queued += await enqueue_outbox(ctx["redis"], outbox_id)
     if queued:
         log.info("sweeper queued events again", extra={"count": queued})
     return queued

@@ -69,9 +69,18 @@ class Outcome:
     status: Status
     reason: str | None = None
     event_type: str = ""
+    # Outbox rows the handler wrote: side effects to perform after the commit.
+    follow_up: tuple[int, ...] = ()
 
 
-Handler = Callable[[asyncpg.Connection, Event], Awaitable[Outcome]]
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What handlers need from the settings."""
+
+    overpayment: Literal["credit", "refund"] = "credit"
+
+
+Handler = Callable[[asyncpg.Connection, Event, Policy], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +147,21 @@ async def stale_pending(pool: asyncpg.Pool, older_than: float, limit: int = 1000
     return [r["id"] for r in rows]
 
 
+async def stale_outbox(pool: asyncpg.Pool, older_than: float, limit: int = 1000) -> list[int]:
+    rows = await pool.fetch(
+        """select id from outbox
+           where status = 'pending' and created_at < now() - make_interval(secs => $1)
+           order by created_at limit $2""",
+        float(older_than), limit,
+    )
+    return [r["id"] for r in rows]
+
+
 # --- applying -------------------------------------------------------------------
 
 
-async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers) -> Outcome:
+async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
+                      policy: Policy = Policy()) -> Outcome:
     """Apply one recorded event exactly once; see the module docstring.
 
     Raises RetryLater when the handler asked for it and attempts remain, and
@@ -162,7 +182,8 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers) -> Outcom
                 return Outcome(row["status"], "already applied", row["type"])
             event = Event(pk, row["event_id"], row["type"], row["payload"],
                           row["attempts"], row["received_at"])
-            outcome = replace(await _dispatch(conn, event, handlers), event_type=event.type)
+            outcome = replace(await _dispatch(conn, event, handlers, policy),
+                              event_type=event.type)
             await _finish(conn, pk, outcome)
             return outcome
     except RetryLater as later:
@@ -179,7 +200,8 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers) -> Outcom
         raise
 
 
-async def _dispatch(conn: asyncpg.Connection, event: Event, handlers: Handlers) -> Outcome:
+async def _dispatch(conn: asyncpg.Connection, event: Event, handlers: Handlers,
+                    policy: Policy) -> Outcome:
     registration = handlers.get(event.type)
     if registration is None:
         return Outcome("ignored", f"settle does not act on {event.type}")
@@ -188,7 +210,7 @@ async def _dispatch(conn: asyncpg.Connection, event: Event, handlers: Handlers) 
     try:
         # A savepoint: a handler that fails leaves no half-applied writes behind.
         async with conn.transaction():
-            return await registration.handler(conn, event)
+            return await registration.handler(conn, event, policy)
     except PermanentError as error:
         return Outcome("failed", str(error))
     except RetryLater as later:

@@ -10,12 +10,12 @@ import asyncio
 
 import asyncpg
 
-from ledger.inbox import Event, Outcome, handles
+from ledger.inbox import Event, Outcome, Policy, handles
 from worker.cli import main
 
 
 @handles("settle.test_probe", needs_invoice=False)
-async def probe(conn: asyncpg.Connection, event: Event) -> Outcome:
+async def probe(conn: asyncpg.Connection, event: Event, policy: Policy) -> Outcome:
     await conn.execute("insert into test_probe_effects (event_id) values ($1)", event.event_id)
     await asyncio.sleep(float(event.object.get("sleep", 0)))
     return Outcome("processed")

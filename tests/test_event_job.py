@@ -15,6 +15,7 @@ from ledger.inbox import (
     Event,
     Outcome,
     PermanentError,
+    Policy,
     Registration,
     RetryLater,
     is_transient,
@@ -47,7 +48,7 @@ def with_handler(handler: object) -> dict[str, Registration]:
 
 async def test_permanent_error_fails_at_once_and_moves_nothing(
         client: TestClient, db: asyncpg.Pool, settings: Settings) -> None:
-    async def currency_mismatch(conn: asyncpg.Connection, ev: Event) -> Outcome:
+    async def currency_mismatch(conn: asyncpg.Connection, ev: Event, policy: Policy) -> Outcome:
         await conn.execute("insert into test_probe_effects (event_id) values ($1)", ev.event_id)
         raise PermanentError("currency eur does not match invoice currency usd")
 
@@ -64,7 +65,7 @@ async def test_retry_later_gives_up_after_its_attempts(
         client: TestClient, db: asyncpg.Pool, settings: Settings) -> None:
     calls = []
 
-    async def unknown_invoice(conn: asyncpg.Connection, ev: Event) -> Outcome:
+    async def unknown_invoice(conn: asyncpg.Connection, ev: Event, policy: Policy) -> Outcome:
         calls.append(ev.attempts)
         raise RetryLater("invoice inv_1 is unknown", defer=0.01)
 
@@ -78,7 +79,7 @@ async def test_retry_later_gives_up_after_its_attempts(
 
 async def test_retry_later_succeeds_when_the_cause_passes(
         client: TestClient, db: asyncpg.Pool, settings: Settings) -> None:
-    async def appears_later(conn: asyncpg.Connection, ev: Event) -> Outcome:
+    async def appears_later(conn: asyncpg.Connection, ev: Event, policy: Policy) -> Outcome:
         if ev.attempts < 2:
             raise RetryLater("invoice inv_1 is unknown", defer=0.01)
         return Outcome("processed")
@@ -93,7 +94,7 @@ async def test_transient_errors_are_retried(client: TestClient, db: asyncpg.Pool
                                             settings: Settings) -> None:
     failures = [ConnectionRefusedError("db gone"), asyncpg.DeadlockDetectedError("deadlock")]
 
-    async def flaky(conn: asyncpg.Connection, ev: Event) -> Outcome:
+    async def flaky(conn: asyncpg.Connection, ev: Event, policy: Policy) -> Outcome:
         if failures:
             raise failures.pop(0)
         return Outcome("processed")
@@ -106,7 +107,7 @@ async def test_transient_errors_are_retried(client: TestClient, db: asyncpg.Pool
 
 async def test_unexpected_error_is_recorded_after_a_few_tries(
         client: TestClient, db: asyncpg.Pool, settings: Settings) -> None:
-    async def buggy(conn: asyncpg.Connection, ev: Event) -> Outcome:
+    async def buggy(conn: asyncpg.Connection, ev: Event, policy: Policy) -> Outcome:
         raise KeyError("amount_total")
 
     await deliver_one(client)

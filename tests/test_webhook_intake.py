@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from jobs.events import event_job_id
-from ledger.inbox import Event, Outcome, Registration
+from ledger.inbox import Event, Outcome, Policy, Registration
 from tests.conftest import handlers_with, replace, run_burst, running_worker, wait_for
 from tests.stripe_events import event, signed, stripe_object
 from worker.app import create_app
@@ -32,7 +32,7 @@ async def events(db: asyncpg.Pool) -> list[asyncpg.Record]:
 def probe_handlers() -> dict[str, Registration]:
     """A handler whose every run leaves a row, to count how often an event was applied."""
 
-    async def probe(conn: asyncpg.Connection, ev: Event) -> Outcome:
+    async def probe(conn: asyncpg.Connection, ev: Event, policy: Policy) -> Outcome:
         await conn.execute("insert into test_probe_effects (event_id) values ($1)", ev.event_id)
         return Outcome("processed")
 
@@ -113,7 +113,7 @@ async def test_accepted_event_is_recorded_and_queued(client: TestClient, db: asy
 
 async def test_event_without_invoice_metadata_is_ignored(client: TestClient, db: asyncpg.Pool,
                                                          settings: Settings) -> None:
-    async def must_not_run(conn: asyncpg.Connection, ev: Event) -> Outcome:
+    async def must_not_run(conn: asyncpg.Connection, ev: Event, policy: Policy) -> Outcome:
         raise AssertionError("handler ran for an event without metadata.invoice_id")
 
     handlers = handlers_with(**{"payment_intent.succeeded": Registration(must_not_run)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 import asyncpg
+import stripe
 from aiohttp import web
 from arq import ArqRedis
 
@@ -23,5 +24,7 @@ class WorkerContext(TypedDict, total=False):
     pool: asyncpg.Pool
     redis: ArqRedis
     handlers: Handlers
+    stripe: stripe.StripeClient | None
+    stripe_http: stripe.AIOHTTPClient
     job_id: str
     job_try: int

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import stripe
 from arq import cron, func
 from arq.worker import Worker, create_worker
 
+import ledger.processor_events  # noqa: F401  (registers the payment event handlers)
 from jobs.events import process_event, sweep_inbox
+from jobs.outbox import deliver_outbox
 from ledger.inbox import HANDLERS
 from worker.context import WorkerContext
 from worker.db import create_pool
+from worker.processor import stripe_client
 from worker.queue import deserialize, redis_settings, serialize
 from worker.settings import Settings
 
@@ -28,17 +32,26 @@ def every(seconds: int) -> dict[str, Any]:
 async def startup(ctx: WorkerContext) -> None:
     ctx["pool"] = await create_pool(ctx["settings"].database_url, min_size=1, max_size=10)
     ctx.setdefault("handlers", HANDLERS)
+    ctx["stripe_http"] = stripe.AIOHTTPClient(timeout=20)
+    ctx["stripe"] = stripe_client(ctx["settings"], ctx["stripe_http"])
 
 
 async def shutdown(ctx: WorkerContext) -> None:
     if "pool" in ctx:
         await ctx["pool"].close()
+    if "stripe_http" in ctx:
+        await ctx["stripe_http"].close_async()  # type: ignore[no-untyped-call]
 
 
 class WorkerSettings:
     """The static part; `worker_options` adds what comes from the environment."""
 
-    functions = [func(process_event, max_tries=20)]  # type: ignore[arg-type]
+    # Many tries: past them an event or outbox row is still pending in
+    # PostgreSQL and the sweeper queues it again.
+    functions = [
+        func(process_event, max_tries=20),  # type: ignore[arg-type]
+        func(deliver_outbox, max_tries=20),  # type: ignore[arg-type]
+    ]
     on_startup = startup
     on_shutdown = shutdown
     job_serializer = serialize

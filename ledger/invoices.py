@@ -1,0 +1,208 @@
+"""Invoices: upsert while draft, send, void, apply credit, and the view the API shows.
+
+Every function that changes money locks the invoice row first
+(`select ... for update`), then any credit balance: one order everywhere, so
+concurrent workers and API calls serialise on the invoice and never deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+
+from ledger import money
+from ledger.credit import change_credit, locked_balance
+from ledger.errors import Conflict, Invalid, NotFound
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceInput:
+    customer_id: str
+    number: str
+    currency: str
+    total: int
+    due_date: date | None = None
+    kind: str = "invoice"
+    notify_emails: tuple[str, ...] = ()
+    auto_apply_credit: bool = True
+
+
+def status_of(row: asyncpg.Record | dict[str, Any], on: date | None = None) -> money.InvoiceStatus:
+    return money.invoice_status(
+        voided=row["voided_at"] is not None, sent=row["sent_at"] is not None,
+        total=row["total"], amount_paid=row["amount_paid"],
+        amount_credited=row["amount_credited"], due_date=row["due_date"], today=on or today(),
+    )
+
+
+def remaining_of(row: asyncpg.Record | dict[str, Any]) -> int:
+    return money.remaining(row["total"], row["amount_paid"], row["amount_credited"])
+
+
+def is_open(row: asyncpg.Record | dict[str, Any]) -> bool:
+    return status_of(row) in money.OPEN_STATUSES
+
+
+async def lock_invoice(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("select * from invoices where id = $1 for update", invoice_id)
+
+
+async def locked(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record:
+    row = await lock_invoice(conn, invoice_id)
+    if row is None:
+        raise NotFound("invoice", invoice_id)
+    return row
+
+
+async def changed(conn: asyncpg.Connection, before: asyncpg.Record) -> asyncpg.Record:
+    """Call after changing an invoice's money, in the same transaction.
+
+    Counts each time the invoice becomes paid; what follows from that (links
+    superseded, the "paid" notice) hangs off this one place.
+    """
+    after = await conn.fetchrow(
+        "update invoices set updated_at = now() where id = $1 returning *", before["id"])
+    if remaining_of(before) > 0 and remaining_of(after) == 0 and after["sent_at"] is not None \
+            and after["voided_at"] is None:
+        after = await conn.fetchrow(
+            "update invoices set times_paid = times_paid + 1 where id = $1 returning *",
+            before["id"])
+    return after
+
+
+# --- API operations (each its own transaction) -------------------------------------
+
+
+async def upsert_invoice(pool: asyncpg.Pool, invoice_id: str,
+                         data: InvoiceInput) -> tuple[dict[str, Any], bool]:
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("select 1 from customers where id = $1", data.customer_id):
+            raise Invalid("customer_not_found", f"no customer {data.customer_id!r}")
+        existing = await lock_invoice(conn, invoice_id)
+        values = (invoice_id, data.customer_id, data.number, data.currency, data.total,
+                  data.due_date, data.kind, list(data.notify_emails), data.auto_apply_credit)
+        if existing is None:
+            await conn.execute(
+                """insert into invoices (id, customer_id, number, currency, total, due_date,
+                                         kind, notify_emails, auto_apply_credit)
+                   values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                   on conflict (id) do nothing""",
+                *values,
+            )
+            created = True
+        else:
+            if existing["sent_at"] is not None or existing["voided_at"] is not None:
+                raise Conflict("invoice_not_draft", "the invoice was sent; it can no longer change")
+            if data.total < existing["amount_paid"] + existing["amount_credited"]:
+                raise Conflict("invoice_has_payments",
+                               "the total is below what was already paid on the invoice")
+            await conn.execute(
+                """update invoices set customer_id = $2, number = $3, currency = $4, total = $5,
+                          due_date = $6, kind = $7, notify_emails = $8, auto_apply_credit = $9,
+                          updated_at = now()
+                   where id = $1""",
+                *values,
+            )
+            created = False
+        return await invoice_view(conn, invoice_id), created
+
+
+async def send_invoice(pool: asyncpg.Pool, invoice_id: str) -> dict[str, Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await locked(conn, invoice_id)
+        if row["voided_at"] is not None:
+            raise Conflict("invoice_void", "a void invoice cannot be sent")
+        if row["sent_at"] is None:
+            row = await conn.fetchrow(
+                "update invoices set sent_at = now() where id = $1 returning *", invoice_id)
+            if row["auto_apply_credit"]:
+                await _apply_credit(conn, row, None)
+        return await invoice_view(conn, invoice_id)
+
+
+async def void_invoice(pool: asyncpg.Pool, invoice_id: str) -> dict[str, Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await locked(conn, invoice_id)
+        if row["voided_at"] is None:
+            if await conn.fetchval(
+                """select exists (select 1 from payments where invoice_id = $1
+                   and ((status = 'succeeded' and applied > 0) or status = 'processing'))""",
+                invoice_id,
+            ):
+                raise Conflict("invoice_has_payments",
+                               "a payment was applied to the invoice or is processing")
+            if row["amount_credited"] > 0:
+                # Credit spent on an invoice that no longer stands goes back to the customer.
+                await change_credit(conn, row["customer_id"], row["currency"],
+                                    row["amount_credited"], "returned", invoice_id=invoice_id)
+            await conn.execute(
+                """update invoices set voided_at = now(), amount_credited = 0, updated_at = now()
+                   where id = $1""",
+                invoice_id,
+            )
+        return await invoice_view(conn, invoice_id)
+
+
+async def apply_credit(pool: asyncpg.Pool, invoice_id: str, amount: int | None) -> dict[str, Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await locked(conn, invoice_id)
+        if not is_open(row):
+            raise Invalid("invoice_not_open", f"the invoice is {status_of(row)}")
+        if await _apply_credit(conn, row, amount) == 0:
+            raise Invalid("no_credit", "the customer has no credit in this currency")
+        return await invoice_view(conn, invoice_id)
+
+
+async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: int | None) -> int:
+    """Apply min(amount, balance, remaining) of credit to a locked invoice; what was applied."""
+    balance = await locked_balance(conn, row["customer_id"], row["currency"])
+    applied = money.credit_to_apply(amount, balance, remaining_of(row))
+    if applied:
+        await change_credit(conn, row["customer_id"], row["currency"], -applied, "applied",
+                            invoice_id=row["id"])
+        await conn.execute(
+            "update invoices set amount_credited = amount_credited + $2 where id = $1",
+            row["id"], applied,
+        )
+        await changed(conn, row)
+    return applied
+
+
+# --- the view ------------------------------------------------------------------------
+
+
+async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str) -> dict[str, Any]:
+    row = await conn.fetchrow("select * from invoices where id = $1", invoice_id)
+    if row is None:
+        raise NotFound("invoice", invoice_id)
+    payments = await conn.fetch(
+        """select id, amount, applied, credited, refunded, status, payment_request_id
+           from payments where invoice_id = $1 order by created_at, id""",
+        invoice_id,
+    )
+    return {
+        "id": row["id"],
+        "number": row["number"],
+        "customer_id": row["customer_id"],
+        "currency": row["currency"],
+        "total": row["total"],
+        "amount_paid": row["amount_paid"],
+        "amount_credited": row["amount_credited"],
+        "amount_remaining": remaining_of(row),
+        "status": status_of(row),
+        "kind": row["kind"],
+        "due_date": row["due_date"].isoformat() if row["due_date"] else None,
+        "notify_emails": list(row["notify_emails"]),
+        "auto_apply_credit": row["auto_apply_credit"],
+        # Pay links arrive with payment requests (issue 4).
+        "pay_url": None,
+        "payment_requests": [],
+        "payments": [dict(p) for p in payments],
+    }

@@ -1,0 +1,38 @@
+"""The Stripe client: the real `stripe` package, async over aiohttp.
+
+`STRIPE_API_BASE` points it at a sandbox or a local stand-in through the
+client's own `base_addresses`; nothing else in settle knows Stripe's hosts.
+"""
+
+from __future__ import annotations
+
+import stripe
+
+from worker.settings import Settings
+
+
+def stripe_client(settings: Settings,
+                  http_client: stripe.AIOHTTPClient) -> stripe.StripeClient | None:
+    """None when no STRIPE_API_KEY is set: calls that need Stripe then fail, recorded.
+
+    The caller owns `http_client` (one aiohttp session) and closes it.
+    """
+    if not settings.stripe_api_key:
+        return None
+    base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+    return stripe.StripeClient(
+        settings.stripe_api_key,
+        base_addresses=base,  # type: ignore[arg-type]
+        http_client=http_client,
+        # settle retries through its outbox with an idempotency key; no hidden retries.
+        max_network_retries=0,
+    )
+
+
+def is_transient_stripe_error(exc: BaseException) -> bool:
+    """Network trouble, rate limits and Stripe's own 5xx pass; a refused request does not."""
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+        return True
+    if isinstance(exc, stripe.StripeError):
+        return (exc.http_status or 500) >= 500
+    return isinstance(exc, (OSError, TimeoutError))
