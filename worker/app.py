@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from handlers import health, webhooks
+from handlers import api, health, webhooks
+from handlers.middleware import api_auth, domain_errors
 from worker.context import POOL, QUEUE, SETTINGS
 from worker.db import create_pool
 from worker.queue import queue_client
@@ -28,11 +29,12 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[domain_errors, api_auth])
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_postgres, _redis])
     app.router.add_post("/webhooks/stripe", webhooks.receive_stripe)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics_text)
+    api.add_routes(app)
     return app

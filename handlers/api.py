@@ -1,0 +1,70 @@
+"""The application API for customers and invoices (CONTRACT §5)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers import parse
+from ledger import customers, invoices
+from worker.context import POOL
+
+
+async def put_customer(request: web.Request) -> web.Response:
+    body = await parse.json_object(request)
+    customer, created = await customers.upsert_customer(
+        request.app[POOL], parse.path_id(request), parse.email(body, "email"),
+        parse.optional_string(body, "name"))
+    return web.json_response(customer, status=201 if created else 200)
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    return web.json_response(
+        await customers.customer_view(request.app[POOL], parse.path_id(request)))
+
+
+async def put_invoice(request: web.Request) -> web.Response:
+    body = await parse.json_object(request)
+    data = invoices.InvoiceInput(
+        customer_id=parse.string(body, "customer_id", max_length=255),
+        number=parse.string(body, "number", max_length=255),
+        currency=parse.currency(body),
+        total=parse.amount(body, "total", code="total_invalid"),
+        due_date=parse.a_date(body, "due_date"),
+        kind=parse.choice(body, "kind", ("invoice", "quote_deposit")),
+        notify_emails=parse.emails(body, "notify_emails"),
+        auto_apply_credit=parse.boolean(body, "auto_apply_credit", True),
+    )
+    invoice, created = await invoices.upsert_invoice(request.app[POOL], parse.path_id(request),
+                                                     data)
+    return web.json_response(invoice, status=201 if created else 200)
+
+
+async def get_invoice(request: web.Request) -> web.Response:
+    return web.json_response(await invoices.invoice_view(request.app[POOL],
+                                                         parse.path_id(request)))
+
+
+async def send_invoice(request: web.Request) -> web.Response:
+    return web.json_response(await invoices.send_invoice(request.app[POOL],
+                                                         parse.path_id(request)))
+
+
+async def void_invoice(request: web.Request) -> web.Response:
+    return web.json_response(await invoices.void_invoice(request.app[POOL],
+                                                         parse.path_id(request)))
+
+
+async def apply_credit(request: web.Request) -> web.Response:
+    body = await parse.json_object(request, optional=True)
+    return web.json_response(await invoices.apply_credit(
+        request.app[POOL], parse.path_id(request), parse.optional_amount(body, "amount")))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_put("/v1/customers/{id}", put_customer)
+    app.router.add_get("/v1/customers/{id}", get_customer)
+    app.router.add_put("/v1/invoices/{id}", put_invoice)
+    app.router.add_get("/v1/invoices/{id}", get_invoice)
+    app.router.add_post("/v1/invoices/{id}/send", send_invoice)
+    app.router.add_post("/v1/invoices/{id}/void", void_invoice)
+    app.router.add_post("/v1/invoices/{id}/apply-credit", apply_credit)
