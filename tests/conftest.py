@@ -93,7 +93,8 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool for the test's own assertions; tables are emptied first."""
     pool = await create_pool(database_url, min_size=1, max_size=4)
     await pool.execute(
-        "truncate events, test_probe_effects restart identity cascade"
+        """truncate events, test_probe_effects, outbox, credit_entries, credit_balances,
+                    payments, invoices, customers restart identity cascade"""
     )
     yield pool
     await pool.close()
@@ -128,6 +129,15 @@ async def run_burst(settings: Settings, handlers: Mapping[str, Registration] | N
         await worker.main()
     finally:
         await worker.close()
+
+
+@pytest.fixture
+async def svc(client: TestClient, settings: Settings, db: asyncpg.Pool) -> Any:
+    from tests.service import Service
+
+    service = Service(client, settings, db)
+    await service.customer()
+    return service
 
 
 @contextlib.asynccontextmanager

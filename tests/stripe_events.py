@@ -44,3 +44,48 @@ def signed(body: bytes | dict[str, Any], secret: str = SECRET,
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     header = sign(raw, secret, int(time.time()) if timestamp is None else timestamp)
     return raw, {"Stripe-Signature": header, "Content-Type": "application/json"}
+
+
+# --- the events settle acts on, as Stripe shapes them ----------------------------------
+
+def _metadata(invoice_id: str | None, request_id: str | None) -> dict[str, str]:
+    metadata = {}
+    if invoice_id is not None:
+        metadata["invoice_id"] = invoice_id
+    if request_id is not None:
+        metadata["payment_request_id"] = request_id
+    return metadata
+
+
+def session_completed(invoice_id: str | None, amount: int, payment_intent: str, *,
+                      payment_status: str = "paid", currency: str = "usd",
+                      request_id: str | None = None,
+                      event_type: str = "checkout.session.completed") -> dict[str, Any]:
+    session = stripe_object(
+        "checkout.session", id=f"cs_test_{uuid.uuid4().hex[:24]}", amount_total=amount,
+        amount_subtotal=amount, currency=currency, payment_intent=payment_intent,
+        payment_status=payment_status, status="complete", mode="payment",
+        metadata=_metadata(invoice_id, request_id),
+    )
+    return event(event_type, session)
+
+
+def payment_intent_succeeded(invoice_id: str | None, amount: int, payment_intent: str, *,
+                             currency: str = "usd",
+                             request_id: str | None = None) -> dict[str, Any]:
+    intent = stripe_object(
+        "payment_intent", id=payment_intent, amount=amount, amount_received=amount,
+        currency=currency, status="succeeded", metadata=_metadata(invoice_id, request_id),
+    )
+    return event("payment_intent.succeeded", intent)
+
+
+def charge_refunded(payment_intent: str, amount: int, amount_refunded: int, *,
+                    invoice_id: str | None, currency: str = "usd") -> dict[str, Any]:
+    """Stripe copies the PaymentIntent's metadata onto its charge when it is confirmed."""
+    charge = stripe_object(
+        "charge", id=f"ch_{uuid.uuid4().hex[:24]}", amount=amount, amount_captured=amount,
+        amount_refunded=amount_refunded, refunded=amount_refunded >= amount, currency=currency,
+        payment_intent=payment_intent, metadata=_metadata(invoice_id, None),
+    )
+    return event("charge.refunded", charge)

@@ -1,0 +1,65 @@
+"""Driving settle as its users do: the /v1 API and signed webhooks, then a worker run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import run_burst
+from tests.stripe_events import signed
+from worker.settings import Settings
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Service:
+    client: TestClient
+    settings: Settings
+    db: asyncpg.Pool
+
+    async def call(self, method: str, path: str, body: Any = None,
+                   expect: int | None = 200) -> Any:
+        response = await self.client.request(method, path, json=body, headers=AUTH)
+        payload = await response.json()
+        if expect is not None:
+            assert response.status == expect, (response.status, payload)
+        return payload
+
+    async def customer(self, customer_id: str = "cus_1", email: str = "pay@example.com") -> Any:
+        return await self.call("PUT", f"/v1/customers/{customer_id}",
+                               {"email": email, "name": "Ada"}, expect=None)
+
+    async def invoice(self, invoice_id: str, total: int, *, customer_id: str = "cus_1",
+                      send: bool = True, **fields: Any) -> Any:
+        body = {"customer_id": customer_id, "number": f"N-{invoice_id}", "currency": "usd",
+                "total": total, **fields}
+        invoice = await self.call("PUT", f"/v1/invoices/{invoice_id}", body, expect=201)
+        if send:
+            invoice = await self.call("POST", f"/v1/invoices/{invoice_id}/send")
+        return invoice
+
+    async def get_invoice(self, invoice_id: str) -> Any:
+        return await self.call("GET", f"/v1/invoices/{invoice_id}")
+
+    async def balance(self, customer_id: str = "cus_1") -> dict[str, int]:
+        return (await self.call("GET", f"/v1/customers/{customer_id}"))["credit_balance"]  # type: ignore[no-any-return]
+
+    async def deliver(self, *events: dict[str, Any], settle: bool = True) -> None:
+        for event in events:
+            raw, headers = signed(event)
+            response = await self.client.post("/webhooks/stripe", data=raw, headers=headers)
+            assert response.status == 200, await response.text()
+        if settle:
+            await self.settle()
+
+    async def settle(self) -> None:
+        await run_burst(self.settings)
+
+    async def event_status(self, event_id: str) -> asyncpg.Record:
+        return await self.db.fetchrow(
+            "select status, reason, attempts from events where event_id = $1", event_id)

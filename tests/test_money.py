@@ -1,0 +1,201 @@
+"""The money rules as pure functions, with property tests over any sequence of steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import money
+
+
+def test_remaining_never_below_zero() -> None:
+    assert money.remaining(10_000, 3_000, 0) == 7_000
+    assert money.remaining(10_000, 9_000, 2_000) == 0
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ({"voided": True, "sent": True, "amount_paid": 10_000}, "void"),
+    ({"sent": False}, "draft"),
+    ({"amount_paid": 10_000, "due_date": date(2020, 1, 1)}, "paid"),
+    ({"amount_paid": 6_000, "amount_credited": 4_000}, "paid"),
+    ({"amount_paid": 1, "due_date": date(2020, 1, 1)}, "overdue"),
+    ({"due_date": date(2020, 1, 1)}, "overdue"),
+    ({"amount_credited": 1}, "partially_paid"),
+    ({"due_date": date(2030, 1, 1)}, "sent"),
+    ({"due_date": date(2026, 6, 1)}, "sent"),  # due today is not overdue
+])
+def test_status_precedence(kwargs: dict[str, object], expected: str) -> None:
+    args: dict[str, object] = {"voided": False, "sent": True, "total": 10_000, "amount_paid": 0,
+                               "amount_credited": 0, "due_date": None, "today": date(2026, 6, 1)}
+    args.update(kwargs)
+    assert money.invoice_status(**args) == expected  # type: ignore[arg-type]
+
+
+def test_capture_split() -> None:
+    assert money.split_capture(3_000, 10_000) == money.CaptureSplit(3_000, 0)
+    assert money.split_capture(12_000, 10_000) == money.CaptureSplit(10_000, 2_000)
+    assert money.split_capture(2_000, 0) == money.CaptureSplit(0, 2_000)
+    with pytest.raises(ValueError):
+        money.split_capture(-1, 10)
+
+
+def test_refund_takes_credit_first_then_paid() -> None:
+    assert money.split_refund(2_500, credit_from_payment=2_000, balance=5_000,
+                              applied_from_payment=10_000) == money.RefundSplit(2_000, 500, 0)
+    # Credit already spent: what is left of it on the balance only.
+    assert money.split_refund(2_500, credit_from_payment=2_000, balance=300,
+                              applied_from_payment=10_000) == money.RefundSplit(300, 2_200, 0)
+    assert money.split_refund(12_000, credit_from_payment=2_000, balance=0,
+                              applied_from_payment=10_000) == money.RefundSplit(0, 10_000, 2_000)
+
+
+def test_refund_increase_is_cumulative_and_never_lowers() -> None:
+    assert money.refund_increase(reported=500, refunded=0, excess_refunded=0, absorbed=0) == (500, 500)
+    assert money.refund_increase(reported=300, refunded=500, excess_refunded=0, absorbed=500) == (500, 0)
+    # settle's own excess refund is not taken back from the books again.
+    assert money.refund_increase(reported=2_000, refunded=0, excess_refunded=2_000,
+                                 absorbed=0) == (2_000, 0)
+    assert money.refund_increase(reported=2_500, refunded=2_000, excess_refunded=2_000,
+                                 absorbed=0) == (2_500, 500)
+
+
+def test_credit_to_apply() -> None:
+    assert money.credit_to_apply(None, 1_500, 7_000) == 1_500
+    assert money.credit_to_apply(500, 1_500, 7_000) == 500
+    assert money.credit_to_apply(9_000, 10_000, 7_000) == 7_000
+    assert money.credit_to_apply(None, 0, 7_000) == 0
+    with pytest.raises(ValueError):
+        money.credit_to_apply(0, 10, 10)
+
+
+@pytest.mark.parametrize("amount,currency,text", [
+    (123_450, "usd", "$1,234.50"), (1_200, "eur", "€12.00"), (5, "usd", "$0.05"),
+    (500, "jpy", "¥500"), (100_000, "chf", "1,000.00 CHF"), (-250, "gbp", "-£2.50"),
+])
+def test_amounts_for_people(amount: int, currency: str, text: str) -> None:
+    assert money.format_amount(amount, currency) == text
+
+
+# --- property: any sequence of steps keeps the books balanced -----------------------
+
+@dataclass
+class Payment:
+    amount: int = 0
+    applied: int = 0
+    credited: int = 0
+    refunded: int = 0
+    from_credit: int = 0
+    from_paid: int = 0
+    unrecovered: int = 0
+    captured: bool = False
+
+
+@dataclass
+class Books:
+    """A model of one customer in one currency, moved only by the pure functions."""
+
+    totals: list[int]
+    paid: list[int] = field(default_factory=list)
+    credited: list[int] = field(default_factory=list)
+    balance: int = 0
+    granted: int = 0
+    taken_back: int = 0
+    payments: dict[str, tuple[int, Payment]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.paid = [0] * len(self.totals)
+        self.credited = [0] * len(self.totals)
+
+    def left(self, i: int) -> int:
+        return money.remaining(self.totals[i], self.paid[i], self.credited[i])
+
+    def capture(self, pid: str, invoice: int, amount: int) -> None:
+        invoice, p = self.payments.setdefault(pid, (invoice, Payment()))
+        if p.captured:
+            return  # one payment id counts once
+        split = money.split_capture(amount, self.left(invoice))
+        p.amount, p.applied, p.credited, p.captured = amount, split.applied, split.excess, True
+        self.paid[invoice] += split.applied
+        self.balance += split.excess
+        self.granted += split.excess
+        if p.refunded:
+            self.refund(pid, p.refunded)  # a refund reported before the capture
+
+    def refund(self, pid: str, reported: int) -> None:
+        if pid not in self.payments:
+            return
+        invoice, p = self.payments[pid]
+        if not p.captured:
+            p.refunded = max(p.refunded, reported)
+            return
+        reported = min(reported, p.amount)  # the processor never refunds more than captured
+        new, increase = money.refund_increase(
+            reported=reported, refunded=p.refunded, excess_refunded=0,
+            absorbed=p.from_credit + p.from_paid + p.unrecovered)
+        p.refunded = new
+        split = money.split_refund(increase, credit_from_payment=p.credited - p.from_credit,
+                                   balance=self.balance,
+                                   applied_from_payment=p.applied - p.from_paid)
+        p.from_credit += split.from_credit
+        p.from_paid += split.from_paid
+        p.unrecovered += split.unrecovered
+        self.balance -= split.from_credit
+        self.taken_back += split.from_credit
+        self.paid[invoice] -= split.from_paid
+
+    def apply_credit(self, invoice: int, requested: int | None) -> None:
+        used = money.credit_to_apply(requested, self.balance, self.left(invoice))
+        self.balance -= used
+        self.credited[invoice] += used
+
+    def check(self) -> None:
+        captured = sum(p.amount for _, p in self.payments.values() if p.captured)
+        refunded = sum(p.from_credit + p.from_paid + p.unrecovered
+                       for _, p in self.payments.values() if p.captured)
+        unrecovered = sum(p.unrecovered for _, p in self.payments.values())
+        # amount_paid + credit granted - credit taken back = captured - refunded
+        # (what was refunded after being spent as credit elsewhere is recorded apart).
+        assert sum(self.paid) + self.granted - self.taken_back == captured - refunded + unrecovered
+        assert self.balance == self.granted - self.taken_back - sum(self.credited)
+        assert self.balance >= 0
+        for i, total in enumerate(self.totals):
+            assert 0 <= self.paid[i] <= total
+            assert self.left(i) >= 0
+            assert self.paid[i] + self.credited[i] <= total
+
+
+steps = st.lists(st.one_of(
+    st.tuples(st.just("capture"), st.sampled_from("abcde"), st.integers(0, 2),
+              st.integers(1, 15_000)),
+    st.tuples(st.just("refund"), st.sampled_from("abcde"), st.integers(0, 15_000)),
+    st.tuples(st.just("credit"), st.integers(0, 2), st.one_of(st.none(), st.integers(1, 9_000))),
+), max_size=30)
+
+
+def run(books: Books, step: tuple[object, ...]) -> None:
+    if step[0] == "capture":
+        books.capture(step[1], step[2], step[3])  # type: ignore[arg-type]
+    elif step[0] == "refund":
+        books.refund(step[1], step[2])  # type: ignore[arg-type]
+    else:
+        books.apply_credit(step[1], step[2])  # type: ignore[arg-type]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.integers(1, 12_000), min_size=3, max_size=3), steps, st.data())
+def test_books_stay_balanced_and_duplicates_change_nothing(totals: list[int],
+                                                            sequence: list[tuple[object, ...]],
+                                                            data: st.DataObject) -> None:
+    books = Books(totals)
+    for step in sequence:
+        run(books, step)
+        books.check()
+        if step[0] != "credit" and data.draw(st.booleans()):
+            # A duplicate delivery of the same capture or cumulative refund is a no-op.
+            before = repr(books)
+            run(books, step)
+            assert repr(books) == before
