@@ -25,6 +25,7 @@ class Call:
 @dataclass
 class StripeStandIn:
     api_key: str = "sk_test_standin"
+    base: str = ""  # where it listens, once started
     calls: list[Call] = field(default_factory=list)
     # Answer the next N calls with this status (a 500 or 429 to test retries).
     failures: list[int] = field(default_factory=list)
