@@ -5,8 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from handlers import parse
-from ledger import customers, invoices
-from worker.context import POOL
+from ledger import customers, invoices, requests
+from worker.context import AFTER_COMMIT, POOL, SETTINGS
+
+
+def _url(request: web.Request) -> str:
+    return request.app[SETTINGS].public_url
 
 
 async def put_customer(request: web.Request) -> web.Response:
@@ -35,29 +39,61 @@ async def put_invoice(request: web.Request) -> web.Response:
         auto_apply_credit=parse.boolean(body, "auto_apply_credit", True),
     )
     invoice, created = await invoices.upsert_invoice(request.app[POOL], parse.path_id(request),
-                                                     data)
+                                                     data, _url(request))
     return web.json_response(invoice, status=201 if created else 200)
 
 
 async def get_invoice(request: web.Request) -> web.Response:
-    return web.json_response(await invoices.invoice_view(request.app[POOL],
-                                                         parse.path_id(request)))
+    return web.json_response(await invoices.invoice_view(
+        request.app[POOL], parse.path_id(request), _url(request)))
 
 
 async def send_invoice(request: web.Request) -> web.Response:
-    return web.json_response(await invoices.send_invoice(request.app[POOL],
-                                                         parse.path_id(request)))
+    return web.json_response(await invoices.send_invoice(
+        request.app[POOL], parse.path_id(request), _url(request), request.app[AFTER_COMMIT]))
 
 
 async def void_invoice(request: web.Request) -> web.Response:
-    return web.json_response(await invoices.void_invoice(request.app[POOL],
-                                                         parse.path_id(request)))
+    return web.json_response(await invoices.void_invoice(
+        request.app[POOL], parse.path_id(request), _url(request), request.app[AFTER_COMMIT]))
 
 
 async def apply_credit(request: web.Request) -> web.Response:
     body = await parse.json_object(request, optional=True)
     return web.json_response(await invoices.apply_credit(
-        request.app[POOL], parse.path_id(request), parse.optional_amount(body, "amount")))
+        request.app[POOL], parse.path_id(request), parse.optional_amount(body, "amount"),
+        _url(request), request.app[AFTER_COMMIT]))
+
+
+async def create_request(request: web.Request) -> web.Response:
+    body = await parse.json_object(request)
+    data = requests.RequestInput(
+        amount=parse.amount(body, "amount"),
+        to=parse.one_or_more_emails(body, "to"),
+        cc=list(parse.emails(body, "cc")),
+        bcc=list(parse.emails(body, "bcc")),
+        note=parse.optional_string(body, "note", max_length=2000),
+        replace=parse.boolean(body, "replace", False),
+    )
+    created = await requests.create_request(request.app[POOL], parse.path_id(request), data,
+                                            _url(request), request.app[AFTER_COMMIT])
+    return web.json_response(created, status=201)
+
+
+async def get_request(request: web.Request) -> web.Response:
+    return web.json_response(await requests.get_request(
+        request.app[POOL], parse.path_id(request), _url(request)))
+
+
+async def resend_request(request: web.Request) -> web.Response:
+    return web.json_response(await requests.resend_request(
+        request.app[POOL], parse.path_id(request), _url(request), request.app[AFTER_COMMIT]),
+        status=202)
+
+
+async def cancel_request(request: web.Request) -> web.Response:
+    return web.json_response(await requests.cancel_request(
+        request.app[POOL], parse.path_id(request), _url(request), request.app[AFTER_COMMIT]))
 
 
 def add_routes(app: web.Application) -> None:
@@ -68,3 +104,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/invoices/{id}/send", send_invoice)
     app.router.add_post("/v1/invoices/{id}/void", void_invoice)
     app.router.add_post("/v1/invoices/{id}/apply-credit", apply_credit)
+    app.router.add_post("/v1/invoices/{id}/payment-requests", create_request)
+    app.router.add_get("/v1/payment-requests/{id}", get_request)
+    app.router.add_post("/v1/payment-requests/{id}/resend", resend_request)
+    app.router.add_post("/v1/payment-requests/{id}/cancel", cancel_request)

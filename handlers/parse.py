@@ -59,6 +59,16 @@ def emails(body: dict[str, Any], field: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def one_or_more_emails(body: dict[str, Any], field: str) -> str | list[str]:
+    """An address, or a non-empty list of them, kept in the shape the caller gave."""
+    if not isinstance(body.get(field), list):
+        return email(body, field)
+    found = list(emails(body, field))
+    if not found:
+        raise Invalid("email_invalid", f"{field} names no email address")
+    return found
+
+
 def amount(body: dict[str, Any], field: str, *, code: str = "amount_invalid") -> int:
     value = body.get(field)
     # bool is an int in Python; 1.0 and "100" are not minor units.

@@ -13,9 +13,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import stripe
 from arq import Retry
 
 from jobs.events import backoff
+from ledger.checkout import session_finished
 from ledger.inbox import is_transient
 from worker.context import WorkerContext
 from worker.processor import is_transient_stripe_error
@@ -43,7 +45,29 @@ async def refund_through_processor(ctx: WorkerContext, payload: dict[str, Any],
     return {"refund_id": refund.id, "status": refund.status}
 
 
-PERFORMERS: dict[str, Performer] = {"stripe_refund": refund_through_processor}
+async def expire_session(ctx: WorkerContext, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """Expire an open Checkout Session; one that is no longer open counts as done."""
+    client = ctx.get("stripe")
+    if client is None:
+        raise NotPossible("STRIPE_API_KEY is not set")
+    session_id = payload["session_id"]
+    try:
+        session = await client.v1.checkout.sessions.expire_async(
+            session_id, options={"idempotency_key": key})
+    except stripe.InvalidRequestError:
+        # Stripe refuses to expire a session that is complete or already expired.
+        session = await client.v1.checkout.sessions.retrieve_async(session_id)
+        if session.status == "open":
+            raise
+    async with ctx["pool"].acquire() as conn:
+        await session_finished(conn, session_id, session.status or "expired")
+    return {"session_id": session_id, "status": session.status}
+
+
+PERFORMERS: dict[str, Performer] = {
+    "stripe_refund": refund_through_processor,
+    "stripe_expire_session": expire_session,
+}
 
 
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:

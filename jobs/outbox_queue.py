@@ -23,3 +23,8 @@ async def enqueue_outbox(queue: ArqRedis, outbox_id: int) -> bool:
                     extra={"outbox_id": outbox_id, "error": exc.__class__.__name__})
         return False
     return job is not None
+
+
+async def enqueue_all(queue: ArqRedis, outbox_ids: list[int]) -> None:
+    for outbox_id in outbox_ids:
+        await enqueue_outbox(queue, outbox_id)

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from ledger.tx import owed_here
+
 log = logging.getLogger("settle.inbox")
 
 Status = Literal["pending", "processed", "ignored", "failed"]
@@ -69,7 +71,7 @@ class Outcome:
     status: Status
     reason: str | None = None
     event_type: str = ""
-    # Outbox rows the handler wrote: side effects to perform after the commit.
+    # Outbox rows this event's transaction wrote: side effects owed after the commit.
     follow_up: tuple[int, ...] = ()
 
 
@@ -182,10 +184,10 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
                 return Outcome(row["status"], "already applied", row["type"])
             event = Event(pk, row["event_id"], row["type"], row["payload"],
                           row["attempts"], row["received_at"])
-            outcome = replace(await _dispatch(conn, event, handlers, policy),
-                              event_type=event.type)
+            outcome = await _dispatch(conn, event, handlers, policy)
             await _finish(conn, pk, outcome)
-            return outcome
+            owed = tuple(await owed_here(conn))
+            return replace(outcome, event_type=event.type, follow_up=owed)
     except RetryLater as later:
         await note_attempt(pool, pk, str(later))
         raise

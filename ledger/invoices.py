@@ -16,6 +16,8 @@ import asyncpg
 from ledger import money
 from ledger.credit import change_credit, locked_balance
 from ledger.errors import Conflict, Invalid, NotFound
+from ledger.links import end_active_requests, new_token, pay_url, request_view
+from ledger.tx import AfterCommit, transaction
 
 
 def today() -> date:
@@ -64,8 +66,10 @@ async def locked(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record:
 async def changed(conn: asyncpg.Connection, before: asyncpg.Record) -> asyncpg.Record:
     """Call after changing an invoice's money, in the same transaction.
 
-    Counts each time the invoice becomes paid; what follows from that (links
-    superseded, the "paid" notice) hangs off this one place.
+    When the invoice has just become paid, by whatever route, its active
+    payment request is superseded and its open Checkout Sessions are owed an
+    expiry, in this same transaction; the count of times it became paid keys
+    the "paid" notice.
     """
     after = await conn.fetchrow(
         "update invoices set updated_at = now() where id = $1 returning *", before["id"])
@@ -74,14 +78,15 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record) -> asyncpg.R
         after = await conn.fetchrow(
             "update invoices set times_paid = times_paid + 1 where id = $1 returning *",
             before["id"])
+        await end_active_requests(conn, before["id"], "superseded")
     return after
 
 
 # --- API operations (each its own transaction) -------------------------------------
 
 
-async def upsert_invoice(pool: asyncpg.Pool, invoice_id: str,
-                         data: InvoiceInput) -> tuple[dict[str, Any], bool]:
+async def upsert_invoice(pool: asyncpg.Pool, invoice_id: str, data: InvoiceInput,
+                         public_url: str) -> tuple[dict[str, Any], bool]:
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("select 1 from customers where id = $1", data.customer_id):
             raise Invalid("customer_not_found", f"no customer {data.customer_id!r}")
@@ -91,10 +96,9 @@ async def upsert_invoice(pool: asyncpg.Pool, invoice_id: str,
         if existing is None:
             await conn.execute(
                 """insert into invoices (id, customer_id, number, currency, total, due_date,
-                                         kind, notify_emails, auto_apply_credit)
-                   values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                   on conflict (id) do nothing""",
-                *values,
+                                         kind, notify_emails, auto_apply_credit, pay_token)
+                   values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+                *values, new_token(),
             )
             created = True
         else:
@@ -111,11 +115,12 @@ async def upsert_invoice(pool: asyncpg.Pool, invoice_id: str,
                 *values,
             )
             created = False
-        return await invoice_view(conn, invoice_id), created
+        return await invoice_view(conn, invoice_id, public_url), created
 
 
-async def send_invoice(pool: asyncpg.Pool, invoice_id: str) -> dict[str, Any]:
-    async with pool.acquire() as conn, conn.transaction():
+async def send_invoice(pool: asyncpg.Pool, invoice_id: str, public_url: str,
+                       after_commit: AfterCommit) -> dict[str, Any]:
+    async with transaction(pool, after_commit) as conn:
         row = await locked(conn, invoice_id)
         if row["voided_at"] is not None:
             raise Conflict("invoice_void", "a void invoice cannot be sent")
@@ -124,11 +129,12 @@ async def send_invoice(pool: asyncpg.Pool, invoice_id: str) -> dict[str, Any]:
                 "update invoices set sent_at = now() where id = $1 returning *", invoice_id)
             if row["auto_apply_credit"]:
                 await _apply_credit(conn, row, None)
-        return await invoice_view(conn, invoice_id)
+        return await invoice_view(conn, invoice_id, public_url)
 
 
-async def void_invoice(pool: asyncpg.Pool, invoice_id: str) -> dict[str, Any]:
-    async with pool.acquire() as conn, conn.transaction():
+async def void_invoice(pool: asyncpg.Pool, invoice_id: str, public_url: str,
+                       after_commit: AfterCommit) -> dict[str, Any]:
+    async with transaction(pool, after_commit) as conn:
         row = await locked(conn, invoice_id)
         if row["voided_at"] is None:
             if await conn.fetchval(
@@ -147,17 +153,19 @@ async def void_invoice(pool: asyncpg.Pool, invoice_id: str) -> dict[str, Any]:
                    where id = $1""",
                 invoice_id,
             )
-        return await invoice_view(conn, invoice_id)
+            await end_active_requests(conn, invoice_id, "cancelled")
+        return await invoice_view(conn, invoice_id, public_url)
 
 
-async def apply_credit(pool: asyncpg.Pool, invoice_id: str, amount: int | None) -> dict[str, Any]:
-    async with pool.acquire() as conn, conn.transaction():
+async def apply_credit(pool: asyncpg.Pool, invoice_id: str, amount: int | None, public_url: str,
+                       after_commit: AfterCommit) -> dict[str, Any]:
+    async with transaction(pool, after_commit) as conn:
         row = await locked(conn, invoice_id)
         if not is_open(row):
             raise Invalid("invoice_not_open", f"the invoice is {status_of(row)}")
         if await _apply_credit(conn, row, amount) == 0:
             raise Invalid("no_credit", "the customer has no credit in this currency")
-        return await invoice_view(conn, invoice_id)
+        return await invoice_view(conn, invoice_id, public_url)
 
 
 async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: int | None) -> int:
@@ -178,7 +186,8 @@ async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: i
 # --- the view ------------------------------------------------------------------------
 
 
-async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str) -> dict[str, Any]:
+async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str,
+                       public_url: str) -> dict[str, Any]:
     row = await conn.fetchrow("select * from invoices where id = $1", invoice_id)
     if row is None:
         raise NotFound("invoice", invoice_id)
@@ -187,6 +196,8 @@ async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str)
            from payments where invoice_id = $1 order by created_at, id""",
         invoice_id,
     )
+    requests = await conn.fetch(
+        "select * from payment_requests where invoice_id = $1 order by created_at, id", invoice_id)
     return {
         "id": row["id"],
         "number": row["number"],
@@ -201,8 +212,7 @@ async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str)
         "due_date": row["due_date"].isoformat() if row["due_date"] else None,
         "notify_emails": list(row["notify_emails"]),
         "auto_apply_credit": row["auto_apply_credit"],
-        # Pay links arrive with payment requests (issue 4).
-        "pay_url": None,
-        "payment_requests": [],
+        "pay_url": pay_url(public_url, row["pay_token"]) if is_open(row) else None,
+        "payment_requests": [request_view(r, public_url) for r in requests],
         "payments": [dict(p) for p in payments],
     }

@@ -18,6 +18,7 @@ from ledger import money
 from ledger.credit import change_credit, locked_balance
 from ledger.inbox import PermanentError, RetryLater
 from ledger.invoices import changed, is_open, lock_invoice, remaining_of
+from ledger.links import owe_expiry
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,13 @@ def _check_same_invoice(payment: asyncpg.Record | None, facts: PaymentFacts) -> 
 
 
 async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
-                  policy: Literal["credit", "refund"]) -> tuple[str, tuple[int, ...]]:
-    """Apply captured money once; (what happened, outbox ids owed after commit)."""
+                  policy: Literal["credit", "refund"]) -> str:
+    """Apply captured money once; what happened, for the event's record."""
     invoice = await _invoice_for(conn, facts.invoice_id, facts.currency)
     payment = await _lock_payment(conn, facts.payment_id)
     _check_same_invoice(payment, facts)
     if payment is not None and payment["status"] == "succeeded":
-        return "payment already applied", ()
+        return "payment already applied"
 
     # Money on an invoice that is not open (draft, void, paid) is all excess.
     left = remaining_of(invoice) if is_open(invoice) else 0
@@ -86,25 +87,39 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
     if credited:
         await change_credit(conn, invoice["customer_id"], facts.currency, credited,
                             "overpayment", payment_id=facts.payment_id, invoice_id=invoice["id"])
-    owed: tuple[int, ...] = ()
     if excess_refunded:
-        owed = (await owe_refund(conn, facts.payment_id, excess_refunded),)
+        await owe_refund(conn, facts.payment_id, excess_refunded)
+    if facts.payment_request_id:
+        await _request_paid(conn, facts.invoice_id, facts.payment_request_id)
     await changed(conn, invoice)
     if payment["refunded"]:
         # A refund reported before this capture arrived: take it back now.
         await _take_back(conn, payment["refunded"], facts.payment_id)
-    return f"captured {facts.amount}: applied {split.applied}, excess {split.excess}", owed
+    return f"captured {facts.amount}: applied {split.applied}, excess {split.excess}"
 
 
-async def owe_refund(conn: asyncpg.Connection, payment_id: str, amount: int) -> int:
-    outbox_id: int = await conn.fetchval(
+async def owe_refund(conn: asyncpg.Connection, payment_id: str, amount: int) -> None:
+    await conn.execute(
         """insert into outbox (kind, key, payload) values ('stripe_refund', $1, $2)
-           on conflict (key) do update set key = excluded.key
-           returning id""",
+           on conflict (key) do nothing""",
         f"refund-excess:{payment_id}",
         json.dumps({"payment_intent": payment_id, "amount": amount, "reason": "excess"}),
     )
-    return outbox_id
+
+
+async def _request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: str) -> None:
+    """The link this payment came through is paid, if it was still active.
+
+    A capture through a link cancelled or superseded meanwhile changes no
+    link: it is money received, applied by the rules like any other.
+    """
+    paid = await conn.fetchval(
+        """update payment_requests set status = 'paid', ended_at = now(), updated_at = now()
+           where id = $1 and invoice_id = $2 and status = 'active' returning id""",
+        request_id, invoice_id,
+    )
+    if paid:
+        await owe_expiry(conn, invoice_id, request_id=request_id)
 
 
 async def processing(conn: asyncpg.Connection, facts: PaymentFacts) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from ledger import payments
+from ledger.checkout import session_finished
 from ledger.inbox import Event, Outcome, PermanentError, Policy, handles
 
 
@@ -57,9 +58,11 @@ def session_facts(event: Event) -> payments.PaymentFacts:
 async def session_completed(conn: asyncpg.Connection, event: Event, policy: Policy) -> Outcome:
     status = event.object.get("payment_status")
     facts = session_facts(event)
+    session_id = _id(event.object.get("id"))
+    if session_id:
+        await session_finished(conn, session_id, "complete")
     if status in ("paid", "no_payment_required"):
-        note, owed = await payments.capture(conn, facts, policy.overpayment)
-        return Outcome("processed", note, follow_up=owed)
+        return Outcome("processed", await payments.capture(conn, facts, policy.overpayment))
     if status == "unpaid":
         return Outcome("processed", await payments.processing(conn, facts))
     return Outcome("ignored", f"payment_status {status!r}")
@@ -68,8 +71,8 @@ async def session_completed(conn: asyncpg.Connection, event: Event, policy: Poli
 @handles("checkout.session.async_payment_succeeded")
 async def async_payment_succeeded(conn: asyncpg.Connection, event: Event,
                                   policy: Policy) -> Outcome:
-    note, owed = await payments.capture(conn, session_facts(event), policy.overpayment)
-    return Outcome("processed", note, follow_up=owed)
+    return Outcome("processed",
+                   await payments.capture(conn, session_facts(event), policy.overpayment))
 
 
 @handles("checkout.session.async_payment_failed")
@@ -87,8 +90,7 @@ async def payment_intent_succeeded(conn: asyncpg.Connection, event: Event,
     assert event.invoice_id is not None
     facts = payments.PaymentFacts(payment_id, event.invoice_id, _amount(obj, "amount_received"),
                                   _currency(obj), _request_id(obj))
-    note, owed = await payments.capture(conn, facts, policy.overpayment)
-    return Outcome("processed", note, follow_up=owed)
+    return Outcome("processed", await payments.capture(conn, facts, policy.overpayment))
 
 
 # A charge may not carry the PaymentIntent's metadata; a known payment is enough.

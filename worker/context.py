@@ -9,12 +9,17 @@ import stripe
 from aiohttp import web
 from arq import ArqRedis
 
+from ledger.checkout import CreateSession
 from ledger.inbox import Handlers
+from ledger.tx import AfterCommit
 from worker.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 QUEUE = web.AppKey("queue", ArqRedis)
+# Queues the outbox rows a request's transaction owed, once it has committed.
+AFTER_COMMIT: web.AppKey[AfterCommit] = web.AppKey("after_commit")
+CREATE_SESSION: web.AppKey[CreateSession] = web.AppKey("create_session")
 
 
 class WorkerContext(TypedDict, total=False):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import stripe
 
+from ledger.checkout import CreateSession, SessionMade, SessionSpec
 from worker.settings import Settings
 
 
@@ -36,3 +37,35 @@ def is_transient_stripe_error(exc: BaseException) -> bool:
     if isinstance(exc, stripe.StripeError):
         return (exc.http_status or 500) >= 500
     return isinstance(exc, (OSError, TimeoutError))
+
+
+def session_creator(client: stripe.StripeClient | None) -> CreateSession:
+    """Make Checkout Sessions as CONTRACT §6 says, through the async client."""
+
+    async def create(spec: SessionSpec) -> SessionMade:
+        if client is None:
+            raise RuntimeError("STRIPE_API_KEY is not set")
+        session = await client.v1.checkout.sessions.create_async(
+            {
+                "mode": "payment",
+                "line_items": [{
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": spec.currency,
+                        "unit_amount": spec.amount,
+                        "product_data": {"name": f"Invoice {spec.invoice_number}"},
+                    },
+                }],
+                "metadata": spec.metadata,
+                "payment_intent_data": {"metadata": spec.metadata},
+                "customer_email": spec.customer_email,
+                "success_url": spec.success_url,
+                "cancel_url": spec.cancel_url,
+            },
+            {"idempotency_key": spec.idempotency_key},
+        )
+        if not session.url:
+            raise RuntimeError("Stripe returned a session without a url")
+        return SessionMade(session.id, session.url, session.expires_at)
+
+    return create

@@ -1,0 +1,112 @@
+"""Payment requests: "pay this much of the invoice now", one active link per invoice (§5)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from ledger.errors import Conflict, Invalid, NotFound
+from ledger.invoices import is_open, locked, remaining_of, status_of
+from ledger.links import new_token, owe_expiry, recipients_json, request_view
+from ledger.tx import AfterCommit, transaction
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInput:
+    amount: int
+    to: str | list[str]
+    cc: list[str]
+    bcc: list[str]
+    note: str | None = None
+    replace: bool = False
+
+
+def new_request_id() -> str:
+    return f"pr_{secrets.token_hex(12)}"
+
+
+async def create_request(pool: asyncpg.Pool, invoice_id: str, data: RequestInput,
+                         public_url: str, after_commit: AfterCommit) -> dict[str, Any]:
+    try:
+        async with transaction(pool, after_commit) as conn:
+            # The invoice lock serialises creations; the partial unique index is the backstop.
+            invoice = await locked(conn, invoice_id)
+            if not is_open(invoice):
+                raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
+            left = remaining_of(invoice)
+            if data.amount > left:
+                raise Invalid("amount_exceeds_remaining",
+                              f"the amount is more than the {left} remaining")
+            if invoice["kind"] == "quote_deposit" and data.amount != left:
+                raise Invalid("partial_not_allowed", "a quote deposit is requested in full")
+            active = await conn.fetchval(
+                "select id from payment_requests where invoice_id = $1 and status = 'active'",
+                invoice_id)
+            if active is not None:
+                if not data.replace:
+                    raise Conflict("active_request_exists",
+                                   f"request {active} is active; cancel it or use replace")
+                await _end(conn, active, invoice_id, "cancelled")
+            row = await conn.fetchrow(
+                """insert into payment_requests (id, invoice_id, amount, currency, token,
+                                                 recipients, note)
+                   values ($1, $2, $3, $4, $5, $6, $7) returning *""",
+                new_request_id(), invoice_id, data.amount, invoice["currency"], new_token(),
+                recipients_json(data.to, data.cc, data.bcc), data.note,
+            )
+            return request_view(row, public_url)
+    except asyncpg.UniqueViolationError:
+        raise Conflict("active_request_exists", "another request became active first") from None
+
+
+async def get_request(pool: asyncpg.Pool, request_id: str, public_url: str) -> dict[str, Any]:
+    row = await pool.fetchrow("select * from payment_requests where id = $1", request_id)
+    if row is None:
+        raise NotFound("payment request", request_id)
+    return request_view(row, public_url)
+
+
+async def _locked_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.Record:
+    invoice_id = await conn.fetchval(
+        "select invoice_id from payment_requests where id = $1", request_id)
+    if invoice_id is None:
+        raise NotFound("payment request", request_id)
+    await locked(conn, invoice_id)  # invoice first, as everywhere
+    row = await conn.fetchrow("select * from payment_requests where id = $1 for update",
+                              request_id)
+    assert row is not None
+    return row
+
+
+async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, status: str) -> None:
+    await conn.execute(
+        """update payment_requests set status = $2, ended_at = now(), updated_at = now()
+           where id = $1""",
+        request_id, status,
+    )
+    await owe_expiry(conn, invoice_id, request_id=request_id)
+
+
+async def cancel_request(pool: asyncpg.Pool, request_id: str, public_url: str,
+                         after_commit: AfterCommit) -> dict[str, Any]:
+    """Takes effect at once: the next GET of the link is a 410; its session is expired."""
+    async with transaction(pool, after_commit) as conn:
+        row = await _locked_request(conn, request_id)
+        if row["status"] in ("paid", "superseded"):
+            raise Conflict("request_not_active", f"the request is {row['status']}")
+        if row["status"] == "active":
+            await _end(conn, request_id, row["invoice_id"], "cancelled")
+        row = await conn.fetchrow("select * from payment_requests where id = $1", request_id)
+        return request_view(row, public_url)
+
+
+async def resend_request(pool: asyncpg.Pool, request_id: str, public_url: str,
+                         after_commit: AfterCommit) -> dict[str, Any]:
+    async with transaction(pool, after_commit) as conn:
+        row = await _locked_request(conn, request_id)
+        if row["status"] != "active":
+            raise Conflict("request_not_active", f"the request is {row['status']}")
+        return request_view(row, public_url)
