@@ -140,6 +140,32 @@ async def svc(client: TestClient, settings: Settings, db: asyncpg.Pool) -> Any:
     return service
 
 
+@pytest.fixture
+async def standin(aiohttp_server: Any) -> Any:
+    """The local Stripe stand-in, listening on a free port."""
+    from tests.stripe_standin import StripeStandIn
+
+    stand_in = StripeStandIn()
+    server = await aiohttp_server(stand_in.app())
+    stand_in.base = str(server.make_url("")).rstrip("/")
+    return stand_in
+
+
+@pytest.fixture
+async def paying(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool, standin: Any,
+                 monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The service talking to the Stripe stand-in, with short retry delays."""
+    from tests.service import Service
+
+    monkeypatch.setattr("jobs.events.backoff", lambda job_try: 0.01)
+    monkeypatch.setattr("jobs.outbox.backoff", lambda job_try: 0.01)
+    configured = replace(settings, stripe_api_key=standin.api_key, stripe_api_base=standin.base,
+                         public_url="http://settle.test")
+    service = Service(await aiohttp_client(create_app(configured)), configured, db)
+    await service.customer()
+    return service
+
+
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings,
                          handlers: Mapping[str, Registration] | None = None) -> AsyncIterator[None]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from urllib.parse import urlsplit
+
 import asyncpg
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import run_burst
@@ -56,6 +59,16 @@ class Service:
             assert response.status == 200, await response.text()
         if settle:
             await self.settle()
+
+    async def request(self, invoice_id: str, amount: int, expect: int | None = 201,
+                      **fields: Any) -> Any:
+        body = {"amount": amount, "to": "payer@example.com", **fields}
+        return await self.call("POST", f"/v1/invoices/{invoice_id}/payment-requests", body,
+                               expect=expect)
+
+    async def open_link(self, url: str) -> ClientResponse:
+        """What a customer's browser gets for a pay link (redirects not followed)."""
+        return await self.client.get(urlsplit(url).path, allow_redirects=False)
 
     async def settle(self) -> None:
         await run_burst(self.settings)

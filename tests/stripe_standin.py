@@ -1,17 +1,43 @@
 """A local stand-in for the Stripe API calls settle makes, reached through the real
 `stripe` client (`STRIPE_API_BASE`). Objects are shaped from Stripe's own fixtures.
+
+It also plays the customer: `pay(session_id)` completes a Checkout Session the
+way Stripe does and returns the events Stripe would then send
+(`checkout.session.completed`, then `payment_intent.succeeded`).
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from tests.stripe_events import stripe_object
+from tests.stripe_events import event, stripe_object
+
+
+def unflatten(params: dict[str, str]) -> dict[str, Any]:
+    """Stripe's form encoding (`a[b][0][c]=v`) back into nested dicts and lists."""
+    root: dict[str, Any] = {}
+    for key, value in params.items():
+        parts = re.findall(r"[^\[\]]+", key)
+        node: Any = root
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+
+    def lists(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node and all(k.isdigit() for k in node):
+                return [lists(node[k]) for k in sorted(node, key=int)]
+            return {k: lists(v) for k, v in node.items()}
+        return node
+
+    return lists(root)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -29,13 +55,94 @@ class StripeStandIn:
     calls: list[Call] = field(default_factory=list)
     # Answer the next N calls with this status (a 500 or 429 to test retries).
     failures: list[int] = field(default_factory=list)
-    _idempotent: dict[str, web.Response] = field(default_factory=dict)
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _idempotent: dict[str, dict[str, Any]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/refunds", self.create_refund)
+        app.router.add_post("/v1/checkout/sessions", self.create_session)
+        app.router.add_get("/v1/checkout/sessions/{id}", self.retrieve_session)
+        app.router.add_post("/v1/checkout/sessions/{id}/expire", self.expire_session)
         return app
+
+    # --- the customer ---------------------------------------------------------------
+
+    def session_for_url(self, url: str) -> dict[str, Any]:
+        return self.sessions[url.rstrip("/").rsplit("/", 1)[1]]
+
+    def pay(self, session_id: str, *, payment_status: str = "paid") -> list[dict[str, Any]]:
+        """Complete an open session; the events Stripe would send, in its order."""
+        session = self.sessions[session_id]
+        if session["status"] != "open":
+            raise AssertionError(f"session {session_id} is {session['status']}, not open")
+        session.update(status="complete", payment_status=payment_status)
+        public = {k: v for k, v in session.items() if not k.startswith("_")}
+        events = [event("checkout.session.completed", public)]
+        if payment_status == "paid":
+            intent = stripe_object(
+                "payment_intent", id=session["payment_intent"], amount=session["amount_total"],
+                amount_received=session["amount_total"], currency=session["currency"],
+                status="succeeded", metadata=dict(session["_intent_metadata"]))
+            events.append(event("payment_intent.succeeded", intent))
+        return events
+
+    # --- the API ------------------------------------------------------------------
+
+    def _error(self, status: int, message: str) -> web.Response:
+        return web.json_response({"error": {"type": "invalid_request_error",
+                                            "message": message}}, status=status)
+
+    def _public(self, session: dict[str, Any]) -> web.Response:
+        return web.json_response({k: v for k, v in session.items() if not k.startswith("_")})
+
+    async def create_session(self, request: web.Request) -> web.Response:
+        call = await self._record(request)
+        if isinstance(call, web.Response):
+            return call
+        if call.idempotency_key in self._idempotent:
+            return self._public(self._idempotent[call.idempotency_key])
+        params = unflatten(call.params)
+        [item] = params["line_items"]
+        price = item["price_data"]
+        session_id = f"cs_test_{uuid.uuid4().hex[:24]}"
+        session = stripe_object(
+            "checkout.session", id=session_id, mode=params["mode"], status="open",
+            payment_status="unpaid", amount_total=int(price["unit_amount"]) * int(item["quantity"]),
+            amount_subtotal=int(price["unit_amount"]) * int(item["quantity"]),
+            currency=price["currency"], metadata=params.get("metadata", {}),
+            payment_intent=f"pi_{uuid.uuid4().hex[:24]}", customer_email=params.get("customer_email"),
+            success_url=params.get("success_url"), cancel_url=params.get("cancel_url"),
+            url=f"{self.base}/checkout/{session_id}", expires_at=int(time.time()) + 86400,
+        )
+        session["_intent_metadata"] = params.get("payment_intent_data", {}).get("metadata", {})
+        session["_line_item"] = item
+        self.sessions[session_id] = session
+        if call.idempotency_key:
+            self._idempotent[call.idempotency_key] = session
+        return self._public(session)
+
+    async def retrieve_session(self, request: web.Request) -> web.Response:
+        call = await self._record(request)
+        if isinstance(call, web.Response):
+            return call
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            return self._error(404, "No such checkout.session")
+        return self._public(session)
+
+    async def expire_session(self, request: web.Request) -> web.Response:
+        call = await self._record(request)
+        if isinstance(call, web.Response):
+            return call
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            return self._error(404, "No such checkout.session")
+        if session["status"] != "open":
+            return self._error(400, "Only Checkout Sessions with a status of open can be expired")
+        session["status"] = "expired"
+        return self._public(session)
 
     def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
@@ -59,13 +166,12 @@ class StripeStandIn:
         if isinstance(call, web.Response):
             return call
         if call.idempotency_key and call.idempotency_key in self._idempotent:
-            return self._idempotent[call.idempotency_key]
+            return web.json_response(self._idempotent[call.idempotency_key])
         refund = stripe_object(
             "refund", id=f"re_{uuid.uuid4().hex[:24]}", amount=int(call.params["amount"]),
             payment_intent=call.params.get("payment_intent"), status="succeeded",
             metadata={k[9:-1]: v for k, v in call.params.items() if k.startswith("metadata[")},
         )
-        response = web.json_response(refund)
         if call.idempotency_key:
-            self._idempotent[call.idempotency_key] = web.json_response(refund)
-        return response
+            self._idempotent[call.idempotency_key] = refund
+        return web.json_response(refund)

@@ -17,14 +17,6 @@ from worker.settings import Settings
 
 
 @pytest.fixture
-async def standin(aiohttp_server: Any) -> StripeStandIn:
-    stand_in = StripeStandIn()
-    server = await aiohttp_server(stand_in.app())
-    stand_in.base = str(server.make_url("")).rstrip("/")
-    return stand_in
-
-
-@pytest.fixture
 async def refunding(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool,
                     standin: StripeStandIn, monkeypatch: pytest.MonkeyPatch) -> Service:
     monkeypatch.setattr(jobs.events, "backoff", lambda job_try: 0.01)
