@@ -18,6 +18,7 @@ from ledger.credit import change_credit, locked_balance
 from ledger.errors import Conflict, Invalid, NotFound
 from ledger.links import end_active_requests, new_token, pay_url, request_view
 from ledger.tx import AfterCommit, transaction
+from notify.owe import invoice_audience, owe_email
 
 
 def today() -> date:
@@ -79,6 +80,10 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record) -> asyncpg.R
             "update invoices set times_paid = times_paid + 1 where id = $1 returning *",
             before["id"])
         await end_active_requests(conn, before["id"], "superseded")
+        audience = await invoice_audience(conn, before["id"])
+        await owe_email(conn, "invoice_paid", f"{before['id']}:{after['times_paid']}",
+                        invoice_id=before["id"], to=audience["to"], number=audience["number"],
+                        total=after["total"], currency=after["currency"])
     return after
 
 

@@ -19,6 +19,7 @@ from ledger.credit import change_credit, locked_balance
 from ledger.inbox import PermanentError, RetryLater
 from ledger.invoices import changed, is_open, lock_invoice, remaining_of
 from ledger.links import owe_expiry
+from notify.owe import invoice_audience, owe_email
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +85,23 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
     if split.applied:
         await conn.execute("update invoices set amount_paid = amount_paid + $2 where id = $1",
                            invoice["id"], split.applied)
+    audience = await invoice_audience(conn, invoice["id"])
     if credited:
-        await change_credit(conn, invoice["customer_id"], facts.currency, credited,
-                            "overpayment", payment_id=facts.payment_id, invoice_id=invoice["id"])
+        balance = await change_credit(conn, invoice["customer_id"], facts.currency, credited,
+                                      "overpayment", payment_id=facts.payment_id,
+                                      invoice_id=invoice["id"])
+        await owe_email(conn, "credit_issued", facts.payment_id, invoice_id=invoice["id"],
+                        to=audience["to"][:1], number=audience["number"], credited=credited,
+                        balance=balance, currency=facts.currency)
     if excess_refunded:
         await owe_refund(conn, facts.payment_id, excess_refunded)
     if facts.payment_request_id:
         await _request_paid(conn, facts.invoice_id, facts.payment_request_id)
-    await changed(conn, invoice)
+    after = await changed(conn, invoice)
+    if split.applied and remaining_of(after) > 0:
+        await owe_email(conn, "payment_received", facts.payment_id, invoice_id=invoice["id"],
+                        to=audience["to"], number=audience["number"], amount=split.applied,
+                        remaining=remaining_of(after), currency=facts.currency)
     if payment["refunded"]:
         # A refund reported before this capture arrived: take it back now.
         await _take_back(conn, payment["refunded"], facts.payment_id)

@@ -10,8 +10,9 @@ import asyncpg
 
 from ledger.errors import Conflict, Invalid, NotFound
 from ledger.invoices import is_open, locked, remaining_of, status_of
-from ledger.links import new_token, owe_expiry, recipients_json, request_view
+from ledger.links import new_token, owe_expiry, pay_url, recipients_json, request_view
 from ledger.tx import AfterCommit, transaction
+from notify.owe import owe_request_mail
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ async def create_request(pool: asyncpg.Pool, invoice_id: str, data: RequestInput
                 new_request_id(), invoice_id, data.amount, invoice["currency"], new_token(),
                 recipients_json(data.to, data.cc, data.bcc), data.note,
             )
+            await owe_request_mail(conn, row, "payment_request", f"{row['id']}:0",
+                                   pay_url(public_url, row["token"]))
             return request_view(row, public_url)
     except asyncpg.UniqueViolationError:
         raise Conflict("active_request_exists", "another request became active first") from None
@@ -109,4 +112,32 @@ async def resend_request(pool: asyncpg.Pool, request_id: str, public_url: str,
         row = await _locked_request(conn, request_id)
         if row["status"] != "active":
             raise Conflict("request_not_active", f"the request is {row['status']}")
+        row = await conn.fetchrow(
+            "update payment_requests set sends = sends + 1 where id = $1 returning *", request_id)
+        await owe_request_mail(conn, row, "payment_request", f"{request_id}:{row['sends']}",
+                               pay_url(public_url, row["token"]))
         return request_view(row, public_url)
+
+
+async def owe_due_reminders(pool: asyncpg.Pool, schedule: tuple[int, ...], public_url: str,
+                            after_commit: AfterCommit) -> int:
+    """Claim every reminder now due and owe its mail; how many.
+
+    The claim is the update itself: a request's `reminders_sent` moves from k to
+    k + 1 only while offset k has passed and it is still active, so several
+    workers scanning at once each claim different reminders, and one reminder
+    is owed once per offset (its key says which).
+    """
+    async with transaction(pool, after_commit) as conn:
+        due = await conn.fetch(
+            """update payment_requests set reminders_sent = reminders_sent + 1,
+                      updated_at = now()
+               where status = 'active' and reminders_sent < cardinality($1::int[])
+                 and sent_at + make_interval(secs => ($1::int[])[reminders_sent + 1]) <= now()
+               returning *""",
+            list(schedule),
+        )
+        for row in due:
+            await owe_request_mail(conn, row, "reminder", f"{row['id']}:{row['reminders_sent']}",
+                                   pay_url(public_url, row["token"]))
+        return len(due)

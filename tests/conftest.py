@@ -74,9 +74,30 @@ def redis_url() -> str:
     return with_path(os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL, f"/{TEST_REDIS_DB}")
 
 
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[Any]:
+    from tests.mailserver import start
+
+    handler, controller = start()
+    yield handler, controller.port
+    controller.stop()
+
+
 @pytest.fixture
-def settings(database_url: str, redis_url: str) -> Settings:
+def mail(smtp_server: Any) -> Any:
+    """The SMTP server every test's settings point at, emptied and answering 250."""
+    handler, _ = smtp_server
+    handler.received.clear()
+    handler.answer = None
+    handler.refused = 0
+    return handler
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, smtp_server: Any, mail: Any) -> Settings:
     return Settings(
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server[1],
         database_url=database_url,
         redis_url=redis_url,
         queue_name=f"settle-test-{uuid.uuid4().hex[:8]}",
@@ -206,6 +227,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "INBOX_SWEEP_SECONDS": str(settings.inbox_sweep_seconds),
         "INBOX_SWEEP_AFTER_SECONDS": str(settings.inbox_sweep_after_seconds),
         "JOB_TIMEOUT_SECONDS": str(settings.job_timeout_seconds),
+        "SMTP_HOST": settings.smtp_host,
+        "SMTP_PORT": str(settings.smtp_port),
         "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
     })

@@ -16,6 +16,9 @@ from worker.app import create_app
 from worker.settings import Settings
 
 
+REFUND_ROW = "select {} from outbox where kind = 'stripe_refund'"
+
+
 @pytest.fixture
 async def refunding(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool,
                     standin: StripeStandIn, monkeypatch: pytest.MonkeyPatch) -> Service:
@@ -37,7 +40,7 @@ async def test_excess_is_refunded_not_credited(refunding: Service, standin: Stri
     inv = await refunding.get_invoice("inv_1")
     assert (inv["status"], inv["amount_paid"], inv["payments"][0]["credited"]) == ("paid", 10_000, 0)
     assert await refunding.balance() == {}
-    outbox = await refunding.db.fetchrow("select status, result from outbox")
+    outbox = await refunding.db.fetchrow(REFUND_ROW.format("status, result"))
     assert outbox["status"] == "done" and outbox["result"]["refund_id"].startswith("re_")
 
     # Stripe then reports the refund settle made: it takes nothing back from the books.
@@ -56,7 +59,7 @@ async def test_refund_is_retried_on_transient_errors(refunding: Service,
     await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"))
     calls = standin.calls_to("/v1/refunds")
     assert len(calls) == 3 and {c.idempotency_key for c in calls} == {"refund-excess:pi_1"}
-    outbox = await refunding.db.fetchrow("select status, attempts from outbox")
+    outbox = await refunding.db.fetchrow(REFUND_ROW.format("status, attempts"))
     assert (outbox["status"], outbox["attempts"]) == ("done", 3)
 
 
@@ -66,7 +69,7 @@ async def test_refused_refund_is_recorded_not_retried(refunding: Service,
     await refunding.invoice("inv_1", 1_000)
     await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"))
     assert len(standin.calls_to("/v1/refunds")) == 1
-    outbox = await refunding.db.fetchrow("select status, reason from outbox")
+    outbox = await refunding.db.fetchrow(REFUND_ROW.format("status, reason"))
     assert outbox["status"] == "failed" and "InvalidRequestError" in outbox["reason"]
 
 
@@ -77,6 +80,6 @@ async def test_without_an_api_key_the_refund_is_recorded_as_failed(
     await service.customer()
     await service.invoice("inv_1", 1_000)
     await service.deliver(session_completed("inv_1", 1_500, "pi_1"))
-    outbox = await db.fetchrow("select status, reason from outbox")
+    outbox = await db.fetchrow(REFUND_ROW.format("status, reason"))
     assert (outbox["status"], outbox["reason"]) == ("failed",
                                                     "NotPossible: STRIPE_API_KEY is not set")

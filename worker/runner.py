@@ -11,6 +11,7 @@ from arq.worker import Worker, create_worker
 import ledger.processor_events  # noqa: F401  (registers the payment event handlers)
 from jobs.events import process_event, sweep_inbox
 from jobs.outbox import deliver_outbox
+from jobs.reminders import send_reminders
 from ledger.inbox import HANDLERS
 from worker.context import WorkerContext
 from worker.db import create_pool
@@ -73,6 +74,8 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "cron_jobs": [
             cron(sweep_inbox, run_at_startup=True,  # type: ignore[arg-type]
                  timeout=settings.job_timeout_seconds, **every(settings.inbox_sweep_seconds)),
+            cron(send_reminders, run_at_startup=True,  # type: ignore[arg-type]
+                 timeout=settings.job_timeout_seconds, **every(settings.reminder_scan_seconds)),
         ],
     }
     options.update(overrides)

@@ -1,0 +1,1 @@
+"""Email: owed as outbox rows with the change that owes them, rendered and sent by a job."""
