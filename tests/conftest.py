@@ -90,6 +90,7 @@ def mail(smtp_server: Any) -> Any:
     handler.received.clear()
     handler.answer = None
     handler.refused = 0
+    handler.refused_ids.clear()
     return handler
 
 

@@ -34,12 +34,14 @@ class MailServer:
     # While set, DATA is answered with this (e.g. "451 4.3.0 try later").
     answer: str | None = None
     refused: int = 0
+    refused_ids: list[str] = field(default_factory=list)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         if self.answer:
             self.refused += 1
+            self.refused_ids.append(str(message["Message-ID"]))
             return self.answer
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       message))  # type: ignore[arg-type]
         return "250 OK"
@@ -48,11 +50,11 @@ class MailServer:
         return [r for r in self.received if r.kind == kind]
 
 
-def start() -> tuple[MailServer, Controller]:
+def start(**options: Any) -> tuple[MailServer, Controller]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     handler = MailServer()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     return handler, controller
