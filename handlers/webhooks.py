@@ -11,7 +11,7 @@ from aiohttp import web
 
 from handlers.errors import error
 from handlers.signature import SignatureError, verify
-from jobs.events import enqueue_event
+from jobs.queueing import enqueue
 from ledger import inbox
 from worker.context import POOL, QUEUE, SETTINGS
 from worker.metrics import WEBHOOKS
@@ -91,7 +91,7 @@ async def receive_stripe(request: web.Request) -> web.Response:
         log.info("webhook duplicate", extra={"event_id": event_id, "type": event_type})
         return web.json_response({"received": True, "duplicate": True})
     # After the commit: if this fails the row is still pending and the sweeper queues it.
-    await enqueue_event(request.app[QUEUE], pk)
+    await enqueue(request.app[QUEUE], "event", pk)
     WEBHOOKS.labels("accepted").inc()
     log.info("webhook accepted", extra={"event_id": event_id, "type": event_type, "event_pk": pk})
     return web.json_response({"received": True, "duplicate": False})

@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-from arq import ArqRedis, Retry
+from arq import Retry
 
-from ledger import inbox
-from jobs.outbox_queue import enqueue_outbox
+from jobs.queueing import enqueue
+from ledger import inbox, ops
 from worker import metrics
 from worker.context import WorkerContext
 
 log = logging.getLogger("settle.jobs")
-
-
-def event_job_id(queue_name: str, pk: int) -> str:
-    # Deterministic, so the webhook, the sweeper and a replay never queue one
-    # event twice at the same time. arq's job keys are global to the Redis
-    # database, so the queue name is part of the id: deployments sharing one
-    # Redis (QUEUE_NAME) must not see each other's event:1.
-    return f"{queue_name}:event:{pk}"
-
-
-async def enqueue_event(queue: ArqRedis, pk: int, *, timeout: float = 2.0) -> bool:
-    """Queue the job for a recorded event; False (logged) when Redis is away.
-
-    Losing this enqueue loses nothing: the event row is pending and the sweeper
-    queues it again.
-    """
-    try:
-        job = await asyncio.wait_for(
-            queue.enqueue_job("process_event", pk,
-                              _job_id=event_job_id(queue.default_queue_name, pk)), timeout
-        )
-    except Exception as exc:
-        log.warning("enqueue failed; the sweeper will retry",
-                    extra={"event_pk": pk, "error": exc.__class__.__name__})
-        return False
-    return job is not None
 
 
 def backoff(job_try: int) -> float:
@@ -62,7 +35,7 @@ async def process_event(ctx: WorkerContext, pk: int) -> str:
             "event_pk": pk, "job_try": ctx["job_try"], "error": exc.__class__.__name__})
         raise Retry(defer=backoff(ctx["job_try"])) from exc
     for outbox_id in outcome.follow_up:
-        await enqueue_outbox(ctx["redis"], outbox_id)
+        await enqueue(ctx["redis"], "outbox", outbox_id)
     await metrics.record_event_processed(
         ctx["redis"], ctx["settings"].queue_name, outcome.event_type, outcome.status,
         time.perf_counter() - started,
@@ -76,16 +49,18 @@ async def sweep_inbox(ctx: WorkerContext) -> int:
     """Queue again every event pending for longer than INBOX_SWEEP_AFTER_SECONDS.
 
     This is what makes an accepted event survive Redis losing its data or an
-    enqueue that failed after the commit. Owed side effects (the outbox) are
-    swept the same way.
+    enqueue that failed after the commit. Owed side effects (the outbox) and
+    unfinished operator jobs are swept the same way.
     """
     settings = ctx["settings"]
     pks = await inbox.stale_pending(ctx["pool"], settings.inbox_sweep_after_seconds)
     queued = 0
     for pk in pks:
-        queued += await enqueue_event(ctx["redis"], pk)
+        queued += await enqueue(ctx["redis"], "event", pk)
     for outbox_id in await inbox.stale_outbox(ctx["pool"], settings.inbox_sweep_after_seconds):
-        queued += await enqueue_outbox(ctx["redis"], outbox_id)
+        queued += await enqueue(ctx["redis"], "outbox", outbox_id)
+    for job in await ops.unfinished_jobs(ctx["pool"], settings.inbox_sweep_after_seconds):
+        queued += await enqueue(ctx["redis"], "ops", job)
     if queued:
         log.info("sweeper queued events again", extra={"count": queued})
     return queued

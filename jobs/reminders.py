@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from jobs.outbox_queue import enqueue_all
+from jobs.queueing import enqueue_all
 from ledger.requests import owe_due_reminders
 from worker.context import WorkerContext
 

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from jobs.events import event_job_id
+from jobs.queueing import job_id
 from ledger.inbox import Event, Outcome, Policy, Registration
 from tests.conftest import handlers_with, replace, run_burst, running_worker, wait_for
 from tests.stripe_events import event, signed, stripe_object
@@ -102,7 +102,8 @@ async def test_accepted_event_is_recorded_and_queued(client: TestClient, db: asy
     [row] = await events(db)
     assert (row["event_id"], row["type"], row["status"]) == (ev["id"], "customer.created", "pending")
     assert row["payload"] == ev
-    assert await redis.zrange(settings.queue_name, 0, -1) == [event_job_id(settings.queue_name, row["id"]).encode()]
+    queued = job_id(settings.queue_name, "event", row["id"])
+    assert await redis.zrange(settings.queue_name, 0, -1) == [queued.encode()]
 
     await run_burst(settings)
     [row] = await events(db)
@@ -167,7 +168,8 @@ async def test_job_run_twice_changes_nothing(client: TestClient, db: asyncpg.Poo
     queue = ArqRedis(redis.connection_pool, job_serializer=serialize,
                      job_deserializer=deserialize, default_queue_name=settings.queue_name)
     # The id is free again once done, so the same job can be queued and run again.
-    assert await queue.enqueue_job("process_event", row["id"], _job_id=event_job_id(settings.queue_name, row["id"]))
+    assert await queue.enqueue_job("process_event", row["id"],
+                                   _job_id=job_id(settings.queue_name, "event", row["id"]))
     await run_burst(settings, probe_handlers())
     assert await effects(db) == 1
     [again] = await events(db)

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import stripe
 from aiohttp import web
 
-from handlers import api, health, paylinks, webhooks
+from handlers import api, health, ops, paylinks, webhooks
 from handlers.middleware import api_auth, domain_errors
-from jobs.outbox_queue import enqueue_all
+from jobs.queueing import enqueue_all
 from worker.context import AFTER_COMMIT, CREATE_SESSION, POOL, QUEUE, SETTINGS
 from worker.db import create_pool
 from worker.processor import session_creator, stripe_client
@@ -54,4 +54,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", health.metrics_text)
     api.add_routes(app)
     paylinks.add_routes(app)
+    ops.add_routes(app)
     return app

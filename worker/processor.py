@@ -6,9 +6,13 @@ client's own `base_addresses`; nothing else in settle knows Stripe's hosts.
 
 from __future__ import annotations
 
+from typing import cast
+
 import stripe
 
 from ledger.checkout import CreateSession, SessionMade, SessionSpec
+from ledger.inbox import PermanentError
+from ledger.reconcile import RetrieveSession, SessionState
 from worker.settings import Settings
 
 
@@ -69,3 +73,25 @@ def session_creator(client: stripe.StripeClient | None) -> CreateSession:
         return SessionMade(session.id, session.url, session.expires_at)
 
     return create
+
+
+def session_retriever(client: stripe.StripeClient | None) -> RetrieveSession:
+    """Ask Stripe what became of a Checkout Session (reconcile)."""
+
+    async def retrieve(session_id: str) -> SessionState:
+        if client is None:
+            raise PermanentError("STRIPE_API_KEY is not set: sessions cannot be checked")
+        try:
+            session = await client.v1.checkout.sessions.retrieve_async(session_id)
+        except stripe.InvalidRequestError as error:
+            raise PermanentError(f"Stripe: {error.user_message or error}") from error
+        intent = session.payment_intent
+        return SessionState(
+            id=session.id, status=session.status or "open",
+            payment_status=session.payment_status,
+            payment_intent=intent if isinstance(intent, str) or intent is None else intent.id,
+            amount_total=session.amount_total or 0, currency=session.currency or "",
+            metadata=cast(dict[str, str], session.metadata.to_dict() if session.metadata else {}),
+        )
+
+    return retrieve

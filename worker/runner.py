@@ -10,6 +10,7 @@ from arq.worker import Worker, create_worker
 
 import ledger.processor_events  # noqa: F401  (registers the payment event handlers)
 from jobs.events import process_event, sweep_inbox
+from jobs.ops import run_ops_job, scheduled_reconcile
 from jobs.outbox import deliver_outbox
 from jobs.reminders import send_reminders
 from ledger.inbox import HANDLERS
@@ -52,6 +53,8 @@ class WorkerSettings:
     functions = [
         func(process_event, max_tries=20),  # type: ignore[arg-type]
         func(deliver_outbox, max_tries=20),  # type: ignore[arg-type]
+        # A reconcile resumes slice by slice, each slice one try.
+        func(run_ops_job, max_tries=10_000),  # type: ignore[arg-type]
     ]
     on_startup = startup
     on_shutdown = shutdown
@@ -76,6 +79,9 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
                  timeout=settings.job_timeout_seconds, **every(settings.inbox_sweep_seconds)),
             cron(send_reminders, run_at_startup=True,  # type: ignore[arg-type]
                  timeout=settings.job_timeout_seconds, **every(settings.reminder_scan_seconds)),
+            cron(scheduled_reconcile,  # type: ignore[arg-type]
+                 timeout=settings.job_timeout_seconds,
+                 **every(settings.reconcile_interval_seconds)),
         ],
     }
     options.update(overrides)

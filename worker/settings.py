@@ -54,6 +54,8 @@ class Settings:
     # Not in the contract's table: how long one job may run before arq gives up on
     # it. A killed worker's job is picked up again this long (+10 s) later.
     job_timeout_seconds: int = 20
+    # Not in the contract's table: how often every open invoice is reconciled.
+    reconcile_interval_seconds: int = 86400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -90,6 +92,7 @@ class Settings:
             inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 60, low=0),
             overpayment_policy=_choice(env, "OVERPAYMENT_POLICY", ("credit", "refund")),  # type: ignore[arg-type]
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 20, low=1, high=300),
+            reconcile_interval_seconds=_int(env, "RECONCILE_INTERVAL_SECONDS", 86400, low=60),
         )
 
 
