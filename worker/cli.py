@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 
@@ -43,13 +44,37 @@ def cmd_migrate(settings: Settings) -> None:
 COMMANDS = {"web": cmd_web, "worker": cmd_worker, "migrate": cmd_migrate}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="settle", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="settle", description=__doc__,
+        epilog="exit codes: 0 done, 1 failed, 2 bad usage or settings, 4 not found")
+    sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("web", help="serve HTTP on $PORT")
     sub.add_parser("worker", help="run the arq worker (jobs and cron)")
     sub.add_parser("migrate", help="apply database migrations (the release step)")
-    args = parser.parse_args(argv)
+    rec = sub.add_parser("reconcile", help="recompute invoices, repair drift, recover payments")
+    rec.add_argument("--invoice", help="one invoice (default: every open invoice)")
+    ev = sub.add_parser("events", help="list webhook events, newest first")
+    ev.add_argument("--status", choices=["pending", "processed", "ignored", "failed"])
+    ev.add_argument("--limit", type=int, default=50)
+    ev.add_argument("--next", help="the cursor printed for the following page")
+    rp = sub.add_parser("replay", help="apply a failed event again")
+    rp.add_argument("event_id")
+    inv = sub.add_parser("invoice", help="an invoice and everything that happened to it")
+    inv.add_argument("invoice_id")
+    for command in (rec, ev, rp, inv):
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     settings = load_settings()
-    logs.configure()
-    COMMANDS[args.command](settings)
+    if args.command in COMMANDS:
+        logs.configure()
+        COMMANDS[args.command](settings)
+        return
+    from worker import opscli
+
+    logs.configure(logging.WARNING)  # the command's own output is what a person reads
+    sys.exit(opscli.run(args.command, settings, args))

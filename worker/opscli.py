@@ -1,0 +1,141 @@
+"""The operators' commands of `settle`: reconcile, events, replay, invoice.
+
+They work on PostgreSQL directly (and Redis to queue), so they answer on a
+bad day even when `web` does not. A reconcile runs in this process through
+the same job code the worker runs, and is recorded as an ops job all the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import stripe
+from arq import Retry
+
+from jobs.ops import run_ops_job
+from jobs.queueing import enqueue
+from ledger import ops
+from ledger.errors import DomainError
+from ledger.invoices import invoice_view
+from worker.context import WorkerContext
+from worker.db import create_pool
+from worker.processor import stripe_client
+from worker.queue import queue_client
+from worker.settings import Settings
+
+OK, FAILED, NOT_FOUND = 0, 1, 4
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Rows as aligned columns, for people."""
+    cells = [[str(c) for c in columns]] + [
+        ["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in cells)
+
+
+def emit(data: Any, as_json: bool, human: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if as_json else human)
+
+
+async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -> int:
+    pool = await create_pool(settings.database_url)
+    queue = queue_client(settings.redis_url, settings.queue_name)
+    http = stripe.AIOHTTPClient(timeout=20)
+    try:
+        if invoice_id and not await pool.fetchval("select 1 from invoices where id = $1",
+                                                  invoice_id):
+            print(f"settle: no invoice {invoice_id!r}", file=sys.stderr)
+            return NOT_FOUND
+        job_id = await ops.create_job(pool, "reconcile",
+                                      {"invoice_id": invoice_id} if invoice_id else {})
+        ctx: WorkerContext = {"settings": settings, "pool": pool, "redis": queue,
+                              "stripe": stripe_client(settings, http), "job_try": 1}
+        while True:
+            try:
+                await run_ops_job(ctx, job_id)
+                break
+            except Retry as again:
+                ctx["job_try"] = ctx.get("job_try", 1) + 1
+                await asyncio.sleep(float(again.defer_score or 0) / 1000)
+        job = await ops.job_view(pool, job_id)
+    finally:
+        await http.close_async()  # type: ignore[no-untyped-call]
+        await queue.aclose()
+        await pool.close()
+    result = job["result"] or {}
+    human = "\n".join([
+        f"job {job_id}: {job['status']}" + (f" ({job['reason']})" if job["reason"] else ""),
+        f"checked {result.get('checked', 0)} invoice(s), "
+        f"{result.get('sessions_checked', 0)} session(s)",
+        *(f"repaired {r.get('invoice_id') or r.get('customer_id')} {r['field']}: "
+          f"{r['was']} -> {r['now']}" for r in result.get("repaired", [])),
+        *(f"recovered {r['payment_id']} on {r['invoice_id']}: {r['note']}"
+          for r in result.get("recovered", [])),
+        *(f"error {e}" for e in result.get("errors", [])),
+    ])
+    emit(job, as_json, human)
+    return OK if job["status"] == "complete" else FAILED
+
+
+async def events(settings: Settings, status: str | None, cursor: str | None, limit: int,
+                 as_json: bool) -> int:
+    pool = await create_pool(settings.database_url)
+    try:
+        page = await ops.list_events(pool, status, cursor, limit)
+    finally:
+        await pool.close()
+    human = table(page["events"], ["id", "type", "status", "attempts", "received_at", "reason"])
+    if page["next"]:
+        human += f"\nmore: settle events --next {page['next']}"
+    emit(page, as_json, human)
+    return OK
+
+
+async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
+    pool = await create_pool(settings.database_url)
+    queue = queue_client(settings.redis_url, settings.queue_name)
+    try:
+        pk, status = await ops.replay_event(pool, event_id)
+        queued = status == "pending" and await enqueue(queue, "event", pk)
+    finally:
+        await queue.aclose()
+        await pool.close()
+    human = (f"event {event_id}: queued again" if status == "pending"
+             else f"event {event_id} is {status}: nothing to replay")
+    emit({"id": event_id, "status": status, "queued": queued}, as_json, human)
+    return OK
+
+
+async def invoice(settings: Settings, invoice_id: str, as_json: bool) -> int:
+    pool = await create_pool(settings.database_url)
+    try:
+        view = await invoice_view(pool, invoice_id, settings.public_url)
+        timeline = await ops.invoice_timeline(pool, invoice_id)
+    finally:
+        await pool.close()
+    head = (f"invoice {view['id']} ({view['number']}): {view['status']}, total {view['total']}, "
+            f"paid {view['amount_paid']}, credited {view['amount_credited']}, "
+            f"remaining {view['amount_remaining']} {view['currency']}")
+    emit({"invoice": view, "timeline": timeline}, as_json,
+         head + "\n\n" + table(timeline, ["at", "what", "detail"]))
+    return OK
+
+
+def run(command: str, settings: Settings, args: Any) -> int:
+    try:
+        if command == "reconcile":
+            return asyncio.run(reconcile(settings, args.invoice, args.json))
+        if command == "events":
+            return asyncio.run(events(settings, args.status, args.next, args.limit, args.json))
+        if command == "replay":
+            return asyncio.run(replay(settings, args.event_id, args.json))
+        return asyncio.run(invoice(settings, args.invoice_id, args.json))
+    except DomainError as error:
+        print(f"settle: {error.message}", file=sys.stderr)
+        return NOT_FOUND if error.status == 404 else FAILED
