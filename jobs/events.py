@@ -8,7 +8,8 @@ import time
 from arq import Retry
 
 from jobs.queueing import enqueue
-from ledger import inbox, ops
+from ledger import inbox
+from ledger.sweep import stale
 from worker import metrics
 from worker.context import WorkerContext
 
@@ -53,14 +54,10 @@ async def sweep_inbox(ctx: WorkerContext) -> int:
     unfinished operator jobs are swept the same way.
     """
     settings = ctx["settings"]
-    pks = await inbox.stale_pending(ctx["pool"], settings.inbox_sweep_after_seconds)
     queued = 0
-    for pk in pks:
-        queued += await enqueue(ctx["redis"], "event", pk)
-    for outbox_id in await inbox.stale_outbox(ctx["pool"], settings.inbox_sweep_after_seconds):
-        queued += await enqueue(ctx["redis"], "outbox", outbox_id)
-    for job in await ops.unfinished_jobs(ctx["pool"], settings.inbox_sweep_after_seconds):
-        queued += await enqueue(ctx["redis"], "ops", job)
+    for owed in ("event", "outbox", "ops"):
+        for ident in await stale(ctx["pool"], owed, settings.inbox_sweep_after_seconds):
+            queued += await enqueue(ctx["redis"], owed, ident)
     if queued:
         log.info("sweeper queued events again", extra={"count": queued})
     return queued

@@ -139,26 +139,6 @@ async def record_event(pool: asyncpg.Pool, event_id: str, event_type: str, body:
     return pk
 
 
-async def stale_pending(pool: asyncpg.Pool, older_than: float, limit: int = 1000) -> list[int]:
-    rows = await pool.fetch(
-        """select id from events
-           where status = 'pending' and received_at < now() - make_interval(secs => $1)
-           order by received_at limit $2""",
-        float(older_than), limit,
-    )
-    return [r["id"] for r in rows]
-
-
-async def stale_outbox(pool: asyncpg.Pool, older_than: float, limit: int = 1000) -> list[int]:
-    rows = await pool.fetch(
-        """select id from outbox
-           where status = 'pending' and created_at < now() - make_interval(secs => $1)
-           order by created_at limit $2""",
-        float(older_than), limit,
-    )
-    return [r["id"] for r in rows]
-
-
 # --- applying -------------------------------------------------------------------
 
 

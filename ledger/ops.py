@@ -37,14 +37,6 @@ async def job_view(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
             "created_at": _iso(row["created_at"]), "finished_at": _iso(row["finished_at"])}
 
 
-async def unfinished_jobs(pool: asyncpg.Pool, older_than: float) -> list[str]:
-    rows = await pool.fetch(
-        """select id from ops_jobs where status in ('queued', 'in_progress')
-           and created_at < now() - make_interval(secs => $1) order by created_at""",
-        float(older_than))
-    return [r["id"] for r in rows]
-
-
 # --- events ----------------------------------------------------------------------------
 
 def _cursor(received_at: datetime, pk: int) -> str:

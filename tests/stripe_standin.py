@@ -123,22 +123,21 @@ class StripeStandIn:
             self._idempotent[call.idempotency_key] = session
         return self._public(session)
 
-    async def retrieve_session(self, request: web.Request) -> web.Response:
+    async def _session(self, request: web.Request) -> dict[str, Any] | web.Response:
         call = await self._record(request)
         if isinstance(call, web.Response):
             return call
-        session = self.sessions.get(request.match_info["id"])
-        if session is None:
-            return self._error(404, "No such checkout.session")
-        return self._public(session)
+        return self.sessions.get(request.match_info["id"]) or self._error(
+            404, "No such checkout.session")
+
+    async def retrieve_session(self, request: web.Request) -> web.Response:
+        session = await self._session(request)
+        return session if isinstance(session, web.Response) else self._public(session)
 
     async def expire_session(self, request: web.Request) -> web.Response:
-        call = await self._record(request)
-        if isinstance(call, web.Response):
-            return call
-        session = self.sessions.get(request.match_info["id"])
-        if session is None:
-            return self._error(404, "No such checkout.session")
+        session = await self._session(request)
+        if isinstance(session, web.Response):
+            return session
         if session["status"] != "open":
             return self._error(400, "Only Checkout Sessions with a status of open can be expired")
         session["status"] = "expired"
