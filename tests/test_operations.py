@@ -190,3 +190,24 @@ async def test_email_metrics_move(svc: Service) -> None:
     assert sample(text, "settle_emails_total", kind="invoice_paid", outcome="sent") == 1
     assert sample(text, "settle_events_processed_total", type="checkout.session.completed",
                   outcome="processed") == 1
+
+
+async def test_scheduled_reconcile_runs_daily_by_default(svc: Service) -> None:
+    from arq.cron import CronJob
+
+    from jobs.ops import scheduled_reconcile
+    from worker.queue import queue_client
+    from worker.runner import worker_options
+
+    [cron] = [c for c in worker_options(svc.settings)["cron_jobs"]
+              if isinstance(c, CronJob) and c.name == "cron:scheduled_reconcile"]
+    assert (cron.hour, cron.minute, cron.second) == ({0}, 0, 0)
+    await svc.invoice("inv_1", 1_000)
+    queue = queue_client(svc.settings.redis_url, svc.settings.queue_name)
+    try:
+        job_id = await scheduled_reconcile({"pool": svc.db, "redis": queue})  # type: ignore[typeddict-item]
+    finally:
+        await queue.aclose()
+    await svc.settle()
+    job = await svc.call("GET", f"/v1/ops/jobs/{job_id}")
+    assert job["status"] == "complete" and job["result"]["checked"] == 1
