@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from ledger.inbox import HANDLERS, Registration
-from tests.stripe_events import SECRET
+from sandbox.events import SECRET
 from worker.app import create_app
 from worker.db import create_pool
 from worker.migrate import migrate
@@ -165,7 +165,7 @@ async def svc(client: TestClient, settings: Settings, db: asyncpg.Pool) -> Any:
 @pytest.fixture
 async def standin(aiohttp_server: Any) -> Any:
     """The local Stripe stand-in, listening on a free port."""
-    from tests.stripe_standin import StripeStandIn
+    from sandbox.stripe import StripeStandIn
 
     stand_in = StripeStandIn()
     server = await aiohttp_server(stand_in.app())

@@ -12,7 +12,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import run_burst
-from tests.stripe_events import signed
+from sandbox.events import signed
 from worker.settings import Settings
 
 TOKEN = "test-token"

@@ -119,7 +119,7 @@ async def test_void(svc: Service) -> None:
 
 
 async def test_void_returns_applied_credit(svc: Service) -> None:
-    from tests.stripe_events import session_completed
+    from sandbox.events import session_completed
 
     await svc.invoice("inv_1", 1_000)
     await svc.deliver(session_completed("inv_1", 3_000, "pi_1"))
@@ -130,7 +130,7 @@ async def test_void_returns_applied_credit(svc: Service) -> None:
 
 
 async def test_paid_invoice_cannot_be_voided(svc: Service) -> None:
-    from tests.stripe_events import session_completed
+    from sandbox.events import session_completed
 
     await svc.invoice("inv_1", 1_000)
     await svc.deliver(session_completed("inv_1", 1_000, "pi_1"))

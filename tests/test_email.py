@@ -13,7 +13,7 @@ from notify.render import message_id
 from tests.conftest import ROOT, SETTLE, process_env, replace, running_worker, wait_for
 from tests.mailserver import MailServer
 from tests.service import Service
-from tests.stripe_events import payment_intent_succeeded, session_completed, signed
+from sandbox.events import payment_intent_succeeded, session_completed, signed
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from ledger.inbox import (
     is_transient,
 )
 from tests.conftest import handlers_with, run_burst
-from tests.stripe_events import event, signed
+from sandbox.events import event, signed
 from worker.settings import Settings
 
 TYPE = "settle.test_case"

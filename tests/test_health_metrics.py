@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import replace, run_burst
-from tests.stripe_events import event, signed
+from sandbox.events import event, signed
 from worker.app import create_app
 from worker.settings import Settings
 

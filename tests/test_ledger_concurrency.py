@@ -8,7 +8,7 @@ import subprocess
 
 from tests.conftest import ROOT, SETTLE, process_env, wait_for
 from tests.service import Service
-from tests.stripe_events import payment_intent_succeeded, session_completed, signed
+from sandbox.events import payment_intent_succeeded, session_completed, signed
 
 
 async def test_two_workers_never_lose_an_update(svc: Service) -> None:

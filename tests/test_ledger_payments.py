@@ -9,7 +9,7 @@ import pytest
 
 from ledger.inbox import RETRY_LATER_ATTEMPTS
 from tests.service import Service
-from tests.stripe_events import (
+from sandbox.events import (
     charge_refunded,
     event,
     payment_intent_succeeded,

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import ROOT, SETTLE, process_env, wait_for
 from tests.service import Service
-from tests.stripe_events import event, payment_intent_succeeded, session_completed
-from tests.stripe_standin import StripeStandIn
+from sandbox.events import event, payment_intent_succeeded, session_completed
+from sandbox.stripe import StripeStandIn
 
 
 async def reconcile(svc: Service, invoice_id: str | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.service import Service
-from tests.stripe_standin import StripeStandIn
+from sandbox.stripe import StripeStandIn
 
 
 async def session_of(svc: Service, standin: StripeStandIn, url: str) -> dict[str, Any]:
@@ -92,7 +92,7 @@ async def test_superseded_open_session_is_expired_at_stripe(paying: Service,
 
 async def test_paid_by_credit_supersedes_the_active_request(paying: Service,
                                                              standin: StripeStandIn) -> None:
-    from tests.stripe_events import session_completed
+    from sandbox.events import session_completed
 
     await paying.invoice("inv_0", 1_000)
     await paying.deliver(session_completed("inv_0", 6_000, "pi_over"))
@@ -133,7 +133,7 @@ async def test_cancel_takes_effect_at_once_and_expires_the_session(
 
 
 def _completed_for(session: dict[str, Any]) -> dict[str, Any]:
-    from tests.stripe_events import session_completed
+    from sandbox.events import session_completed
 
     return session_completed(session["metadata"]["invoice_id"], session["amount_total"],
                              session["payment_intent"],
@@ -265,7 +265,7 @@ async def test_link_tokens_are_unguessable(paying: Service) -> None:
 
 async def test_pay_now_follows_the_outstanding_amount(paying: Service,
                                                       standin: StripeStandIn) -> None:
-    from tests.stripe_events import session_completed
+    from sandbox.events import session_completed
 
     invoice = await paying.invoice("inv_1", 5_000)
     first = await session_of(paying, standin, invoice["pay_url"])

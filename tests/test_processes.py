@@ -17,7 +17,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import ROOT, SETTLE, process_env, replace, wait_for
-from tests.stripe_events import event, signed
+from sandbox.events import event, signed
 from worker.settings import Settings
 
 

@@ -10,8 +10,8 @@ import pytest
 import jobs.events
 from tests.conftest import replace
 from tests.service import Service
-from tests.stripe_events import charge_refunded, session_completed
-from tests.stripe_standin import StripeStandIn
+from sandbox.events import charge_refunded, session_completed
+from sandbox.stripe import StripeStandIn
 from worker.app import create_app
 from worker.settings import Settings
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from jobs.queueing import job_id
 from ledger.inbox import Event, Outcome, Policy, Registration
 from tests.conftest import handlers_with, replace, run_burst, running_worker, wait_for
-from tests.stripe_events import event, signed, stripe_object
+from sandbox.events import event, signed, stripe_object
 from worker.app import create_app
 from worker.settings import Settings
 

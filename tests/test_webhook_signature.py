@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import replace
-from tests.stripe_events import SECRET, event, signed, stripe_object
+from sandbox.events import SECRET, event, signed, stripe_object
 from worker.app import create_app
 from worker.settings import Settings
 

@@ -11,7 +11,7 @@ from handlers import api, health, ops, paylinks, webhooks
 from handlers.middleware import api_auth, domain_errors
 from jobs.queueing import enqueue_all
 from worker.context import AFTER_COMMIT, CREATE_SESSION, POOL, QUEUE, SETTINGS
-from worker.db import create_pool
+from worker.db import close_pool, create_pool
 from worker.processor import session_creator, stripe_client
 from worker.queue import queue_client
 from worker.settings import Settings
@@ -21,7 +21,7 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
     # min_size=0: the web process starts (and answers 503) while the database is down.
     app[POOL] = await create_pool(app[SETTINGS].database_url, min_size=0, max_size=10)
     yield
-    await app[POOL].close()
+    await close_pool(app[POOL])
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

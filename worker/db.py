@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +31,15 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     )
     assert pool is not None
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool, timeout: float = 5.0) -> None:
+    """Close gracefully, but never hang a stopping process on a connection a
+    cancelled job never gave back: past `timeout`, terminate."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        pool.terminate()
 
 
 async def connect(dsn: str, *, create: bool = False) -> asyncpg.Connection:

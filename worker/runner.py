@@ -15,7 +15,7 @@ from jobs.outbox import deliver_outbox
 from jobs.reminders import send_reminders
 from ledger.inbox import HANDLERS
 from worker.context import WorkerContext
-from worker.db import create_pool
+from worker.db import close_pool, create_pool
 from worker.processor import stripe_client
 from worker.queue import deserialize, redis_settings, serialize
 from worker.settings import Settings
@@ -40,7 +40,7 @@ async def startup(ctx: WorkerContext) -> None:
 
 async def shutdown(ctx: WorkerContext) -> None:
     if "pool" in ctx:
-        await ctx["pool"].close()
+        await close_pool(ctx["pool"])
     if "stripe_http" in ctx:
         await ctx["stripe_http"].close_async()  # type: ignore[no-untyped-call]
 

@@ -1,4 +1,7 @@
-"""Stripe-shaped events for tests, built from ../shared/stripe-fixtures and signed as Stripe signs."""
+"""Stripe-shaped objects and events, built from Stripe's own fixtures, signed as Stripe signs.
+
+The sandbox processor sends these; the tests build the events they deliver with them.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from typing import Any
 from handlers.signature import sign
 
 # A copy of ../shared/stripe-fixtures/objects.json (Stripe's own OpenAPI fixtures),
-# kept in the repository so a clone tests on its own.
+# kept in the repository so a clone works on its own.
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stripe_objects.json"
+# The signing secret the test suite configures; the sandbox is given its own.
 SECRET = "whsec_test_primary"
 
 
@@ -24,7 +28,7 @@ def _objects() -> dict[str, Any]:
 
 
 def stripe_object(kind: str, **overrides: Any) -> dict[str, Any]:
-    obj = copy.deepcopy(_objects()[kind])
+    obj: dict[str, Any] = copy.deepcopy(_objects()[kind])
     obj.update(overrides)
     return obj
 

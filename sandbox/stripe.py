@@ -1,23 +1,35 @@
-"""A local stand-in for the Stripe API calls settle makes, reached through the real
-`stripe` client (`STRIPE_API_BASE`). Objects are shaped from Stripe's own fixtures.
+"""The sandbox processor: a local stand-in for the Stripe API calls settle makes.
+
+settle reaches it through the real `stripe` client (`STRIPE_API_BASE`); its
+objects are shaped from Stripe's own fixtures. The test suite uses it as its
+Stripe stand-in, and `make run` serves it when no STRIPE_API_KEY is set.
 
 It also plays the customer: `pay(session_id)` completes a Checkout Session the
 way Stripe does and returns the events Stripe would then send
-(`checkout.session.completed`, then `payment_intent.succeeded`).
+(`checkout.session.completed`, then `payment_intent.succeeded`); with a
+`webhook_url` it signs and posts them too, as Stripe does. Its checkout page
+lets a person pay by card (at once) or by bank transfer (processing, then
+succeeded or failed by a button).
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import html
+import logging
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from tests.stripe_events import event, stripe_object
+from ledger.money import format_amount
+from sandbox.events import event, signed, stripe_object
+
+log = logging.getLogger("settle.sandbox")
 
 
 def unflatten(params: dict[str, str]) -> dict[str, Any]:
@@ -56,8 +68,10 @@ class StripeStandIn:
     # Answer the next N calls with this status (a 500 or 429 to test retries).
     failures: list[int] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where to post the events a customer's payment produces (none: tests deliver them).
+    webhook_url: str | None = None
+    webhook_secret: str = ""
     _idempotent: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -65,6 +79,9 @@ class StripeStandIn:
         app.router.add_post("/v1/checkout/sessions", self.create_session)
         app.router.add_get("/v1/checkout/sessions/{id}", self.retrieve_session)
         app.router.add_post("/v1/checkout/sessions/{id}/expire", self.expire_session)
+        app.router.add_get("/checkout/{id}", self.checkout_page)
+        app.router.add_post("/checkout/{id}/pay", self.checkout_pay)
+        app.router.add_post("/checkout/{id}/transfer", self.checkout_transfer)
         return app
 
     # --- the customer ---------------------------------------------------------------
@@ -87,6 +104,97 @@ class StripeStandIn:
                 status="succeeded", metadata=dict(session["_intent_metadata"]))
             events.append(event("payment_intent.succeeded", intent))
         return events
+
+    def transfer(self, session_id: str, *, succeeded: bool) -> list[dict[str, Any]]:
+        """A bank transfer that was processing arrives, or fails."""
+        session = self.sessions[session_id]
+        if session["status"] != "complete" or session["payment_status"] != "unpaid":
+            raise AssertionError(f"session {session_id} has no transfer processing")
+        public = {k: v for k, v in session.items() if not k.startswith("_")}
+        if not succeeded:
+            return [event("checkout.session.async_payment_failed", public)]
+        session["payment_status"] = public["payment_status"] = "paid"
+        intent = stripe_object(
+            "payment_intent", id=session["payment_intent"], amount=session["amount_total"],
+            amount_received=session["amount_total"], currency=session["currency"],
+            status="succeeded", metadata=dict(session["_intent_metadata"]))
+        return [event("checkout.session.async_payment_succeeded", public),
+                event("payment_intent.succeeded", intent)]
+
+    async def post_events(self, events: list[dict[str, Any]]) -> None:
+        """Sign and post events to the webhook in order, retrying like Stripe (briefly)."""
+        if not self.webhook_url:
+            return
+        async with aiohttp.ClientSession() as http:
+            for item in events:
+                for attempt in range(5):
+                    raw, headers = signed(item, self.webhook_secret)
+                    try:
+                        async with http.post(self.webhook_url, data=raw, headers=headers) as r:
+                            if r.status == 200:
+                                break
+                            log.warning("webhook refused", extra={"status": r.status})
+                    except aiohttp.ClientError as exc:
+                        log.warning("webhook unreachable", extra={"error": str(exc)})
+                    await asyncio.sleep(0.5 * (attempt + 1))
+
+    # --- the checkout page a person sees ---------------------------------------------
+
+    def _page(self, session: dict[str, Any], body: str) -> web.Response:
+        amount = format_amount(session["amount_total"], session["currency"])
+        invoice = html.escape(session["metadata"].get("invoice_id", ""))
+        return web.Response(content_type="text/html", text=(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>Sandbox checkout</title></head>"
+            "<body style=\"font-family: system-ui, sans-serif; max-width: 30rem; margin: 3rem auto\">"
+            "<p style=\"color: #a60\">Sandbox: no real money moves.</p>"
+            f"<h1>Pay {html.escape(amount)}</h1><p>Invoice {invoice}</p>{body}</body></html>"))
+
+    async def checkout_page(self, request: web.Request) -> web.Response:
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            raise web.HTTPNotFound(text="No such checkout session")
+        sid = html.escape(session["id"])
+        if session["status"] == "open":
+            return self._page(session, (
+                f"<form method=\"post\" action=\"/checkout/{sid}/pay\">"
+                "<button id=\"pay-card\" name=\"method\" value=\"card\">Pay by card</button> "
+                "<button id=\"pay-bank\" name=\"method\" value=\"bank\">Pay by bank transfer"
+                "</button></form>"))
+        if session["status"] == "complete" and session["payment_status"] == "unpaid":
+            return self._page(session, (
+                "<p>Your bank transfer is processing.</p>"
+                f"<form method=\"post\" action=\"/checkout/{sid}/transfer\">"
+                "<button id=\"transfer-succeeded\" name=\"outcome\" value=\"succeeded\">"
+                "The transfer arrives</button> "
+                "<button id=\"transfer-failed\" name=\"outcome\" value=\"failed\">"
+                "The transfer fails</button></form>"))
+        return self._page(session, f"<p>This checkout is {html.escape(session['status'])}"
+                                   f" ({html.escape(session['payment_status'])}).</p>")
+
+    async def checkout_pay(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["id"]
+        if self.sessions.get(session_id, {}).get("status") != "open":
+            raise web.HTTPSeeOther(f"/checkout/{session_id}")
+        method = (await request.post()).get("method")
+        events = self.pay(session_id, payment_status="paid" if method == "card" else "unpaid")
+        await self.post_events(events)
+        if method == "card":
+            raise web.HTTPSeeOther(self.sessions[session_id]["success_url"])
+        raise web.HTTPSeeOther(f"/checkout/{session_id}")
+
+    async def checkout_transfer(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["id"]
+        outcome = (await request.post()).get("outcome")
+        try:
+            events = self.transfer(session_id, succeeded=outcome == "succeeded")
+        except (AssertionError, KeyError):
+            raise web.HTTPSeeOther(f"/checkout/{session_id}") from None
+        await self.post_events(events)
+        if outcome == "succeeded":
+            raise web.HTTPSeeOther(self.sessions[session_id]["success_url"])
+        self.sessions[session_id]["payment_status"] = "failed"
+        raise web.HTTPSeeOther(f"/checkout/{session_id}")
 
     # --- the API ------------------------------------------------------------------
 
