@@ -26,8 +26,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: install
-	@echo "settle: web on http://localhost:$(PORT)  (API token: $(API_TOKENS), webhook secret: $(STRIPE_WEBHOOK_SECRETS))"
-	$(WITH_SERVICES) sh -c 'settle migrate && exec honcho start -f Procfile.dev'
+	@$(WITH_SERVICES) $(BIN)/python -m worker.devrun
 
 test: install
 	$(BIN)/mypy

@@ -1,0 +1,94 @@
+"""`settle demo`: set up the partial-payment story against a running settle and say what to try.
+
+It talks to the API like the invoicing application would: a customer, a
+10,000 invoice, and a request to pay 3,000 of it now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from typing import Any
+
+import aiohttp
+
+from ledger.money import format_amount
+
+
+class DemoError(Exception):
+    pass
+
+
+async def _call(http: aiohttp.ClientSession, method: str, path: str,
+                body: dict[str, Any] | None = None) -> Any:
+    async with http.request(method, path, json=body) as response:
+        payload = await response.json(content_type=None)
+        if response.status >= 400:
+            raise DemoError(f"{method} {path}: {response.status} {payload}")
+        return payload
+
+
+async def demo(base_url: str, token: str) -> str:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(base_url, headers=headers) as http:
+        try:
+            async with http.get("/readyz") as ready:
+                if ready.status != 200:
+                    raise DemoError(f"{base_url}/readyz answers {ready.status}: is make run up?")
+        except aiohttp.ClientError:
+            raise DemoError(f"nothing answers at {base_url}: start it with make run") from None
+        suffix = secrets.token_hex(2).upper()
+        invoice_id = f"demo-{suffix.lower()}"
+        await _call(http, "PUT", "/v1/customers/demo-customer",
+                    {"email": "customer@example.com", "name": "Dana Demo"})
+        await _call(http, "PUT", f"/v1/invoices/{invoice_id}", {
+            "customer_id": "demo-customer", "number": f"DEMO-{suffix}", "currency": "usd",
+            "total": 10_000, "notify_emails": ["accounts@example.com"],
+            "auto_apply_credit": False})
+        invoice = await _call(http, "POST", f"/v1/invoices/{invoice_id}/send")
+        request = await _call(http, "POST", f"/v1/invoices/{invoice_id}/payment-requests", {
+            "amount": 3_000, "to": "customer@example.com",
+            "note": "First instalment, as agreed. Thank you!"})
+
+    def usd(cents: int) -> str:
+        return format_amount(cents, "usd")
+
+    second = json.dumps({"amount": 2_000, "to": "customer@example.com"})
+    return f"""
+Invoice DEMO-{suffix} for {usd(10_000)} is sent to Dana Demo, with a request to pay {usd(3_000)} now
+(the payment_request mail is in the make run terminal).
+
+1. Pay the {usd(3_000)} request: open
+     {request['url']}
+   and choose "Pay by card". The invoice is now partially paid, {usd(7_000)} remaining:
+     curl -s {base_url}/v1/invoices/{invoice_id} -H 'Authorization: Bearer {token}'
+   Open the link again: it answers 410, already paid.
+
+2. Ask for {usd(2_000)} more:
+     curl -s -X POST {base_url}/v1/invoices/{invoice_id}/payment-requests \\
+          -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{second}'
+   Open its "url" and choose "Pay by bank transfer": the transfer is processing.
+
+3. Meanwhile Dana uses Pay Now for everything outstanding ({usd(7_000)}): open
+     {invoice['pay_url']}
+   and pay by card. The invoice is paid; the {usd(2_000)} request is superseded and its
+   link answers 410.
+
+4. Back on the bank-transfer page, press "The transfer arrives": the invoice was already
+   paid, so the {usd(2_000)} is credited to Dana:
+     curl -s {base_url}/v1/customers/demo-customer -H 'Authorization: Bearer {token}'
+
+Every step's email is printed in the make run terminal; the whole story is in
+     .venv/bin/settle invoice {invoice_id}
+"""
+
+
+def run(base_url: str, token: str) -> int:
+    try:
+        print(asyncio.run(demo(base_url.rstrip("/"), token)))
+    except DemoError as error:
+        print(f"settle: {error}", file=sys.stderr)
+        return 1
+    return 0

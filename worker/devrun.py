@@ -1,0 +1,56 @@
+"""`make run`: migrate, say where everything is, then run every process in the foreground.
+
+Without STRIPE_API_KEY the sandbox processor stands in for Stripe, so the whole
+story can be tried with no Stripe account. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def main() -> None:
+    env = dict(os.environ)
+    port = env.setdefault("PORT", "8080")
+    # honcho gives each process its own PORT (web gets this one, the others +100,
+    # +200...), so every address derived from it is fixed here, once.
+    env.setdefault("PUBLIC_URL", f"http://localhost:{port}")
+    token = (env.get("API_TOKENS") or "dev-token").split(",")[0].strip()
+    env.setdefault("API_TOKENS", token)
+    secret = (env.get("STRIPE_WEBHOOK_SECRETS") or "whsec_dev").split(",")[0].strip()
+    env.setdefault("STRIPE_WEBHOOK_SECRETS", secret)
+    processes = ["web", "worker", "mail"]
+    if env.get("STRIPE_API_KEY"):
+        processor = (f"Stripe, with your key. Forward its webhooks here with:\n"
+                     f"               stripe listen --forward-to localhost:{port}/webhooks/stripe\n"
+                     f"             and put the whsec_... it prints in STRIPE_WEBHOOK_SECRETS")
+    else:
+        sandbox_port = env.setdefault("SANDBOX_PORT", "12111")
+        env["STRIPE_API_KEY"] = "sk_test_sandbox"
+        env["STRIPE_API_BASE"] = f"http://127.0.0.1:{sandbox_port}"
+        env.setdefault("SANDBOX_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhooks/stripe")
+        processes.append("sandbox")
+        processor = (f"the offline sandbox at http://localhost:{sandbox_port} "
+                     "(no Stripe account needed)")
+
+    if subprocess.run(["settle", "migrate"], env=env).returncode:
+        sys.exit(1)
+    print(f"""
+settle is starting:
+  API          http://localhost:{port}/v1   (Authorization: Bearer {token})
+  webhooks     http://localhost:{port}/webhooks/stripe   (secret {secret})
+  health       http://localhost:{port}/readyz   metrics http://localhost:{port}/metrics
+  processor    {processor}
+  mail         caught on 127.0.0.1:{env.get('SMTP_PORT', '1025')} and printed below
+
+Try the whole story: in another terminal, run
+
+  .venv/bin/settle demo
+""", flush=True)
+    os.execvpe("honcho", ["honcho", "start", "-f", "Procfile.dev", *processes], env)
+
+
+if __name__ == "__main__":
+    main()
