@@ -11,7 +11,7 @@ export PORT ?= 8080
 export API_TOKENS ?= dev-token
 export STRIPE_WEBHOOK_SECRETS ?= whsec_dev
 
-.PHONY: install run test check clean
+.PHONY: install run test check clean browser
 
 install: $(STAMP)
 
@@ -28,9 +28,21 @@ $(STAMP): pyproject.toml
 run: install
 	@$(WITH_SERVICES) $(BIN)/python -m worker.devrun
 
-test: install
+test: install browser
 	$(BIN)/mypy
 	$(WITH_SERVICES) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser test drives Debian's Chromium (no browser download is possible here).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "settle: installing Chromium for the browser test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver >/dev/null; } \
+		|| echo "settle: Chromium could not be installed; the browser test will be skipped"; \
+	else \
+		echo "settle: no Chromium: the browser test will be skipped (sudo apt-get install chromium chromium-driver)"; \
+	fi
 
 check: install
 	$(BIN)/mypy

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -39,6 +40,12 @@ TEST_REDIS_DB = 13
 
 PROBE_TABLE = """create table if not exists test_probe_effects (
     id serial primary key, event_id text not null, created_at timestamptz default now())"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def with_path(url: str, path: str) -> str:

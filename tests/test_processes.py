@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +15,9 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import ROOT, SETTLE, process_env, replace, wait_for
+from tests.conftest import ROOT, SETTLE, free_port, process_env, replace, wait_for
 from sandbox.events import event, signed
 from worker.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_procfile_has_exactly_the_contract_process_types() -> None:
