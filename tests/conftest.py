@@ -239,7 +239,13 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "SMTP_PORT": str(settings.smtp_port),
         "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
+        "PUBLIC_URL": settings.public_url,
+        "OVERPAYMENT_POLICY": settings.overpayment_policy,
     })
+    for name, value in (("STRIPE_API_KEY", settings.stripe_api_key),
+                        ("STRIPE_API_BASE", settings.stripe_api_base)):
+        if value:
+            env[name] = value
     env.update(extra)
     return env
 

@@ -1,0 +1,285 @@
+"""Chaos: the real Procfile processes under load and faults, checked against a ground truth.
+
+One `web` and two `worker` processes; 150 invoices with partial requests and
+Pay Now sessions made through the sandbox; over 2,000 signed events, each
+delivered 1-3 times, shuffled, by 8 concurrent senders that retry like Stripe
+until they get a 200. Meanwhile a worker is SIGKILLed and restarted, Redis is
+flushed, the database refuses connections for a few seconds, and the mail
+server answers 451 for a while. At the end the books must equal what this
+test computed on its own, and each "paid" notice must exist exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+
+from sandbox.events import charge_refunded, event, signed
+from sandbox.stripe import StripeStandIn
+from tests.conftest import ROOT, SETTLE, free_port, process_env, replace, wait_for
+from tests.mailserver import MailServer
+from tests.test_webhook_intake import refuse_connections
+from worker.settings import Settings
+
+INVOICES = 150
+CUSTOMERS = 50
+MIN_EVENTS = 2_000
+SENDERS = 8
+AUTH = {"Authorization": "Bearer test-token"}
+
+
+@dataclass
+class Truth:
+    """What the books must say, computed here from the scenario alone."""
+
+    total: int
+    paid: int = 0
+    credit: int = 0
+    becomes_paid: bool = False
+    customer: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.paid >= self.total:
+            return "paid"
+        return "partially_paid" if self.paid else "sent"
+
+
+@dataclass
+class Deliveries:
+    acks: list[float] = field(default_factory=list)
+    answers: dict[int, int] = field(default_factory=dict)
+    accepted: set[str] = field(default_factory=set)
+
+
+def spawner(settings: Settings, port: int) -> Callable[[str], subprocess.Popen[bytes]]:
+    """Starts the Procfile's processes (`settle web`, `settle worker`) for these settings."""
+    env = process_env(settings, PORT=str(port), INBOX_SWEEP_AFTER_SECONDS="3",
+                      JOB_TIMEOUT_SECONDS="5")
+
+    def spawn(kind: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([SETTLE, kind], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return spawn
+
+
+async def scenario(http: aiohttp.ClientSession, sandbox: StripeStandIn,
+                   rng: random.Random) -> tuple[dict[str, Truth], list[dict[str, Any]]]:
+    """Invoices, links and sessions through the API; the events their payments produce."""
+    truths: dict[str, Truth] = {}
+    events: list[dict[str, Any]] = []
+    for c in range(CUSTOMERS):
+        async with http.put(f"/v1/customers/cus_{c}", json={"email": f"c{c}@example.com"},
+                            headers=AUTH) as r:
+            assert r.status in (200, 201)
+    for i in range(INVOICES):
+        invoice_id, customer = f"inv_{i}", f"cus_{i % CUSTOMERS}"
+        total = rng.randrange(5_000, 20_000)
+        truth = Truth(total, customer=customer)
+        truths[invoice_id] = truth
+        body = {"customer_id": customer, "number": f"C-{i}", "currency": "usd", "total": total,
+                "auto_apply_credit": False}
+        async with http.put(f"/v1/invoices/{invoice_id}", json=body, headers=AUTH) as r:
+            assert r.status == 201
+        async with http.post(f"/v1/invoices/{invoice_id}/send", headers=AUTH) as r:
+            invoice = await r.json()
+        part = rng.randrange(1_000, total)
+        async with http.post(f"/v1/invoices/{invoice_id}/payment-requests",
+                             json={"amount": part, "to": "p@example.com"}, headers=AUTH) as r:
+            request = await r.json()
+        sessions = []
+        for url in (request["url"], invoice["pay_url"]):
+            async with http.get("/pay/" + url.rsplit("/pay/", 1)[1],
+                                allow_redirects=False) as r:
+                assert r.status == 303, await r.text()
+                sessions.append(sandbox.session_for_url(r.headers["Location"]))
+        partial, pay_now = sessions
+        kind = rng.choice(["partial", "pay_now", "both", "nothing", "partial_refund",
+                           "pay_now_refund"])
+        paid_sessions = {"partial": [partial], "pay_now": [pay_now], "both": [partial, pay_now],
+                         "nothing": [], "partial_refund": [partial],
+                         "pay_now_refund": [pay_now]}[kind]
+        for session in paid_sessions:
+            events += sandbox.pay(session["id"])
+            truth.paid += session["amount_total"]
+            # The other events Stripe sends about a payment, which settle does not act on.
+            for noise in ("payment_intent.created", "charge.succeeded", "charge.updated"):
+                events.append(event(noise, {"object": noise.split(".")[0],
+                                            "metadata": {"invoice_id": invoice_id}}))
+        truth.becomes_paid = truth.paid >= total
+        credit = max(0, truth.paid - total)
+        truth.paid -= credit
+        if kind.endswith("_refund"):
+            session = paid_sessions[0]
+            # Stripe never refunds more than was captured.
+            amount = session["amount_total"]
+            first = rng.randrange(1, amount // 2)
+            last = rng.randrange(first + 1, amount + 1)
+            for cumulative in (first, last):  # cumulative: delivered in any order
+                events.append(charge_refunded(session["payment_intent"],
+                                              session["amount_total"], cumulative,
+                                              invoice_id=invoice_id))
+            truth.paid -= last
+        truth.credit = credit
+    print(f"\nchaos: {len(events)} events about payments, the rest of {MIN_EVENTS} other types")
+    while len(events) < MIN_EVENTS:
+        events.append(event("customer.updated", {"object": "customer", "metadata": {}}))
+    return truths, events
+
+
+async def send_all(base: str, events: list[dict[str, Any]], rng: random.Random,
+                   faults: Any) -> Deliveries:
+    deliveries = [e for e in events for _ in range(rng.randint(1, 3))]
+    rng.shuffle(deliveries)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for item in deliveries:
+        queue.put_nowait(item)
+    result = Deliveries()
+    done = 0
+
+    async def sender(http: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while not queue.empty():
+            item = queue.get_nowait()
+            for attempt in range(200):  # like Stripe: retry until acknowledged
+                raw, headers = signed(item)
+                started = time.perf_counter()
+                try:
+                    async with http.post("/webhooks/stripe", data=raw, headers=headers) as r:
+                        status = r.status
+                except aiohttp.ClientError:
+                    status = 0
+                result.answers[status] = result.answers.get(status, 0) + 1
+                if status == 200:
+                    result.acks.append(time.perf_counter() - started)
+                    result.accepted.add(item["id"])
+                    break
+                assert status in (0, 503), f"unexpected answer {status}"
+                await asyncio.sleep(0.05 * min(attempt + 1, 10))
+            done += 1
+            await faults(done, len(deliveries))
+
+    async with aiohttp.ClientSession(base) as http:
+        await asyncio.gather(*(sender(http) for _ in range(SENDERS)))
+    assert done == len(deliveries)
+    return result
+
+
+async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncpg.Pool,
+                                                  redis: aioredis.Redis, mail: MailServer,
+                                                  aiohttp_server: Any) -> None:
+    rng = random.Random(20261121)
+    sandbox = StripeStandIn()
+    sandbox_server = await aiohttp_server(sandbox.app())
+    sandbox.base = str(sandbox_server.make_url("")).rstrip("/")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = replace(settings, stripe_api_key=sandbox.api_key, stripe_api_base=sandbox.base,
+                       public_url=base)
+    spawn = spawner(settings, port)
+    processes = {"web": spawn("web"), "worker-1": spawn("worker"), "worker-2": spawn("worker")}
+    try:
+        async with aiohttp.ClientSession(base) as http:
+            async def up() -> bool:
+                try:
+                    async with http.get("/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_for(up, timeout=30)
+            truths, events = await scenario(http, sandbox, rng)
+
+        fired: set[str] = set()
+
+        async def faults(done: int, total: int) -> None:
+            share = done / total
+            if share > 0.15 and "kill" not in fired:
+                fired.add("kill")
+                processes["worker-1"].send_signal(signal.SIGKILL)
+                processes["worker-1"].wait(10)
+                processes["worker-1"] = spawn("worker")
+            if share > 0.30 and "mail" not in fired:
+                fired.add("mail")
+                mail.answer = "451 4.3.0 Try again later"
+                asyncio.get_running_loop().call_later(6, setattr, mail, "answer", None)
+            if share > 0.45 and "flush" not in fired:
+                fired.add("flush")
+                await redis.flushdb()
+            if share > 0.60 and "database" not in fired:
+                fired.add("database")
+                await refuse_connections(settings.database_url, allow=False)
+                await asyncio.sleep(3)
+                await refuse_connections(settings.database_url, allow=True)
+
+        started = time.perf_counter()
+        delivered = await send_all(base, events, rng, faults)
+        sent_at = time.perf_counter()
+        assert fired == {"kill", "mail", "flush", "database"}
+
+        check = await asyncpg.connect(settings.database_url)
+        try:
+            async def settled() -> bool:
+                row = await check.fetchrow(
+                    """select (select count(*) from events where status = 'pending') as events,
+                              (select count(*) from outbox where status = 'pending') as owed""")
+                return row["events"] == 0 and row["owed"] == 0
+
+            await wait_for(settled, timeout=180, interval=0.5)
+            settle_seconds = time.perf_counter() - sent_at
+
+            # Never lost: every acknowledged event is recorded, and applied or ignored.
+            recorded = {r["event_id"]: r["status"] for r in await check.fetch(
+                "select event_id, status from events")}
+            assert delivered.accepted == {e["id"] for e in events} == set(recorded)
+            failed = await check.fetch(
+                "select type, reason, attempts from events where status = 'failed' limit 5")
+            assert set(recorded.values()) <= {"processed", "ignored"}, failed
+
+            invoices = {r["id"]: r for r in await check.fetch(
+                "select id, total, amount_paid, amount_credited from invoices")}
+            balances = {r["customer_id"]: r["balance"] for r in await check.fetch(
+                "select customer_id, balance from credit_balances where currency = 'usd'")}
+        finally:
+            await check.close()
+
+        for invoice_id, truth in truths.items():
+            row = invoices[invoice_id]
+            assert row["amount_paid"] == truth.paid, invoice_id
+            status = "paid" if row["total"] == row["amount_paid"] + row["amount_credited"] else (
+                "partially_paid" if row["amount_paid"] else "sent")
+            assert status == truth.status, invoice_id
+        for customer in {t.customer for t in truths.values()}:
+            expected = sum(t.credit for t in truths.values() if t.customer == customer)
+            assert balances.get(customer, 0) == expected, customer
+        paid_notices = [r.message["X-Invoice-Id"] for r in mail.of_kind("invoice_paid")]
+        assert sorted(paid_notices) == sorted(i for i, t in truths.items() if t.becomes_paid)
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    acks = sorted(delivered.acks)
+    deliveries = sum(delivered.answers.values())
+    print(f"\nchaos: {len(events)} events, {deliveries} deliveries "
+          f"({deliveries - len(events)} duplicates or retries; answers {delivered.answers}); "
+          f"ack p50 {statistics.median(acks) * 1000:.1f} ms, "
+          f"p99 {acks[int(len(acks) * 0.99)] * 1000:.1f} ms; "
+          f"sent in {sent_at - started:.1f} s, settled {settle_seconds:.1f} s after; "
+          f"{sum(t.becomes_paid for t in truths.values())} paid notices")
