@@ -11,9 +11,7 @@ from aiohttp import web
 
 from handlers.errors import error
 from handlers.signature import SignatureError, verify
-from jobs.queueing import enqueue
-from ledger import inbox
-from worker.context import POOL, QUEUE, SETTINGS
+from worker.context import INTAKE, SETTINGS
 from worker.metrics import WEBHOOKS
 
 log = logging.getLogger("settle.webhooks")
@@ -76,7 +74,7 @@ async def receive_stripe(request: web.Request) -> web.Response:
         return _refuse(400, "event_invalid", str(bad))
 
     try:
-        pk = await inbox.record_event(request.app[POOL], event_id, event_type, text)
+        pk = await request.app[INTAKE].record(event_id, event_type, text)
     except asyncpg.DataError:
         # What JSON allows and PostgreSQL's jsonb does not (\u0000, NaN...).
         return _refuse(400, "event_invalid", "event cannot be stored as JSON")
@@ -90,8 +88,6 @@ async def receive_stripe(request: web.Request) -> web.Response:
         WEBHOOKS.labels("duplicate").inc()
         log.info("webhook duplicate", extra={"event_id": event_id, "type": event_type})
         return web.json_response({"received": True, "duplicate": True})
-    # After the commit: if this fails the row is still pending and the sweeper queues it.
-    await enqueue(request.app[QUEUE], "event", pk)
     WEBHOOKS.labels("accepted").inc()
     log.info("webhook accepted", extra={"event_id": event_id, "type": event_type, "event_pk": pk})
     return web.json_response({"received": True, "duplicate": False})

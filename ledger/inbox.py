@@ -127,16 +127,23 @@ def is_transient(exc: BaseException) -> bool:
 # --- recording ------------------------------------------------------------------
 
 
-async def record_event(pool: asyncpg.Pool, event_id: str, event_type: str, body: str) -> int | None:
-    """Insert the raw event; its row id when new, None for a duplicate delivery."""
+async def record_events(pool: asyncpg.Pool,
+                        events: list[tuple[str, str, str]]) -> list[int | None]:
+    """Insert raw events (id, type, body); for each, its row id when new, None when
+    it was recorded before (a duplicate delivery, or the same event twice here)."""
     # One statement, so no check-then-insert race: the unique key decides.
-    pk: int | None = await pool.fetchval(
-        """insert into events (event_id, type, payload) values ($1, $2, $3)
+    rows = await pool.fetch(
+        """insert into events (event_id, type, payload)
+           select event_id, type, body::jsonb
+           from unnest($1::text[], $2::text[], $3::text[]) with ordinality
+                as u(event_id, type, body, n)
+           order by n
            on conflict (processor, event_id) do nothing
-           returning id""",
-        event_id, event_type, body,
+           returning id, event_id""",
+        [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
     )
-    return pk
+    new = {r["event_id"]: r["id"] for r in rows}
+    return [new.pop(event_id, None) for event_id, _, _ in events]
 
 
 # --- applying -------------------------------------------------------------------

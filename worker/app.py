@@ -10,8 +10,9 @@ from aiohttp import web
 from handlers import api, health, ops, paylinks, webhooks
 from handlers.middleware import api_auth, domain_errors
 from jobs.queueing import enqueue_all
-from worker.context import AFTER_COMMIT, CREATE_SESSION, POOL, QUEUE, SETTINGS
+from worker.context import AFTER_COMMIT, CREATE_SESSION, INTAKE, POOL, QUEUE, SETTINGS
 from worker.db import close_pool, create_pool
+from worker.intake import Intake
 from worker.processor import session_creator, stripe_client
 from worker.queue import queue_client
 from worker.settings import Settings
@@ -33,6 +34,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         await enqueue_all(queue, outbox_ids)
 
     app[AFTER_COMMIT] = after_commit
+    app[INTAKE] = Intake(app[POOL], queue)
     yield
     await app[QUEUE].aclose()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import asyncpg
 import stripe
@@ -14,12 +14,17 @@ from ledger.inbox import Handlers
 from ledger.tx import AfterCommit
 from worker.settings import Settings
 
+if TYPE_CHECKING:
+    from worker.intake import Intake
+
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 QUEUE = web.AppKey("queue", ArqRedis)
 # Queues the outbox rows a request's transaction owed, once it has committed.
 AFTER_COMMIT: web.AppKey[AfterCommit] = web.AppKey("after_commit")
 CREATE_SESSION: web.AppKey[CreateSession] = web.AppKey("create_session")
+# Records webhook events in batches (see worker.intake).
+INTAKE: web.AppKey["Intake"] = web.AppKey("intake")
 
 
 class WorkerContext(TypedDict, total=False):

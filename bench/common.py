@@ -1,0 +1,97 @@
+"""What the benchmarks share: a fresh database, processes, signed events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from sandbox.events import event, signed, stripe_object
+from worker.migrate import migrate
+from worker.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SECRET = "whsec_bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def urls() -> tuple[str, str]:
+    database = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    parts = urlsplit(database)
+    database = urlunsplit((parts.scheme, parts.netloc, "/settle_bench", "", ""))
+    redis = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    parts = urlsplit(redis)
+    return database, urlunsplit((parts.scheme, parts.netloc, "/12", "", ""))
+
+
+async def fresh_database(url: str) -> None:
+    parts = urlsplit(url)
+    admin = await asyncpg.connect(urlunsplit((parts.scheme, parts.netloc, "/postgres", "", "")))
+    await admin.execute('drop database if exists "settle_bench" with (force)')
+    await admin.close()
+    await migrate(url)
+
+
+def env(database: str, redis: str, queue: str, **extra: str) -> dict[str, str]:
+    values = dict(os.environ, DATABASE_URL=database, REDIS_URL=redis, QUEUE_NAME=queue,
+                  STRIPE_WEBHOOK_SECRETS=SECRET, API_TOKENS="bench",
+                  PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(ROOT))
+    values.update(extra)
+    return values
+
+
+def start(args: list[str], environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, env=environment, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def stop(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def capture_event(invoice_id: str, amount: int) -> dict[str, object]:
+    """A realistic paying event: a PaymentIntent of its own for an invoice."""
+    intent = stripe_object("payment_intent", id=f"pi_{uuid.uuid4().hex[:24]}", amount=amount,
+                           amount_received=amount, currency="usd", status="succeeded",
+                           metadata={"invoice_id": invoice_id})
+    return event("payment_intent.succeeded", intent)
+
+
+def signed_line(item: dict[str, object]) -> str:
+    raw, headers = signed(item, SECRET)
+    return f"{headers['Stripe-Signature']}\t{raw.decode()}"
+
+
+def run(coroutine: object) -> object:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
