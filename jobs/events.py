@@ -7,7 +7,7 @@ import time
 
 from arq import Retry
 
-from jobs.queueing import enqueue
+from jobs.queueing import enqueue, enqueue_many
 from ledger import inbox
 from ledger.sweep import stale
 from worker import metrics
@@ -35,8 +35,7 @@ async def process_event(ctx: WorkerContext, pk: int) -> str:
         log.warning("event attempt failed", extra={
             "event_pk": pk, "job_try": ctx["job_try"], "error": exc.__class__.__name__})
         raise Retry(defer=backoff(ctx["job_try"])) from exc
-    for outbox_id in outcome.follow_up:
-        await enqueue(ctx["redis"], "outbox", outbox_id)
+    await enqueue_many(ctx["redis"], "outbox", outcome.follow_up)
     await metrics.record_event_processed(
         ctx["redis"], ctx["settings"].queue_name, outcome.event_type, outcome.status,
         time.perf_counter() - started,

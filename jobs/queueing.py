@@ -70,5 +70,4 @@ async def enqueue_many(queue: ArqRedis, kind: str, idents: Sequence[int | str], 
 
 
 async def enqueue_all(queue: ArqRedis, outbox_ids: list[int]) -> None:
-    for outbox_id in outbox_ids:
-        await enqueue(queue, "outbox", outbox_id)
+    await enqueue_many(queue, "outbox", outbox_ids)

@@ -153,9 +153,11 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
                       policy: Policy = Policy()) -> Outcome:
     """Apply one recorded event exactly once; see the module docstring.
 
-    Raises RetryLater when the handler asked for it and attempts remain, and
-    lets transient errors through for the caller to retry; anything else
-    unexpected is retried UNEXPECTED_ERROR_ATTEMPTS times, then recorded.
+    A handler that fails rolls its whole transaction back, so no half-applied
+    writes remain; the failure is then recorded on its own. Raises RetryLater
+    when the handler asked for it and attempts remain, and lets transient
+    errors through for the caller to retry; anything else unexpected is
+    retried UNEXPECTED_ERROR_ATTEMPTS times, then recorded.
     """
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -175,8 +177,12 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
             await _finish(conn, pk, outcome)
             owed = tuple(await owed_here(conn))
             return replace(outcome, event_type=event.type, follow_up=owed)
+    except PermanentError as error:
+        return await _give_up(pool, pk, str(error))
     except RetryLater as later:
-        await note_attempt(pool, pk, str(later))
+        attempts = await note_attempt(pool, pk, str(later))
+        if attempts is not None and attempts >= RETRY_LATER_ATTEMPTS:
+            return await _give_up(pool, pk, str(later), counted=True)
         raise
     except Exception as exc:
         if is_transient(exc):
@@ -185,7 +191,8 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
         log.exception("event handler failed", extra={"event_pk": pk})
         attempts = await note_attempt(pool, pk, f"error: {exc.__class__.__name__}: {exc}")
         if attempts is not None and attempts >= UNEXPECTED_ERROR_ATTEMPTS:
-            return await _give_up(pool, pk, f"error: {exc.__class__.__name__}: {exc}")
+            return await _give_up(pool, pk, f"error: {exc.__class__.__name__}: {exc}",
+                                  counted=True)
         raise
 
 
@@ -196,16 +203,7 @@ async def _dispatch(conn: asyncpg.Connection, event: Event, handlers: Handlers,
         return Outcome("ignored", f"settle does not act on {event.type}")
     if registration.needs_invoice and event.invoice_id is None:
         return Outcome("ignored", "no metadata.invoice_id")
-    try:
-        # A savepoint: a handler that fails leaves no half-applied writes behind.
-        async with conn.transaction():
-            return await registration.handler(conn, event, policy)
-    except PermanentError as error:
-        return Outcome("failed", str(error))
-    except RetryLater as later:
-        if event.attempts + 1 >= RETRY_LATER_ATTEMPTS:
-            return Outcome("failed", str(later))
-        raise
+    return await registration.handler(conn, event, policy)
 
 
 async def _finish(conn: asyncpg.Connection, pk: int, outcome: Outcome) -> None:
@@ -217,14 +215,15 @@ async def _finish(conn: asyncpg.Connection, pk: int, outcome: Outcome) -> None:
     )
 
 
-async def _give_up(pool: asyncpg.Pool, pk: int, reason: str) -> Outcome:
-    outcome = Outcome("failed", reason)
-    await pool.execute(
-        """update events set status = 'failed', reason = $2, processed_at = now()
-           where id = $1 and status = 'pending'""",
-        pk, reason,
+async def _give_up(pool: asyncpg.Pool, pk: int, reason: str, *, counted: bool = False) -> Outcome:
+    """Record the event failed (this attempt counted unless `counted` already)."""
+    event_type = await pool.fetchval(
+        """update events set status = 'failed', reason = $2, processed_at = now(),
+                  attempts = attempts + $3
+           where id = $1 and status = 'pending' returning type""",
+        pk, reason[:500], 0 if counted else 1,
     )
-    return outcome
+    return Outcome("failed", reason, event_type or "")
 
 
 async def note_attempt(pool: asyncpg.Pool, pk: int, reason: str) -> int | None:
