@@ -11,7 +11,7 @@ export PORT ?= 8080
 export API_TOKENS ?= dev-token
 export STRIPE_WEBHOOK_SECRETS ?= whsec_dev
 
-.PHONY: install run test check clean browser
+.PHONY: install run test check clean browser bench
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ browser:
 	else \
 		echo "settle: no Chromium: the browser test will be skipped (sudo apt-get install chromium chromium-driver)"; \
 	fi
+
+# By hand, not in CI: figures are ratios against a baseline measured in the same run.
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "settle: bench needs wrk: sudo apt-get install wrk"; exit 1; }
+	$(WITH_SERVICES) sh -c '$(BIN)/python -m bench.intake && $(BIN)/python -m bench.latency \
+		&& $(BIN)/python -m bench.settlement'
 
 check: install
 	$(BIN)/mypy

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -22,7 +23,7 @@ from arq.constants import expires_extra_ms, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
-from bench.common import capture_event, env, fresh_database, start, stop, urls
+from bench.common import capture_event, env, free_port, fresh_database, start, stop, urls
 from jobs.queueing import enqueue_many
 from ledger.inbox import record_events
 from worker.db import create_pool
@@ -117,8 +118,16 @@ async def run(count: int) -> None:
     pks = await prepare(database, count)
     noop1 = await noop_rate(redis, count, 1)
     noop2 = await noop_rate(redis, count, 2)
-    settle1 = await settle_rate(database, redis, pks, 1)
-    settle2 = await settle_rate(database, redis, pks, 2)
+    # Each capture also owes a payment_received mail: give it a server that takes it.
+    smtp_port = free_port()
+    sink = start([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}",
+                  "-c", "aiosmtpd.handlers.Sink"], env("", redis, "sink"))
+    os.environ["SMTP_PORT"] = str(smtp_port)
+    try:
+        settle1 = await settle_rate(database, redis, pks, 1)
+        settle2 = await settle_rate(database, redis, pks, 2)
+    finally:
+        stop(sink)
     print(f"settlement of {count} captures: 1 worker {settle1:,.0f}/s, 2 workers "
           f"{settle2:,.0f}/s; arq no-op 1 worker {noop1:,.0f}/s, 2 workers {noop2:,.0f}/s\n"
           f"  settle(1)/noop(1) {settle1 / noop1:.2f} (goal >= 0.5); "

@@ -64,7 +64,8 @@ async def locked(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record:
     return row
 
 
-async def changed(conn: asyncpg.Connection, before: asyncpg.Record) -> asyncpg.Record:
+async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
+                  after: asyncpg.Record | None = None) -> asyncpg.Record:
     """Call after changing an invoice's money, in the same transaction.
 
     When the invoice has just become paid, by whatever route, its active
@@ -72,8 +73,9 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record) -> asyncpg.R
     expiry, in this same transaction; the count of times it became paid keys
     the "paid" notice.
     """
-    after = await conn.fetchrow(
-        "update invoices set updated_at = now() where id = $1 returning *", before["id"])
+    if after is None:
+        after = await conn.fetchrow(
+            "update invoices set updated_at = now() where id = $1 returning *", before["id"])
     if remaining_of(before) > 0 and remaining_of(after) == 0 and after["sent_at"] is not None \
             and after["voided_at"] is None:
         after = await conn.fetchrow(

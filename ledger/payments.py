@@ -82,9 +82,10 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
         facts.payment_id, facts.invoice_id, facts.payment_request_id, facts.currency,
         facts.amount, split.applied, credited, excess_refunded,
     )
-    if split.applied:
-        await conn.execute("update invoices set amount_paid = amount_paid + $2 where id = $1",
-                           invoice["id"], split.applied)
+    updated = await conn.fetchrow(
+        """update invoices set amount_paid = amount_paid + $2, updated_at = now()
+           where id = $1 returning *""",
+        invoice["id"], split.applied)
     audience = await invoice_audience(conn, invoice["id"])
     if credited:
         balance = await change_credit(conn, invoice["customer_id"], facts.currency, credited,
@@ -97,7 +98,7 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
         await owe_refund(conn, facts.payment_id, excess_refunded)
     if facts.payment_request_id:
         await _request_paid(conn, facts.invoice_id, facts.payment_request_id)
-    after = await changed(conn, invoice)
+    after = await changed(conn, invoice, updated)
     if split.applied and remaining_of(after) > 0:
         await owe_email(conn, "payment_received", facts.payment_id, invoice_id=invoice["id"],
                         to=audience["to"], number=audience["number"], amount=split.applied,

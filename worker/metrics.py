@@ -42,12 +42,12 @@ def _label(value: str) -> str:
 async def record_event_processed(redis: Redis, queue_name: str, event_type: str, outcome: str,
                                  seconds: float) -> None:
     key = shared_key(queue_name)
+    # Only the one bucket the duration falls in: render() sums them into
+    # Prometheus's cumulative buckets, so each job costs three increments.
+    bound = next((str(b) for b in BUCKETS if seconds <= b), "+Inf")
     pipe = redis.pipeline(transaction=False)
     pipe.hincrby(key, f"events|{_label(event_type)}|{outcome}", 1)
-    for bound in BUCKETS:
-        if seconds <= bound:
-            pipe.hincrby(key, f"duration|{bound}", 1)
-    pipe.hincrby(key, "duration|+Inf", 1)
+    pipe.hincrby(key, f"bucket|{bound}", 1)
     pipe.hincrbyfloat(key, "duration_sum", seconds)
     await _best_effort(pipe)
 
@@ -93,8 +93,10 @@ async def render(redis: Redis, pool: asyncpg.Pool, queue_name: str) -> bytes:
         elif name == "emails":
             emails.add_metric(rest.split("|", 1), float(value))
     families += [events, emails]
-    buckets = [(str(b), float(fields.get(f"duration|{b}", 0))) for b in BUCKETS]
-    buckets.append(("+Inf", float(fields.get("duration|+Inf", 0))))
+    buckets, running = [], 0.0
+    for bound in [*map(str, BUCKETS), "+Inf"]:
+        running += float(fields.get(f"bucket|{bound}", 0))
+        buckets.append((bound, running))
     families.append(HistogramMetricFamily(
         "settle_event_processing_seconds", "Time to apply one event",
         buckets=buckets, sum_value=float(fields.get("duration_sum", 0)),
