@@ -95,3 +95,17 @@ def signed_line(item: dict[str, object]) -> str:
 
 def run(coroutine: object) -> object:
     return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+def start_bare_and_web(database: str, redis: str,
+                       queue: str) -> tuple[int, int, list[subprocess.Popen[bytes]]]:
+    """The baseline endpoint and one `settle web`, both listening: (bare, web, processes)."""
+    bare_port, web_port = free_port(), free_port()
+    processes = [
+        start([sys.executable, "-m", "bench.bare", str(bare_port)], env(database, redis, "b")),
+        start(["settle", "web"], env(database, redis, queue, PORT=str(web_port))),
+    ]
+    wait_port(bare_port)
+    wait_port(web_port)
+    time.sleep(1)
+    return bare_port, web_port, processes

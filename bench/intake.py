@@ -18,7 +18,7 @@ import time
 import asyncpg
 
 from bench.common import (
-    capture_event, env, free_port, fresh_database, signed_line, start, stop, urls, wait_port)
+    capture_event, fresh_database, signed_line, start_bare_and_web, stop, urls)
 
 THREADS = 2
 
@@ -46,17 +46,12 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".events", delete=False) as file:
         for i in range(args.events):
             file.write(signed_line(capture_event(f"inv_{i % 100}", 1_000)) + "\n")
-    bare_port, web_port = free_port(), free_port()
-    bare = start([sys.executable, "-m", "bench.bare", str(bare_port)], env(database, redis, "b"))
-    web = start(["settle", "web"], env(database, redis, "bench-intake", PORT=str(web_port)))
+    bare_port, web_port, processes = start_bare_and_web(database, redis, "bench-intake")
     try:
-        wait_port(bare_port)
-        wait_port(web_port)
-        time.sleep(1)
         bare_rate, _ = wrk(bare_port, file.name, args.seconds, args.connections)
         web_rate, refused = wrk(web_port, file.name, args.seconds, args.connections)
     finally:
-        stop(bare, web)
+        stop(*processes)
 
     async def recorded() -> int:
         conn = await asyncpg.connect(database)

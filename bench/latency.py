@@ -16,7 +16,7 @@ import time
 import aiohttp
 
 from bench.common import (
-    capture_event, env, free_port, fresh_database, signed_line, start, stop, urls, wait_port)
+    capture_event, fresh_database, signed_line, start_bare_and_web, stop, urls)
 
 
 async def measure(port: int, lines: list[str], rate: int) -> list[float]:
@@ -59,17 +59,12 @@ def main() -> None:
     asyncio.run(fresh_database(database))
     count = args.rate * args.seconds
     lines = [signed_line(capture_event(f"inv_{i % 100}", 1_000)) for i in range(count * 2)]
-    bare_port, web_port = free_port(), free_port()
-    bare = start([sys.executable, "-m", "bench.bare", str(bare_port)], env(database, redis, "b"))
-    web = start(["settle", "web"], env(database, redis, "bench-latency", PORT=str(web_port)))
+    bare_port, web_port, processes = start_bare_and_web(database, redis, "bench-latency")
     try:
-        wait_port(bare_port)
-        wait_port(web_port)
-        time.sleep(1)
         bare_lat = asyncio.run(measure(bare_port, lines[:count], args.rate))
         web_lat = asyncio.run(measure(web_port, lines[count:], args.rate))
     finally:
-        stop(bare, web)
+        stop(*processes)
     print(f"latency at {args.rate} req/s for {args.seconds} s: settle web p50 "
           f"{percentile(web_lat, 0.5):.1f} ms, p99 {percentile(web_lat, 0.99):.1f} ms "
           f"(goal p99 <= 25 ms); bare aiohttp p50 {percentile(bare_lat, 0.5):.1f} ms, "

@@ -223,6 +223,20 @@ async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1)
         await asyncio.sleep(interval)
 
 
+async def wait_until_answers(http: Any, path: str, timeout: float = 30) -> None:
+    """Until a process just started answers 200 at `path`."""
+    import aiohttp
+
+    async def answers() -> bool:
+        try:
+            async with http.get(path) as response:
+                return bool(response.status == 200)
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await wait_for(answers, timeout=timeout)
+
+
 def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment for a real `settle` process with these settings."""
     env = dict(os.environ)

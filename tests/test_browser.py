@@ -47,13 +47,12 @@ def browser() -> Any:
 
 async def test_a_customer_pays_in_the_browser(aiohttp_client: Any, aiohttp_server: Any,
                                               settings: Settings, db: asyncpg.Pool, mail: Any,
-                                              browser: Any) -> None:
+                                              standin: StripeStandIn, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    sandbox = StripeStandIn(webhook_secret=SECRET)
-    sandbox_server = await aiohttp_server(sandbox.app())
-    sandbox.base = str(sandbox_server.make_url("")).rstrip("/")
+    sandbox = standin
+    sandbox.webhook_secret = SECRET
     # settle must know its own address (the checkout's success_url), so pick it first.
     port = free_port()
     base = f"http://127.0.0.1:{port}"

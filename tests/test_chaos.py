@@ -27,7 +27,8 @@ import redis.asyncio as aioredis
 
 from sandbox.events import charge_refunded, event, signed
 from sandbox.stripe import StripeStandIn
-from tests.conftest import ROOT, SETTLE, free_port, process_env, replace, wait_for
+from tests.conftest import (
+    ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers)
 from tests.mailserver import MailServer
 from tests.test_webhook_intake import refuse_connections
 from worker.settings import Settings
@@ -179,11 +180,9 @@ async def send_all(base: str, events: list[dict[str, Any]], rng: random.Random,
 
 async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncpg.Pool,
                                                   redis: aioredis.Redis, mail: MailServer,
-                                                  aiohttp_server: Any) -> None:
+                                                  standin: StripeStandIn) -> None:
     rng = random.Random(20261121)
-    sandbox = StripeStandIn()
-    sandbox_server = await aiohttp_server(sandbox.app())
-    sandbox.base = str(sandbox_server.make_url("")).rstrip("/")
+    sandbox = standin
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = replace(settings, stripe_api_key=sandbox.api_key, stripe_api_base=sandbox.base,
@@ -192,14 +191,7 @@ async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncp
     processes = {"web": spawn("web"), "worker-1": spawn("worker"), "worker-2": spawn("worker")}
     try:
         async with aiohttp.ClientSession(base) as http:
-            async def up() -> bool:
-                try:
-                    async with http.get("/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, timeout=30)
+            await wait_until_answers(http, "/readyz")
             truths, events = await scenario(http, sandbox, rng)
 
         fired: set[str] = set()

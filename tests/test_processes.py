@@ -15,7 +15,8 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import ROOT, SETTLE, free_port, process_env, replace, wait_for
+from tests.conftest import (
+    ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers)
 from sandbox.events import event, signed
 from worker.settings import Settings
 
@@ -40,14 +41,7 @@ async def test_web_process_serves_health_and_webhooks(settings: Settings,
                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            async def healthy() -> bool:
-                try:
-                    async with http.get("/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await wait_for(healthy, timeout=20)
+            await wait_until_answers(http, "/healthz")
             async with http.get("/readyz") as r:
                 assert r.status == 200
                 assert (await r.json())["checks"] == {"postgres": "ok", "redis": "ok"}
