@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import aiohttp
 import asyncpg
