@@ -8,16 +8,15 @@ from handlers import parse
 from jobs.ops import start_reconcile
 from jobs.queueing import enqueue
 from ledger import ops
-from ledger.errors import Invalid, NotFound
+from ledger.errors import Invalid
 from worker.context import POOL, QUEUE
 
 
 async def reconcile(request: web.Request) -> web.Response:
     body = await parse.json_object(request, optional=True)
     invoice_id = parse.optional_string(body, "invoice_id", max_length=255)
-    if invoice_id and not await request.app[POOL].fetchval(
-            "select 1 from invoices where id = $1", invoice_id):
-        raise NotFound("invoice", invoice_id)
+    if invoice_id:
+        await ops.require_invoice(request.app[POOL], invoice_id)
     job_id = await start_reconcile(request.app[POOL], request.app[QUEUE], invoice_id)
     return web.json_response({"job_id": job_id}, status=202)
 

@@ -7,7 +7,7 @@ import time
 
 from arq import Retry
 
-from jobs.queueing import enqueue, enqueue_many
+from jobs.queueing import enqueue_many
 from ledger import inbox
 from ledger.sweep import stale
 from worker import metrics
@@ -55,8 +55,8 @@ async def sweep_inbox(ctx: WorkerContext) -> int:
     settings = ctx["settings"]
     queued = 0
     for owed in ("event", "outbox", "ops"):
-        for ident in await stale(ctx["pool"], owed, settings.inbox_sweep_after_seconds):
-            queued += await enqueue(ctx["redis"], owed, ident)
+        idents = await stale(ctx["pool"], owed, settings.inbox_sweep_after_seconds)
+        queued += await enqueue_many(ctx["redis"], owed, idents)
     if queued:
         log.info("sweeper queued events again", extra={"count": queued})
     return queued

@@ -28,30 +28,17 @@ def job_id(queue_name: str, kind: str, ident: int | str) -> str:
     return f"{queue_name}:{kind}:{ident}"
 
 
-async def enqueue(queue: ArqRedis, kind: str, ident: int | str, *, timeout: float = 2.0) -> bool:
-    """True when newly queued; False when already queued, or (logged) Redis is away."""
-    try:
-        job = await asyncio.wait_for(
-            queue.enqueue_job(FUNCTIONS[kind], ident,
-                              _job_id=job_id(queue.default_queue_name, kind, ident)),
-            timeout)
-    except Exception as exc:
-        log.warning("enqueue failed; the sweeper will retry",
-                    extra={"kind": kind, "ident": ident, "error": exc.__class__.__name__})
-        return False
-    return job is not None
-
-
 async def enqueue_many(queue: ArqRedis, kind: str, idents: Sequence[int | str], *,
-                       timeout: float = 2.0) -> bool:
-    """Queue many jobs in one round trip; False (logged) when Redis is away.
+                       timeout: float = 2.0) -> int:
+    """Queue many jobs in one round trip; how many were newly queued (0, logged, when
+    Redis is away).
 
     The same job arq's `enqueue_job` would write, without its WATCH/EXISTS
     round trips per job: `SET ... NX` on the job key and `ZADD ... NX` on the
     queue, so a job already queued under the same id is left alone.
     """
     if not idents:
-        return True
+        return 0
     now = timestamp_ms()
     pipe = queue.pipeline(transaction=False)
     for ident in idents:
@@ -61,12 +48,17 @@ async def enqueue_many(queue: ArqRedis, kind: str, idents: Sequence[int | str], 
         pipe.set(job_key_prefix + jid, job, px=expires_extra_ms, nx=True)
         pipe.zadd(queue.default_queue_name, {jid: now}, nx=True)
     try:
-        await asyncio.wait_for(pipe.execute(), timeout)
+        answers = await asyncio.wait_for(pipe.execute(), timeout)
     except Exception as exc:
         log.warning("enqueue failed; the sweeper will retry",
                     extra={"kind": kind, "count": len(idents), "error": exc.__class__.__name__})
-        return False
-    return True
+        return 0
+    return sum(1 for created in answers[::2] if created)  # each job's SET NX answer
+
+
+async def enqueue(queue: ArqRedis, kind: str, ident: int | str) -> bool:
+    """True when newly queued; False when already queued, or (logged) Redis is away."""
+    return await enqueue_many(queue, kind, [ident]) == 1
 
 
 async def enqueue_all(queue: ArqRedis, outbox_ids: list[int]) -> None:

@@ -19,6 +19,11 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+async def require_invoice(pool: asyncpg.Pool, invoice_id: str) -> None:
+    if not await pool.fetchval("select 1 from invoices where id = $1", invoice_id):
+        raise NotFound("invoice", invoice_id)
+
+
 # --- jobs --------------------------------------------------------------------------------
 
 async def create_job(pool: asyncpg.Pool, kind: str, params: dict[str, Any]) -> str:
@@ -99,8 +104,7 @@ async def replay_event(pool: asyncpg.Pool, event_id: str) -> tuple[int, str]:
 
 async def invoice_timeline(pool: asyncpg.Pool, invoice_id: str) -> list[dict[str, Any]]:
     """Everything that happened to an invoice, oldest first."""
-    if not await pool.fetchval("select 1 from invoices where id = $1", invoice_id):
-        raise NotFound("invoice", invoice_id)
+    await require_invoice(pool, invoice_id)
     rows = await pool.fetch(
         """select created_at as at, 'invoice' as what,
                   'created, total ' || total || ' ' || currency as detail from invoices where id = $1

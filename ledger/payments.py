@@ -86,7 +86,8 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
         """update invoices set amount_paid = amount_paid + $2, updated_at = now()
            where id = $1 returning *""",
         invoice["id"], split.applied)
-    audience = await invoice_audience(conn, invoice["id"])
+    owes_receipt = split.applied > 0 and remaining_of(updated) > 0
+    audience = await invoice_audience(conn, invoice["id"]) if credited or owes_receipt else {}
     if credited:
         balance = await change_credit(conn, invoice["customer_id"], facts.currency, credited,
                                       "overpayment", payment_id=facts.payment_id,
@@ -99,13 +100,13 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
     if facts.payment_request_id:
         await _request_paid(conn, facts.invoice_id, facts.payment_request_id)
     after = await changed(conn, invoice, updated)
-    if split.applied and remaining_of(after) > 0:
+    if owes_receipt:
         await owe_email(conn, "payment_received", facts.payment_id, invoice_id=invoice["id"],
                         to=audience["to"], number=audience["number"], amount=split.applied,
                         remaining=remaining_of(after), currency=facts.currency)
     if payment["refunded"]:
         # A refund reported before this capture arrived: take it back now.
-        await _take_back(conn, payment["refunded"], facts.payment_id)
+        await _take_back(conn, payment["refunded"], payment, after)
     return f"captured {facts.amount}: applied {split.applied}, excess {split.excess}"
 
 
@@ -174,7 +175,7 @@ async def refund(conn: asyncpg.Connection, payment_id: str, reported: int, curre
     if invoice_id is None:
         return None
     # Lock order: invoice, payment, balance (as everywhere).
-    await _invoice_for(conn, invoice_id, currency)
+    invoice = await _invoice_for(conn, invoice_id, currency)
     payment = await _lock_payment(conn, payment_id)
     if payment is None:
         # The refund came before its capture: keep the figure for the capture to apply.
@@ -190,12 +191,13 @@ async def refund(conn: asyncpg.Connection, payment_id: str, reported: int, curre
             payment_id, reported,
         )
         return f"refund of {reported} kept until its payment is captured"
-    return await _take_back(conn, reported, payment_id)
+    return await _take_back(conn, reported, payment, invoice)
 
 
-async def _take_back(conn: asyncpg.Connection, reported: int, payment_id: str) -> str:
-    payment = await _lock_payment(conn, payment_id)
-    assert payment is not None
+async def _take_back(conn: asyncpg.Connection, reported: int, payment: asyncpg.Record,
+                     invoice: asyncpg.Record) -> str:
+    """Take a refund increase back from a payment and its invoice, both already locked."""
+    payment_id = payment["id"]
     absorbed = (payment["refund_from_credit"] + payment["refund_from_paid"]
                 + payment["refund_unrecovered"])
     new_refunded, increase = money.refund_increase(
@@ -205,8 +207,6 @@ async def _take_back(conn: asyncpg.Connection, reported: int, payment_id: str) -
         await conn.execute("update payments set refunded = $2 where id = $1",
                            payment_id, new_refunded)
         return f"refunded total {new_refunded}: nothing more to take back"
-    invoice = await lock_invoice(conn, payment["invoice_id"])
-    assert invoice is not None
     balance = await locked_balance(conn, invoice["customer_id"], payment["currency"])
     split = money.split_refund(
         increase, credit_from_payment=payment["credited"] - payment["refund_from_credit"],

@@ -43,8 +43,3 @@ async def send(message: EmailMessage, recipients: list[str], settings: Settings)
         raise
     return response
 
-
-def is_transient(exc: BaseException) -> bool:
-    """Connection trouble, timeouts and 4xx answers: the mail server may recover."""
-    return isinstance(exc, (aiosmtplib.SMTPException, OSError, TimeoutError)) and \
-        not isinstance(exc, Refused)

@@ -52,16 +52,16 @@ class Intake:
     async def _write(self, batch: list[Pending]) -> None:
         try:
             pks = await record_events(self.pool, [item for item, _ in batch])
-        except asyncpg.DataError:
-            # One event PostgreSQL will not store (\\u0000, NaN...) must not sink the
-            # others: record them one by one, and let that one fail alone.
-            for item, future in batch:
-                await self._write_one(item, future)
-            return
         except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            if isinstance(exc, asyncpg.DataError) and len(batch) > 1:
+                # One event PostgreSQL will not store (\u0000, NaN...) must not sink the
+                # others: write them one by one, and let that one fail alone.
+                for entry in batch:
+                    await self._write([entry])
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
             return
         # After the commit: a failure here loses nothing, the sweeper queues them.
         await enqueue_many(self.queue, "event", [pk for pk in pks if pk is not None])
@@ -69,15 +69,3 @@ class Intake:
             if not future.done():
                 future.set_result(pk)
 
-    async def _write_one(self, item: tuple[str, str, str],
-                         future: asyncio.Future[int | None]) -> None:
-        try:
-            [pk] = await record_events(self.pool, [item])
-        except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
-            return
-        if pk is not None:
-            await enqueue_many(self.queue, "event", [pk])
-        if not future.done():
-            future.set_result(pk)

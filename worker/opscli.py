@@ -48,10 +48,8 @@ async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -
     queue = queue_client(settings.redis_url, settings.queue_name)
     http = stripe.AIOHTTPClient(timeout=20)
     try:
-        if invoice_id and not await pool.fetchval("select 1 from invoices where id = $1",
-                                                  invoice_id):
-            print(f"settle: no invoice {invoice_id!r}", file=sys.stderr)
-            return NOT_FOUND
+        if invoice_id:
+            await ops.require_invoice(pool, invoice_id)
         job_id = await ops.create_job(pool, "reconcile",
                                       {"invoice_id": invoice_id} if invoice_id else {})
         ctx: WorkerContext = {"settings": settings, "pool": pool, "redis": queue,
