@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-WITH_SERVICES := $(BIN)/python -m worker.devservices --
+WITH_SERVICES := $(BIN)/python -m devtools.devservices --
 
 export PORT ?= 8080
 export API_TOKENS ?= dev-token
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
 		|| { echo "settle: Python 3.11 or newer is needed; install it with: sudo apt-get install python3"; exit 1; }
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+			&& echo "settle: installing python3-venv with apt-get (running as root)" \
+			&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+			&& $(PYTHON) -c 'import ensurepip, venv'; } \
 		|| { echo "settle: Python's venv module is missing; install it with: sudo apt-get install python3-venv"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
@@ -26,7 +30,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: install
-	@$(WITH_SERVICES) $(BIN)/python -m worker.devrun
+	@$(WITH_SERVICES) $(BIN)/python -m devtools.devrun
 
 test: install browser
 	$(BIN)/mypy

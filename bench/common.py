@@ -16,7 +16,7 @@ import asyncpg
 
 from sandbox.events import event, signed, stripe_object
 from worker.migrate import migrate
-from worker.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+from core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

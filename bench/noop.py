@@ -11,7 +11,7 @@ from typing import Any
 
 from arq.worker import create_worker
 
-from worker.queue import deserialize, redis_settings, serialize
+from core.queue import deserialize, redis_settings, serialize
 from worker.runner import WorkerSettings
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     create_worker(
         {"functions": [noop], "job_serializer": serialize, "job_deserializer": deserialize,
          "keep_result": 0, "max_jobs": WorkerSettings.max_jobs,
-         "poll_delay": WorkerSettings.poll_delay},  # type: ignore[arg-type]
+         "poll_delay": WorkerSettings.poll_delay},
         redis_settings=redis_settings(sys.argv[1]), queue_name=sys.argv[2],
     ).run()
 

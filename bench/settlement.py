@@ -24,10 +24,11 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
 from bench.common import capture_event, env, free_port, fresh_database, start, stop, urls
-from jobs.queueing import enqueue_many
+from core.db import create_pool
+from core.processor import InboundEvent
+from core.queue import enqueue_many, queue_client, serialize
 from ledger.inbox import record_events
-from worker.db import create_pool
-from worker.queue import queue_client, serialize
+from processors.stripe.events import invoice_reference
 
 
 async def prepare(database: str, count: int) -> list[int]:
@@ -41,10 +42,12 @@ async def prepare(database: str, count: int) -> list[int]:
         items = []
         for _ in range(count):
             item = capture_event(f"inv_{random.randrange(200)}", random.randrange(100, 5_000))
-            items.append((str(item["id"]), str(item["type"]), json.dumps(item)))
+            items.append(InboundEvent(str(item["id"]), str(item["type"]),
+                                      invoice_reference(item),
+                                      json.dumps(item)))
         pks: list[int] = []
         for i in range(0, count, 500):
-            pks += [pk for pk in await record_events(pool, items[i:i + 500]) if pk]
+            pks += [pk for pk in await record_events(pool, "stripe", items[i:i + 500]) if pk]
         return pks
     finally:
         await pool.close()

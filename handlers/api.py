@@ -5,25 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from handlers import parse
+from handlers.keys import books
+from handlers.parse import path_id
 from ledger import customers, invoices, requests
-from worker.context import AFTER_COMMIT, POOL, SETTINGS
-
-
-def _url(request: web.Request) -> str:
-    return request.app[SETTINGS].public_url
 
 
 async def put_customer(request: web.Request) -> web.Response:
     body = await parse.json_object(request)
     customer, created = await customers.upsert_customer(
-        request.app[POOL], parse.path_id(request), parse.email(body, "email"),
+        books(request), path_id(request), parse.email(body, "email"),
         parse.optional_string(body, "name"))
     return web.json_response(customer, status=201 if created else 200)
 
 
 async def get_customer(request: web.Request) -> web.Response:
-    return web.json_response(
-        await customers.customer_view(request.app[POOL], parse.path_id(request)))
+    return web.json_response(await customers.get_customer(books(request), path_id(request)))
 
 
 async def put_invoice(request: web.Request) -> web.Response:
@@ -38,31 +34,26 @@ async def put_invoice(request: web.Request) -> web.Response:
         notify_emails=parse.emails(body, "notify_emails"),
         auto_apply_credit=parse.boolean(body, "auto_apply_credit", True),
     )
-    invoice, created = await invoices.upsert_invoice(request.app[POOL], parse.path_id(request),
-                                                     data, _url(request))
+    invoice, created = await invoices.upsert_invoice(books(request), path_id(request), data)
     return web.json_response(invoice, status=201 if created else 200)
 
 
 async def get_invoice(request: web.Request) -> web.Response:
-    return web.json_response(await invoices.invoice_view(
-        request.app[POOL], parse.path_id(request), _url(request)))
+    return web.json_response(await invoices.get_invoice(books(request), path_id(request)))
 
 
 async def send_invoice(request: web.Request) -> web.Response:
-    return web.json_response(await invoices.send_invoice(
-        request.app[POOL], parse.path_id(request), _url(request), request.app[AFTER_COMMIT]))
+    return web.json_response(await invoices.send_invoice(books(request), path_id(request)))
 
 
 async def void_invoice(request: web.Request) -> web.Response:
-    return web.json_response(await invoices.void_invoice(
-        request.app[POOL], parse.path_id(request), _url(request), request.app[AFTER_COMMIT]))
+    return web.json_response(await invoices.void_invoice(books(request), path_id(request)))
 
 
 async def apply_credit(request: web.Request) -> web.Response:
     body = await parse.json_object(request, optional=True)
     return web.json_response(await invoices.apply_credit(
-        request.app[POOL], parse.path_id(request), parse.optional_amount(body, "amount"),
-        _url(request), request.app[AFTER_COMMIT]))
+        books(request), path_id(request), parse.optional_amount(body, "amount")))
 
 
 async def create_request(request: web.Request) -> web.Response:
@@ -75,25 +66,21 @@ async def create_request(request: web.Request) -> web.Response:
         note=parse.optional_string(body, "note", max_length=2000),
         replace=parse.boolean(body, "replace", False),
     )
-    created = await requests.create_request(request.app[POOL], parse.path_id(request), data,
-                                            _url(request), request.app[AFTER_COMMIT])
+    created = await requests.create_request(books(request), path_id(request), data)
     return web.json_response(created, status=201)
 
 
 async def get_request(request: web.Request) -> web.Response:
-    return web.json_response(await requests.get_request(
-        request.app[POOL], parse.path_id(request), _url(request)))
+    return web.json_response(await requests.get_request(books(request), path_id(request)))
 
 
 async def resend_request(request: web.Request) -> web.Response:
-    return web.json_response(await requests.resend_request(
-        request.app[POOL], parse.path_id(request), _url(request), request.app[AFTER_COMMIT]),
-        status=202)
+    return web.json_response(await requests.resend_request(books(request), path_id(request)),
+                             status=202)
 
 
 async def cancel_request(request: web.Request) -> web.Response:
-    return web.json_response(await requests.cancel_request(
-        request.app[POOL], parse.path_id(request), _url(request), request.app[AFTER_COMMIT]))
+    return web.json_response(await requests.cancel_request(books(request), path_id(request)))
 
 
 def add_routes(app: web.Application) -> None:

@@ -7,8 +7,8 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from worker import metrics
-from worker.context import POOL, QUEUE, SETTINGS
+from core import metrics
+from handlers.keys import services
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -18,12 +18,12 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     try:
-        await asyncio.wait_for(request.app[POOL].fetchval("select 1"), 2)
+        await asyncio.wait_for(services(request).pool.fetchval("select 1"), 2)
         checks["postgres"] = "ok"
     except Exception as exc:
         checks["postgres"] = exc.__class__.__name__
     try:
-        await asyncio.wait_for(request.app[QUEUE].ping(), 2)
+        await asyncio.wait_for(services(request).queue.ping(), 2)
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = exc.__class__.__name__
@@ -32,6 +32,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_text(request: web.Request) -> web.Response:
-    body = await metrics.render(request.app[QUEUE], request.app[POOL],
-                                request.app[SETTINGS].queue_name)
+    found = services(request)
+    body = await metrics.render(found.queue, found.pool, found.settings.queue_name)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

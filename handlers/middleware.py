@@ -7,9 +7,9 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from core.errors import DomainError
 from handlers.errors import error
-from ledger.errors import DomainError
-from worker.context import SETTINGS
+from handlers.keys import services
 
 
 def token_accepted(header: str | None, tokens: tuple[str, ...]) -> bool:
@@ -27,7 +27,7 @@ def token_accepted(header: str | None, tokens: tuple[str, ...]) -> bool:
 @web.middleware
 async def api_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/v1/") and not token_accepted(
-            request.headers.get("Authorization"), request.app[SETTINGS].api_tokens):
+            request.headers.get("Authorization"), services(request).settings.api_tokens):
         return error(401, "unauthorized", "a valid bearer token is required")
     return await handler(request)
 

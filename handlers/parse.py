@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ledger.errors import Invalid
+from core.errors import Invalid
 
 # Deliberately plain: one @, no spaces or angle brackets, a dot in the domain.
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")

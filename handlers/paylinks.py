@@ -7,9 +7,9 @@ import logging
 
 from aiohttp import web
 
+from core.errors import NotFound
+from handlers.keys import services
 from ledger import checkout
-from ledger.errors import NotFound
-from worker.context import AFTER_COMMIT, CREATE_SESSION, POOL, SETTINGS
 
 log = logging.getLogger("settle.paylinks")
 
@@ -41,9 +41,9 @@ def page(title: str, text: str, status: int) -> web.Response:
 
 async def open_link(request: web.Request) -> web.StreamResponse:
     try:
-        result = await checkout.open_link(
-            request.app[POOL], request.match_info["token"], request.app[SETTINGS].public_url,
-            request.app[CREATE_SESSION], request.app[AFTER_COMMIT])
+        found = services(request)
+        result = await checkout.open_link(found.books, request.match_info["token"],
+                                          found.processor)
     except NotFound:
         return page("Link not found", "This payment link does not exist. Please check the "
                     "address, or ask the sender for a new link.", 404)

@@ -1,4 +1,4 @@
-"""Jobs that move events from the inbox into the books."""
+"""Jobs that move events from the inbox into the books, and the sweeper."""
 
 from __future__ import annotations
 
@@ -7,25 +7,25 @@ import time
 
 from arq import Retry
 
-from jobs.queueing import enqueue_many
+from core import metrics
+from core.errors import RetryLater
+from core.queue import enqueue_many
+from core.retry import backoff
+from core.services import WorkerContext
 from ledger import inbox
 from ledger.sweep import stale
-from worker import metrics
-from worker.context import WorkerContext
 
 log = logging.getLogger("settle.jobs")
 
 
-def backoff(job_try: int) -> float:
-    return float(min(2 ** max(job_try - 1, 0), 60))
-
-
 async def process_event(ctx: WorkerContext, pk: int) -> str:
     started = time.perf_counter()
+    services = ctx["services"]
     try:
-        policy = inbox.Policy(overpayment=ctx["settings"].overpayment_policy)
-        outcome = await inbox.apply_event(ctx["pool"], pk, ctx["handlers"], policy)
-    except inbox.RetryLater as later:
+        policy = inbox.Policy(overpayment=services.settings.overpayment_policy)
+        outcome = await inbox.apply_event(services.pool, pk, ctx["handlers"],
+                                          services.after_commit, policy)
+    except RetryLater as later:
         log.info("event deferred", extra={"event_pk": pk, "reason": str(later)})
         raise Retry(defer=later.defer or backoff(ctx["job_try"])) from later
     except Exception as exc:
@@ -35,9 +35,8 @@ async def process_event(ctx: WorkerContext, pk: int) -> str:
         log.warning("event attempt failed", extra={
             "event_pk": pk, "job_try": ctx["job_try"], "error": exc.__class__.__name__})
         raise Retry(defer=backoff(ctx["job_try"])) from exc
-    await enqueue_many(ctx["redis"], "outbox", outcome.follow_up)
     await metrics.record_event_processed(
-        ctx["redis"], ctx["settings"].queue_name, outcome.event_type, outcome.status,
+        services.queue, services.settings.queue_name, outcome.event_type, outcome.status,
         time.perf_counter() - started,
     )
     log.info("event done", extra={"event_pk": pk, "status": outcome.status,
@@ -52,11 +51,11 @@ async def sweep_inbox(ctx: WorkerContext) -> int:
     enqueue that failed after the commit. Owed side effects (the outbox) and
     unfinished operator jobs are swept the same way.
     """
-    settings = ctx["settings"]
+    services = ctx["services"]
     queued = 0
     for owed in ("event", "outbox", "ops"):
-        idents = await stale(ctx["pool"], owed, settings.inbox_sweep_after_seconds)
-        queued += await enqueue_many(ctx["redis"], owed, idents)
+        idents = await stale(services.pool, owed, services.settings.inbox_sweep_after_seconds)
+        queued += await enqueue_many(services.queue, owed, idents)
     if queued:
-        log.info("sweeper queued events again", extra={"count": queued})
+        log.info("sweeper queued work again", extra={"count": queued})
     return queued

@@ -1,5 +1,7 @@
-"""The record of truth: events, and (next) invoices, payments and credit.
+"""The domain: the record of truth and the money rules.
 
-Nothing here knows HTTP or arq: functions take a connection or a pool and
-plain values, so the same rules serve webhooks, jobs and the command line.
+Customers, invoices, payment requests, payments, refunds and credit; the
+event inbox; what operators ask of the record. Nothing here knows HTTP, arq
+or any processor's shapes: functions take a connection (or `core.tx.Books`)
+and plain values, and speak of payment facts (`ledger.facts`).
 """

@@ -1,53 +1,23 @@
-"""Opening a pay link: reuse the link's open Checkout Session or make one (§6).
+"""Opening a pay link: reuse the link's open checkout session or make one (§6).
 
-The Stripe call itself is passed in (`CreateSession`), so this module knows
-what a session must say, not how to reach Stripe. The invoice row stays
-locked while a session is made, so two customers opening one link at once
-get one session.
+The processor is passed in (`core.processor.Processor`), so this module
+knows what a session must say, not how to reach any processor. The invoice
+row stays locked while a session is made, so two customers opening one link
+at once get one session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
-from ledger.errors import NotFound
-from ledger.invoices import is_open, locked, remaining_of, status_of
-from ledger.links import owe_expiry
-from ledger.tx import AfterCommit, transaction
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSpec:
-    invoice_id: str
-    invoice_number: str
-    payment_request_id: str | None
-    amount: int
-    currency: str
-    customer_email: str
-    success_url: str
-    cancel_url: str
-    idempotency_key: str
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        metadata = {"invoice_id": self.invoice_id}
-        if self.payment_request_id:
-            metadata["payment_request_id"] = self.payment_request_id
-        return metadata
-
-
-@dataclass(frozen=True, slots=True)
-class SessionMade:
-    id: str
-    url: str
-    expires_at: int | None
-
-
-CreateSession = Callable[[SessionSpec], Awaitable[SessionMade]]
+from core.errors import NotFound
+from core.processor import Processor, SessionSpec
+from core.tx import Books
+from ledger.outbox import owe_expiry
+from ledger.status import is_open, locked, remaining_of, status_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +32,8 @@ class Gone:
     reason: str
 
 
-async def open_link(pool: asyncpg.Pool, token: str, public_url: str,
-                    create_session: CreateSession, after_commit: AfterCommit) -> Redirect | Gone:
-    async with transaction(pool, after_commit) as conn:
+async def open_link(books: Books, token: str, processor: Processor) -> Redirect | Gone:
+    async with books.transaction() as conn:
         request = await conn.fetchrow(
             "select id, invoice_id from payment_requests where token = $1", token)
         invoice_id = request["invoice_id"] if request else await conn.fetchval(
@@ -103,19 +72,20 @@ async def open_link(pool: asyncpg.Pool, token: str, public_url: str,
         )
         email = await conn.fetchval("select email from customers where id = $1",
                                     invoice["customer_id"])
-        link = f"{public_url}/pay/{token}"
-        made = await create_session(SessionSpec(
+        link = f"{books.public_url}/pay/{token}"
+        made = await processor.create_checkout(SessionSpec(
             invoice_id=invoice_id, invoice_number=invoice["number"],
             payment_request_id=request_id, amount=amount, currency=invoice["currency"],
             customer_email=email, success_url=f"{link}/done", cancel_url=link,
             idempotency_key=f"checkout:{invoice_id}:{request_id or 'pay-now'}:{amount}:{made_before}",
         ))
         await conn.execute(
-            """insert into checkout_sessions (id, invoice_id, payment_request_id, amount, currency,
-                                              url, expires_at)
-               values ($1, $2, $3, $4, $5, $6, $7)
+            """insert into checkout_sessions (id, processor, invoice_id, payment_request_id,
+                                              amount, currency, url, expires_at)
+               values ($1, $2, $3, $4, $5, $6, $7, $8)
                on conflict (id) do nothing""",
-            made.id, invoice_id, request_id, amount, invoice["currency"], made.url,
+            made.id, processor.name, invoice_id, request_id, amount, invoice["currency"],
+            made.url,
             datetime.fromtimestamp(made.expires_at, UTC) if made.expires_at else None,
         )
         return Redirect(made.url)

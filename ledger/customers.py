@@ -6,14 +6,15 @@ from typing import Any
 
 import asyncpg
 
+from core.errors import NotFound
+from core.tx import Books
 from ledger.credit import balances
-from ledger.errors import NotFound
 
 
-async def upsert_customer(pool: asyncpg.Pool, customer_id: str, email: str,
+async def upsert_customer(books: Books, customer_id: str, email: str,
                           name: str | None) -> tuple[dict[str, Any], bool]:
     """(the customer, created?)"""
-    async with pool.acquire() as conn:
+    async with books.pool.acquire() as conn:
         created: bool = await conn.fetchval(
             """insert into customers (id, email, name) values ($1, $2, $3)
                on conflict (id) do update
@@ -29,3 +30,7 @@ async def customer_view(conn: asyncpg.Connection | asyncpg.Pool, customer_id: st
     if row is None:
         raise NotFound("customer", customer_id)
     return {**dict(row), "credit_balance": await balances(conn, customer_id)}
+
+
+async def get_customer(books: Books, customer_id: str) -> dict[str, Any]:
+    return await customer_view(books.pool, customer_id)

@@ -1,6 +1,6 @@
 """The event inbox: record each processor event once, apply it once.
 
-`record_event` is the webhook's only write. `apply_event` claims the event row
+`record_events` is the webhook's only write. `apply_event` claims the event row
 with `select ... for update`, runs the handler registered for its type inside
 the same transaction, and marks the row `processed`, `ignored` or `failed`
 before committing: the money an event moves and the mark that it moved are
@@ -9,7 +9,6 @@ one commit, so running the job twice (or concurrently) changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -18,7 +17,9 @@ from typing import Any, Literal
 
 import asyncpg
 
-from ledger.tx import owed_here
+from core.errors import PermanentError, RetryLater, describe, is_transient
+from core.processor import InboundEvent
+from core.tx import AfterCommit, transaction
 
 log = logging.getLogger("settle.inbox")
 
@@ -32,38 +33,20 @@ RETRY_LATER_ATTEMPTS = 6
 UNEXPECTED_ERROR_ATTEMPTS = 5
 
 
-class PermanentError(Exception):
-    """The event can never be applied as it is (currency mismatch...)."""
-
-
-class RetryLater(Exception):
-    """Not yet: retry after `defer` seconds, up to RETRY_LATER_ATTEMPTS in all."""
-
-    def __init__(self, reason: str, defer: float = 0.0) -> None:
-        super().__init__(reason)
-        self.defer = defer
-
-
 @dataclass(frozen=True, slots=True)
 class Event:
+    """A recorded event. `payload` is the processor's own shape: only that processor's
+    handlers read it."""
+
     pk: int
     event_id: str
     type: str
     payload: dict[str, Any]
     attempts: int
     received_at: datetime
-
-    @property
-    def object(self) -> dict[str, Any]:
-        data = self.payload.get("data")
-        obj = data.get("object") if isinstance(data, dict) else None
-        return obj if isinstance(obj, dict) else {}
-
-    @property
-    def invoice_id(self) -> str | None:
-        metadata = self.object.get("metadata")
-        value = metadata.get("invoice_id") if isinstance(metadata, dict) else None
-        return value if isinstance(value, str) and value else None
+    processor: str
+    # The invoice the processor says the event is about (read at intake), if any.
+    invoice_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +54,6 @@ class Outcome:
     status: Status
     reason: str | None = None
     event_type: str = ""
-    # Outbox rows this event's transaction wrote: side effects owed after the commit.
-    follow_up: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,66 +72,39 @@ class Registration:
     needs_invoice: bool = True
 
 
+# Each processor registers the handlers of its event types (its package's HANDLERS);
+# the worker holds them by processor name.
 Handlers = Mapping[str, Registration]
-HANDLERS: dict[str, Registration] = {}
-
-
-def handles(*types: str, needs_invoice: bool = True) -> Callable[[Handler], Handler]:
-    """Register a handler for event types (the ledger's modules do this at import)."""
-
-    def register(handler: Handler) -> Handler:
-        for event_type in types:
-            HANDLERS[event_type] = Registration(handler, needs_invoice)
-        return handler
-
-    return register
-
-
-# --- errors -------------------------------------------------------------------
-
-# SQLSTATE classes that pass: connection trouble (08), a transaction rolled back
-# by a deadlock or serialisation failure (40), resources (53), an object not yet
-# available, e.g. a database refusing connections (55), an operator shutting the
-# server down (57), system errors (58).
-_TRANSIENT_SQLSTATE_CLASSES = {"08", "40", "53", "55", "57", "58"}
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Will trying again later plausibly work, with nothing changed by anyone?"""
-    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        return (exc.sqlstate or "")[:2] in _TRANSIENT_SQLSTATE_CLASSES
-    return False
 
 
 # --- recording ------------------------------------------------------------------
 
 
-async def record_events(pool: asyncpg.Pool,
-                        events: list[tuple[str, str, str]]) -> list[int | None]:
-    """Insert raw events (id, type, body); for each, its row id when new, None when
-    it was recorded before (a duplicate delivery, or the same event twice here)."""
+async def record_events(pool: asyncpg.Pool, processor: str,
+                        events: list[InboundEvent]) -> list[int | None]:
+    """Insert verified events; for each, its row id when new, None when it was
+    recorded before (a duplicate delivery, or the same event twice here)."""
     # One statement, so no check-then-insert race: the unique key decides.
     rows = await pool.fetch(
-        """insert into events (event_id, type, payload)
-           select event_id, type, body::jsonb
-           from unnest($1::text[], $2::text[], $3::text[]) with ordinality
-                as u(event_id, type, body, n)
+        """insert into events (processor, event_id, type, invoice_id, payload)
+           select $1, event_id, type, invoice_id, body::jsonb
+           from unnest($2::text[], $3::text[], $4::text[], $5::text[]) with ordinality
+                as u(event_id, type, invoice_id, body, n)
            order by n
            on conflict (processor, event_id) do nothing
            returning id, event_id""",
-        [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
+        processor, [e.event_id for e in events], [e.type for e in events],
+        [e.invoice_id for e in events], [e.body for e in events],
     )
     new = {r["event_id"]: r["id"] for r in rows}
-    return [new.pop(event_id, None) for event_id, _, _ in events]
+    return [new.pop(e.event_id, None) for e in events]
 
 
 # --- applying -------------------------------------------------------------------
 
 
-async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
-                      policy: Policy = Policy()) -> Outcome:
+async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handlers],
+                      after_commit: AfterCommit, policy: Policy = Policy()) -> Outcome:
     """Apply one recorded event exactly once; see the module docstring.
 
     A handler that fails rolls its whole transaction back, so no half-applied
@@ -160,9 +114,10 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
     retried UNEXPECTED_ERROR_ATTEMPTS times, then recorded.
     """
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with transaction(pool, after_commit) as conn:
             row = await conn.fetchrow(
-                """select id, event_id, type, payload, status, attempts, received_at
+                """select id, processor, event_id, type, invoice_id, payload, status, attempts,
+                          received_at
                    from events where id = $1 for update""",
                 pk,
             )
@@ -171,12 +126,11 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
             if row["status"] != "pending":
                 # Done by an earlier run (a duplicate job, a replay of a finished event).
                 return Outcome(row["status"], "already applied", row["type"])
-            event = Event(pk, row["event_id"], row["type"], row["payload"],
-                          row["attempts"], row["received_at"])
-            outcome = await _dispatch(conn, event, handlers, policy)
+            event = Event(pk, row["event_id"], row["type"], row["payload"], row["attempts"],
+                          row["received_at"], row["processor"], row["invoice_id"])
+            outcome = await _dispatch(conn, event, handlers.get(event.processor, {}), policy)
             await _finish(conn, pk, outcome)
-            owed = tuple(await owed_here(conn))
-            return replace(outcome, event_type=event.type, follow_up=owed)
+            return replace(outcome, event_type=event.type)
     except PermanentError as error:
         return await _give_up(pool, pk, str(error))
     except RetryLater as later:
@@ -186,13 +140,12 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Handlers,
         raise
     except Exception as exc:
         if is_transient(exc):
-            await note_attempt(pool, pk, f"transient: {exc.__class__.__name__}: {exc}")
+            await note_attempt(pool, pk, f"transient: {describe(exc)}")
             raise
         log.exception("event handler failed", extra={"event_pk": pk})
-        attempts = await note_attempt(pool, pk, f"error: {exc.__class__.__name__}: {exc}")
+        attempts = await note_attempt(pool, pk, f"error: {describe(exc)}")
         if attempts is not None and attempts >= UNEXPECTED_ERROR_ATTEMPTS:
-            return await _give_up(pool, pk, f"error: {exc.__class__.__name__}: {exc}",
-                                  counted=True)
+            return await _give_up(pool, pk, f"error: {describe(exc)}", counted=True)
         raise
 
 

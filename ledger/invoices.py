@@ -1,28 +1,24 @@
 """Invoices: upsert while draft, send, void, apply credit, and the view the API shows.
 
-Every function that changes money locks the invoice row first
-(`select ... for update`), then any credit balance: one order everywhere, so
-concurrent workers and API calls serialise on the invoice and never deadlock.
+Money-changing functions lock the invoice row first (see `ledger.status`) and
+call `changed` after moving its money, in the same transaction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import asyncpg
 
+from core.errors import Conflict, Invalid, NotFound
+from core.tx import Books
 from ledger import money
 from ledger.credit import change_credit, locked_balance
-from ledger.errors import Conflict, Invalid, NotFound
-from ledger.links import end_active_requests, new_token, pay_url, request_view
-from ledger.tx import AfterCommit, transaction
-from notify.owe import invoice_audience, owe_email
-
-
-def today() -> date:
-    return datetime.now(UTC).date()
+from ledger.outbox import invoice_audience, owe_email
+from ledger.requests import end_active_requests, new_token, pay_url, request_view
+from ledger.status import is_open, locked, remaining_of, status_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,33 +31,6 @@ class InvoiceInput:
     kind: str = "invoice"
     notify_emails: tuple[str, ...] = ()
     auto_apply_credit: bool = True
-
-
-def status_of(row: asyncpg.Record | dict[str, Any], on: date | None = None) -> money.InvoiceStatus:
-    return money.invoice_status(
-        voided=row["voided_at"] is not None, sent=row["sent_at"] is not None,
-        total=row["total"], amount_paid=row["amount_paid"],
-        amount_credited=row["amount_credited"], due_date=row["due_date"], today=on or today(),
-    )
-
-
-def remaining_of(row: asyncpg.Record | dict[str, Any]) -> int:
-    return money.remaining(row["total"], row["amount_paid"], row["amount_credited"])
-
-
-def is_open(row: asyncpg.Record | dict[str, Any]) -> bool:
-    return status_of(row) in money.OPEN_STATUSES
-
-
-async def lock_invoice(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("select * from invoices where id = $1 for update", invoice_id)
-
-
-async def locked(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record:
-    row = await lock_invoice(conn, invoice_id)
-    if row is None:
-        raise NotFound("invoice", invoice_id)
-    return row
 
 
 async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
@@ -92,12 +61,13 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
 # --- API operations (each its own transaction) -------------------------------------
 
 
-async def upsert_invoice(pool: asyncpg.Pool, invoice_id: str, data: InvoiceInput,
-                         public_url: str) -> tuple[dict[str, Any], bool]:
-    async with pool.acquire() as conn, conn.transaction():
+async def upsert_invoice(books: Books, invoice_id: str,
+                         data: InvoiceInput) -> tuple[dict[str, Any], bool]:
+    async with books.transaction() as conn:
         if not await conn.fetchval("select 1 from customers where id = $1", data.customer_id):
             raise Invalid("customer_not_found", f"no customer {data.customer_id!r}")
-        existing = await lock_invoice(conn, invoice_id)
+        existing = await conn.fetchrow("select * from invoices where id = $1 for update",
+                                       invoice_id)
         values = (invoice_id, data.customer_id, data.number, data.currency, data.total,
                   data.due_date, data.kind, list(data.notify_emails), data.auto_apply_credit)
         if existing is None:
@@ -122,12 +92,11 @@ async def upsert_invoice(pool: asyncpg.Pool, invoice_id: str, data: InvoiceInput
                 *values,
             )
             created = False
-        return await invoice_view(conn, invoice_id, public_url), created
+        return await invoice_view(conn, invoice_id, books.public_url), created
 
 
-async def send_invoice(pool: asyncpg.Pool, invoice_id: str, public_url: str,
-                       after_commit: AfterCommit) -> dict[str, Any]:
-    async with transaction(pool, after_commit) as conn:
+async def send_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
+    async with books.transaction() as conn:
         row = await locked(conn, invoice_id)
         if row["voided_at"] is not None:
             raise Conflict("invoice_void", "a void invoice cannot be sent")
@@ -136,12 +105,11 @@ async def send_invoice(pool: asyncpg.Pool, invoice_id: str, public_url: str,
                 "update invoices set sent_at = now() where id = $1 returning *", invoice_id)
             if row["auto_apply_credit"]:
                 await _apply_credit(conn, row, None)
-        return await invoice_view(conn, invoice_id, public_url)
+        return await invoice_view(conn, invoice_id, books.public_url)
 
 
-async def void_invoice(pool: asyncpg.Pool, invoice_id: str, public_url: str,
-                       after_commit: AfterCommit) -> dict[str, Any]:
-    async with transaction(pool, after_commit) as conn:
+async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
+    async with books.transaction() as conn:
         row = await locked(conn, invoice_id)
         if row["voided_at"] is None:
             if await conn.fetchval(
@@ -161,18 +129,17 @@ async def void_invoice(pool: asyncpg.Pool, invoice_id: str, public_url: str,
                 invoice_id,
             )
             await end_active_requests(conn, invoice_id, "cancelled")
-        return await invoice_view(conn, invoice_id, public_url)
+        return await invoice_view(conn, invoice_id, books.public_url)
 
 
-async def apply_credit(pool: asyncpg.Pool, invoice_id: str, amount: int | None, public_url: str,
-                       after_commit: AfterCommit) -> dict[str, Any]:
-    async with transaction(pool, after_commit) as conn:
+async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dict[str, Any]:
+    async with books.transaction() as conn:
         row = await locked(conn, invoice_id)
         if not is_open(row):
             raise Invalid("invoice_not_open", f"the invoice is {status_of(row)}")
         if await _apply_credit(conn, row, amount) == 0:
             raise Invalid("no_credit", "the customer has no credit in this currency")
-        return await invoice_view(conn, invoice_id, public_url)
+        return await invoice_view(conn, invoice_id, books.public_url)
 
 
 async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: int | None) -> int:
@@ -223,3 +190,7 @@ async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str,
         "payment_requests": [request_view(r, public_url) for r in requests],
         "payments": [dict(p) for p in payments],
     }
+
+
+async def get_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
+    return await invoice_view(books.pool, invoice_id, books.public_url)

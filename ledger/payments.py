@@ -8,27 +8,30 @@ capture lands. Callers run these inside the event's transaction.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Literal
 
 import asyncpg
 
+from core.errors import PermanentError, RetryLater
 from ledger import money
+from ledger.checkout import session_finished
 from ledger.credit import change_credit, locked_balance
-from ledger.inbox import PermanentError, RetryLater
-from ledger.invoices import changed, is_open, lock_invoice, remaining_of
-from ledger.links import owe_expiry
-from notify.owe import invoice_audience, owe_email
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentFacts:
-    payment_id: str
-    invoice_id: str
-    amount: int
-    currency: str
-    payment_request_id: str | None = None
+from ledger.facts import (
+    Captured,
+    CheckoutFinished,
+    Fact,
+    Ignored,
+    PaymentFacts,
+    PaymentFailed,
+    Processing,
+    Refunded,
+)
+from ledger.inbox import Outcome, Policy
+from ledger.invoices import changed
+from ledger.outbox import invoice_audience, owe_email, owe_refund
+from ledger.requests import request_paid
+from ledger.status import is_open, lock_invoice, remaining_of
 
 
 async def _invoice_for(conn: asyncpg.Connection, invoice_id: str,
@@ -96,9 +99,10 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                         to=audience["to"][:1], number=audience["number"], credited=credited,
                         balance=balance, currency=facts.currency)
     if excess_refunded:
-        await owe_refund(conn, facts.payment_id, excess_refunded)
+        await owe_refund(conn, payment["processor"], facts.payment_id, excess_refunded,
+                         key=f"refund-excess:{facts.payment_id}", reason="excess")
     if facts.payment_request_id:
-        await _request_paid(conn, facts.invoice_id, facts.payment_request_id)
+        await request_paid(conn, facts.invoice_id, facts.payment_request_id)
     after = await changed(conn, invoice, updated)
     if owes_receipt:
         await owe_email(conn, "payment_received", facts.payment_id, invoice_id=invoice["id"],
@@ -108,30 +112,6 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
         # A refund reported before this capture arrived: take it back now.
         await _take_back(conn, payment["refunded"], payment, after)
     return f"captured {facts.amount}: applied {split.applied}, excess {split.excess}"
-
-
-async def owe_refund(conn: asyncpg.Connection, payment_id: str, amount: int) -> None:
-    await conn.execute(
-        """insert into outbox (kind, key, payload) values ('stripe_refund', $1, $2)
-           on conflict (key) do nothing""",
-        f"refund-excess:{payment_id}",
-        json.dumps({"payment_intent": payment_id, "amount": amount, "reason": "excess"}),
-    )
-
-
-async def _request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: str) -> None:
-    """The link this payment came through is paid, if it was still active.
-
-    A capture through a link cancelled or superseded meanwhile changes no
-    link: it is money received, applied by the rules like any other.
-    """
-    paid = await conn.fetchval(
-        """update payment_requests set status = 'paid', ended_at = now(), updated_at = now()
-           where id = $1 and invoice_id = $2 and status = 'active' returning id""",
-        request_id, invoice_id,
-    )
-    if paid:
-        await owe_expiry(conn, invoice_id, request_id=request_id)
 
 
 async def processing(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
@@ -230,3 +210,31 @@ async def _take_back(conn: asyncpg.Connection, reported: int, payment: asyncpg.R
     if split.unrecovered:
         note += f", {split.unrecovered} unrecovered (credit already spent)"
     return note
+
+
+async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: Policy) -> Outcome:
+    """Apply what a processor's event says, in the event's transaction."""
+    notes: list[str] = []
+    ignored: list[str] = []
+    for fact in facts:
+        match fact:
+            case Captured(payment):
+                notes.append(await capture(conn, payment, policy.overpayment))
+            case Processing(payment):
+                notes.append(await processing(conn, payment))
+            case PaymentFailed(payment):
+                notes.append(await failed(conn, payment))
+            case CheckoutFinished(session_id, status):
+                await session_finished(conn, session_id, status)
+            case Refunded(payment_id, invoice_id, cumulative, currency, payment_amount):
+                note = await refund(conn, payment_id, cumulative, currency, invoice_id,
+                                    payment_amount)
+                if note is None:
+                    ignored.append("no metadata.invoice_id and no known payment")
+                else:
+                    notes.append(note)
+            case Ignored(reason):
+                ignored.append(reason)
+    if notes or not ignored:
+        return Outcome("processed", "; ".join(notes) or None)
+    return Outcome("ignored", ignored[0])

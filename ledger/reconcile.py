@@ -3,38 +3,32 @@
 The kept sums (`invoices.amount_paid`, `amount_credited`, `credit_balances`)
 are recomputed from `payments` and `credit_entries`; any difference is
 repaired and reported. Then every Checkout Session settle made for the
-invoice and does not know to be finished is asked for at Stripe: a session
+invoice and does not know to be finished is asked for at the processor: a session
 that completed and paid, whose webhook never came, is applied through the
 very code its webhook would have run, so a late webhook changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
 
+from core.errors import NotFound, PermanentError, RetryLater
+from core.processor import Processor, SessionState
+from core.queue import enqueue
+from core.services import Services
+from core.tx import Books
 from ledger import payments
+from ledger.backlog import iso
 from ledger.checkout import session_finished
-from ledger.inbox import PermanentError, RetryLater
-from ledger.invoices import changed, lock_invoice
-from ledger.tx import AfterCommit, transaction
-
-
-@dataclass(frozen=True, slots=True)
-class SessionState:
-    id: str
-    status: str  # open, complete, expired
-    payment_status: str  # paid, unpaid, no_payment_required
-    payment_intent: str | None
-    amount_total: int
-    currency: str
-    metadata: dict[str, str]
-
-
-RetrieveSession = Callable[[str], Awaitable[SessionState]]
+from ledger.facts import PaymentFacts
+from ledger.invoices import changed
+from ledger.status import lock_invoice
+from ledger.timeline import require_invoice
 
 
 @dataclass
@@ -114,10 +108,10 @@ async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: Sess
     if state.status == "open":
         return None
     await session_finished(conn, state.id, state.status)
-    if state.status != "complete" or state.payment_intent is None:
+    if state.status != "complete" or state.payment_id is None:
         return None
-    facts = payments.PaymentFacts(state.payment_intent, invoice_id, state.amount_total,
-                                  state.currency, state.metadata.get("payment_request_id"))
+    facts = PaymentFacts(state.payment_id, invoice_id, state.amount, state.currency,
+                         state.metadata.get("payment_request_id"))
     if state.payment_status == "unpaid":
         await payments.processing(conn, facts)
         return None
@@ -125,24 +119,78 @@ async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: Sess
     return None if note == "payment already applied" else note
 
 
-async def reconcile_invoice(pool: asyncpg.Pool, invoice_id: str, retrieve: RetrieveSession,
-                            policy: Literal["credit", "refund"], after_commit: AfterCommit,
-                            report: Report) -> None:
+async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
+                            policy: Literal["credit", "refund"], report: Report) -> None:
     report.checked += 1
-    async with transaction(pool, after_commit) as conn:
+    async with books.transaction() as conn:
         report.repaired += await repair(conn, invoice_id)
-    sessions = await pool.fetch(
+    sessions = await books.pool.fetch(
         "select id from checkout_sessions where invoice_id = $1 and status = 'open' order by id",
         invoice_id)
     for session in sessions:
         report.sessions_checked += 1
         try:
-            state = await retrieve(session["id"])  # outside any transaction: it is a network call
-            async with transaction(pool, after_commit) as conn:
+            # Outside any transaction: it is a network call.
+            state = await processor.retrieve_checkout(session["id"])
+            async with books.transaction() as conn:
                 note = await recover_session(conn, invoice_id, state, policy)
         except (PermanentError, RetryLater) as error:
             report.errors.append({"session_id": session["id"], "error": str(error)})
             continue
         if note:
             report.recovered.append({"invoice_id": invoice_id, "session_id": session["id"],
-                                     "payment_id": state.payment_intent, "note": note})
+                                     "payment_id": state.payment_id, "note": note})
+
+
+# --- the operator job that runs a reconcile (its status survives Redis) -------------
+
+async def create_job(pool: asyncpg.Pool, kind: str, params: dict[str, Any]) -> str:
+    job_id = f"job_{secrets.token_hex(10)}"
+    await pool.execute("insert into ops_jobs (id, kind, params) values ($1, $2, $3)",
+                       job_id, kind, json.dumps(params))
+    return job_id
+
+
+async def start_reconcile(services: Services, invoice_id: str | None) -> str:
+    """Record a reconcile of one invoice (or every open one) and queue it; its job id."""
+    if invoice_id:
+        await require_invoice(services.pool, invoice_id)
+    job_id = await create_job(services.pool, "reconcile",
+                              {"invoice_id": invoice_id} if invoice_id else {})
+    await enqueue(services.queue, "ops", job_id)
+    return job_id
+
+
+async def job_view(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
+    row = await pool.fetchrow("select * from ops_jobs where id = $1", job_id)
+    if row is None:
+        raise NotFound("job", job_id)
+    return {"id": row["id"], "kind": row["kind"], "status": row["status"],
+            "result": row["result"], "reason": row["reason"],
+            "created_at": iso(row["created_at"]), "finished_at": iso(row["finished_at"])}
+
+
+async def claim_job(pool: asyncpg.Pool, job_id: str) -> tuple[str | None, str, Report] | None:
+    """Mark a queued or unfinished job in progress: (its one invoice or None for every
+    open one, where it got to, its report so far); None when it is finished."""
+    row = await pool.fetchrow(
+        """update ops_jobs set status = 'in_progress', started_at = coalesce(started_at, now())
+           where id = $1 and status in ('queued', 'in_progress') returning params, progress""",
+        job_id)
+    if row is None:
+        return None
+    return (row["params"].get("invoice_id"), row["progress"].get("after", ""),
+            Report.from_dict(row["progress"].get("report", {})))
+
+
+async def save_progress(pool: asyncpg.Pool, job_id: str, after: str, report: Report) -> None:
+    await pool.execute("update ops_jobs set progress = $2 where id = $1",
+                       job_id, json.dumps({"after": after, "report": report.as_dict()}))
+
+
+async def finish_job(pool: asyncpg.Pool, job_id: str, report: Report,
+                     failure: str | None = None) -> None:
+    await pool.execute(
+        """update ops_jobs set status = $2, reason = $3, result = $4, finished_at = now()
+           where id = $1""",
+        job_id, "failed" if failure else "complete", failure, json.dumps(report.as_dict()))

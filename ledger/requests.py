@@ -1,18 +1,24 @@
-"""Payment requests: "pay this much of the invoice now", one active link per invoice (§5)."""
+"""Payment requests and pay links: "pay this much of the invoice now", one active
+link per invoice (CONTRACT §5, §6).
+
+An invoice's own Pay Now link (`invoices.pay_token`) and each request's link
+are `{PUBLIC_URL}/pay/{token}`; a token is a random secret, never derived
+from an id.
+"""
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from ledger.errors import Conflict, Invalid, NotFound
-from ledger.invoices import is_open, locked, remaining_of, status_of
-from ledger.links import new_token, owe_expiry, pay_url, recipients_json, request_view
-from ledger.tx import AfterCommit, transaction
-from notify.owe import owe_request_mail
+from core.errors import Conflict, Invalid, NotFound
+from core.tx import Books
+from ledger.outbox import owe_expiry, owe_request_mail
+from ledger.status import is_open, locked, remaining_of, status_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +31,51 @@ class RequestInput:
     replace: bool = False
 
 
+def new_token() -> str:
+    """A pay-link secret: 192 random bits, unrelated to any id."""
+    return secrets.token_urlsafe(24)
+
+
 def new_request_id() -> str:
     return f"pr_{secrets.token_hex(12)}"
 
 
-async def create_request(pool: asyncpg.Pool, invoice_id: str, data: RequestInput,
-                         public_url: str, after_commit: AfterCommit) -> dict[str, Any]:
+def pay_url(public_url: str, token: str) -> str:
+    return f"{public_url}/pay/{token}"
+
+
+def request_view(row: asyncpg.Record, public_url: str) -> dict[str, Any]:
+    recipients = row["recipients"]
+    return {
+        "id": row["id"],
+        "invoice_id": row["invoice_id"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "status": row["status"],
+        "url": pay_url(public_url, row["token"]),
+        "to": recipients["to"],
+        "cc": recipients["cc"],
+        "bcc": recipients["bcc"],
+        "note": row["note"],
+        "reminders_sent": row["reminders_sent"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+async def end_active_requests(conn: asyncpg.Connection, invoice_id: str, status: str) -> None:
+    """Supersede (invoice paid) or cancel (invoice voided) the active request, at once,
+    and owe the expiry of every open checkout session of the invoice."""
+    await conn.execute(
+        """update payment_requests set status = $2, ended_at = now(), updated_at = now()
+           where invoice_id = $1 and status = 'active'""",
+        invoice_id, status,
+    )
+    await owe_expiry(conn, invoice_id)
+
+
+async def create_request(books: Books, invoice_id: str, data: RequestInput) -> dict[str, Any]:
     try:
-        async with transaction(pool, after_commit) as conn:
+        async with books.transaction() as conn:
             # The invoice lock serialises creations; the partial unique index is the backstop.
             invoice = await locked(conn, invoice_id)
             if not is_open(invoice):
@@ -56,20 +99,20 @@ async def create_request(pool: asyncpg.Pool, invoice_id: str, data: RequestInput
                                                  recipients, note)
                    values ($1, $2, $3, $4, $5, $6, $7) returning *""",
                 new_request_id(), invoice_id, data.amount, invoice["currency"], new_token(),
-                recipients_json(data.to, data.cc, data.bcc), data.note,
+                json.dumps({"to": data.to, "cc": data.cc, "bcc": data.bcc}), data.note,
             )
             await owe_request_mail(conn, row, "payment_request", f"{row['id']}:0",
-                                   pay_url(public_url, row["token"]))
-            return request_view(row, public_url)
+                                   pay_url(books.public_url, row["token"]))
+            return request_view(row, books.public_url)
     except asyncpg.UniqueViolationError:
         raise Conflict("active_request_exists", "another request became active first") from None
 
 
-async def get_request(pool: asyncpg.Pool, request_id: str, public_url: str) -> dict[str, Any]:
-    row = await pool.fetchrow("select * from payment_requests where id = $1", request_id)
+async def get_request(books: Books, request_id: str) -> dict[str, Any]:
+    row = await books.pool.fetchrow("select * from payment_requests where id = $1", request_id)
     if row is None:
         raise NotFound("payment request", request_id)
-    return request_view(row, public_url)
+    return request_view(row, books.public_url)
 
 
 async def _locked_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.Record:
@@ -93,34 +136,46 @@ async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, statu
     await owe_expiry(conn, invoice_id, request_id=request_id)
 
 
-async def cancel_request(pool: asyncpg.Pool, request_id: str, public_url: str,
-                         after_commit: AfterCommit) -> dict[str, Any]:
+async def request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: str) -> None:
+    """The link a payment came through is paid, if it was still active.
+
+    A capture through a link cancelled or superseded meanwhile changes no
+    link: it is money received, applied by the rules like any other.
+    """
+    paid = await conn.fetchval(
+        """update payment_requests set status = 'paid', ended_at = now(), updated_at = now()
+           where id = $1 and invoice_id = $2 and status = 'active' returning id""",
+        request_id, invoice_id,
+    )
+    if paid:
+        await owe_expiry(conn, invoice_id, request_id=request_id)
+
+
+async def cancel_request(books: Books, request_id: str) -> dict[str, Any]:
     """Takes effect at once: the next GET of the link is a 410; its session is expired."""
-    async with transaction(pool, after_commit) as conn:
+    async with books.transaction() as conn:
         row = await _locked_request(conn, request_id)
         if row["status"] in ("paid", "superseded"):
             raise Conflict("request_not_active", f"the request is {row['status']}")
         if row["status"] == "active":
             await _end(conn, request_id, row["invoice_id"], "cancelled")
         row = await conn.fetchrow("select * from payment_requests where id = $1", request_id)
-        return request_view(row, public_url)
+        return request_view(row, books.public_url)
 
 
-async def resend_request(pool: asyncpg.Pool, request_id: str, public_url: str,
-                         after_commit: AfterCommit) -> dict[str, Any]:
-    async with transaction(pool, after_commit) as conn:
+async def resend_request(books: Books, request_id: str) -> dict[str, Any]:
+    async with books.transaction() as conn:
         row = await _locked_request(conn, request_id)
         if row["status"] != "active":
             raise Conflict("request_not_active", f"the request is {row['status']}")
         row = await conn.fetchrow(
             "update payment_requests set sends = sends + 1 where id = $1 returning *", request_id)
         await owe_request_mail(conn, row, "payment_request", f"{request_id}:{row['sends']}",
-                               pay_url(public_url, row["token"]))
-        return request_view(row, public_url)
+                               pay_url(books.public_url, row["token"]))
+        return request_view(row, books.public_url)
 
 
-async def owe_due_reminders(pool: asyncpg.Pool, schedule: tuple[int, ...], public_url: str,
-                            after_commit: AfterCommit) -> int:
+async def owe_due_reminders(books: Books, schedule: tuple[int, ...]) -> int:
     """Claim every reminder now due and owe its mail; how many.
 
     The claim is the update itself: a request's `reminders_sent` moves from k to
@@ -128,7 +183,7 @@ async def owe_due_reminders(pool: asyncpg.Pool, schedule: tuple[int, ...], publi
     workers scanning at once each claim different reminders, and one reminder
     is owed once per offset (its key says which).
     """
-    async with transaction(pool, after_commit) as conn:
+    async with books.transaction() as conn:
         due = await conn.fetch(
             """update payment_requests set reminders_sent = reminders_sent + 1,
                       updated_at = now()
@@ -139,5 +194,5 @@ async def owe_due_reminders(pool: asyncpg.Pool, schedule: tuple[int, ...], publi
         )
         for row in due:
             await owe_request_mail(conn, row, "reminder", f"{row['id']}:{row['reminders_sent']}",
-                                   pay_url(public_url, row["token"]))
+                                   pay_url(books.public_url, row["token"]))
         return len(due)

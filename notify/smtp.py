@@ -11,11 +11,8 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from worker.settings import Settings
-
-
-class Refused(Exception):
-    """The mail server refused for good (5xx): recorded, not retried."""
+from core.errors import PermanentError
+from core.settings import Settings
 
 
 async def send(message: EmailMessage, recipients: list[str], settings: Settings) -> str:
@@ -35,11 +32,11 @@ async def send(message: EmailMessage, recipients: list[str], settings: Settings)
     except aiosmtplib.SMTPRecipientsRefused as refused:
         codes = [r.code for r in refused.recipients]
         if all(code >= 500 for code in codes):
-            raise Refused(f"recipients refused: {codes}") from refused
+            raise PermanentError(f"recipients refused: {codes}") from refused
         raise
     except aiosmtplib.SMTPResponseException as answer:
         if answer.code >= 500:
-            raise Refused(f"{answer.code} {answer.message}") from answer
+            raise PermanentError(f"{answer.code} {answer.message}") from answer
         raise
     return response
 

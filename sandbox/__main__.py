@@ -12,7 +12,7 @@ import os
 from aiohttp import web
 
 from sandbox.stripe import StripeStandIn
-from worker import logs
+from core import logs
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from handlers.signature import sign
+from processors.stripe.signature import sign
 
 # A copy of ../shared/stripe-fixtures/objects.json (Stripe's own OpenAPI fixtures),
 # kept in the repository so a clone works on its own.

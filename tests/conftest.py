@@ -25,13 +25,16 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from ledger.inbox import HANDLERS, Registration
+from core.db import create_pool
+from core.services import WorkerContext
+from core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
+from ledger.inbox import Handlers, Registration
+from processors.stripe.events import HANDLERS
 from sandbox.events import SECRET
 from worker.app import create_app
-from worker.db import create_pool
 from worker.migrate import migrate
 from worker.runner import build_worker
-from worker.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
+from worker.services import make_processor, make_services
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTLE = str(Path(sys.executable).parent / "settle")
@@ -144,14 +147,22 @@ async def client(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool) -> T
 # --- workers -----------------------------------------------------------------------
 
 
-def handlers_with(**extra: Any) -> dict[str, Registration]:
-    """The service's handlers plus test ones: handlers_with(**{"type": Registration(...)})."""
-    return {**HANDLERS, **extra}
+def handlers_with(**extra: Any) -> dict[str, Handlers]:
+    """The service's handlers plus test ones for events through /webhooks/stripe:
+    handlers_with(**{"type": Registration(...)})."""
+    return {"stripe": {**HANDLERS, **extra}}
 
 
-async def run_burst(settings: Settings, handlers: Mapping[str, Registration] | None = None) -> None:
+def worker_ctx(settings: Settings, pool: asyncpg.Pool, queue: Any) -> WorkerContext:
+    """What a job is given, for calling one directly (no arq worker)."""
+    return {"settings": settings, "redis": queue, "job_try": 1,
+            "services": make_services(settings, pool, queue, make_processor(settings))}
+
+
+async def run_burst(settings: Settings,
+                    handlers: Mapping[str, Handlers] | None = None) -> None:
     """Run an in-process worker until the queue is empty (no crons: they would refill it)."""
-    ctx: dict[str, Any] = {"settings": settings, "handlers": handlers or HANDLERS}
+    ctx: dict[str, Any] = {"settings": settings, "handlers": handlers or handlers_with()}
     worker = build_worker(settings, burst=True, handle_signals=False, ctx=ctx, poll_delay=0.02,
                           cron_jobs=[])
     try:
@@ -197,9 +208,9 @@ async def paying(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool, stan
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings,
-                         handlers: Mapping[str, Registration] | None = None) -> AsyncIterator[None]:
+                         handlers: Mapping[str, Handlers] | None = None) -> AsyncIterator[None]:
     """An in-process worker, crons included, for as long as the block runs."""
-    ctx: dict[str, Any] = {"settings": settings, "handlers": handlers or HANDLERS}
+    ctx: dict[str, Any] = {"settings": settings, "handlers": handlers or handlers_with()}
     worker = build_worker(settings, handle_signals=False, ctx=ctx, poll_delay=0.02)
     task = asyncio.create_task(worker.async_run())
     try:

@@ -10,15 +10,18 @@ import asyncio
 
 import asyncpg
 
-from ledger.inbox import Event, Outcome, Policy, handles
+from ledger.inbox import Event, Outcome, Policy, Registration
+from processors.stripe.events import HANDLERS, data_object
 from worker.cli import main
 
 
-@handles("settle.test_probe", needs_invoice=False)
 async def probe(conn: asyncpg.Connection, event: Event, policy: Policy) -> Outcome:
     await conn.execute("insert into test_probe_effects (event_id) values ($1)", event.event_id)
-    await asyncio.sleep(float(event.object.get("sleep", 0)))
+    await asyncio.sleep(float(data_object(event.payload).get("sleep", 0)))
     return Outcome("processed")
+
+
+HANDLERS["settle.test_probe"] = Registration(probe, needs_invoice=False)
 
 
 if __name__ == "__main__":

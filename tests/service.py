@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import run_burst
 from sandbox.events import signed
-from worker.settings import Settings
+from core.settings import Settings
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -16,7 +16,7 @@ from sandbox.stripe import StripeStandIn
 from tests.conftest import free_port, replace, run_burst
 from tests.service import Service
 from worker.app import create_app
-from worker.settings import Settings
+from core.settings import Settings
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -31,7 +31,7 @@ from tests.conftest import (
     ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers)
 from tests.mailserver import MailServer
 from tests.test_webhook_intake import refuse_connections
-from worker.settings import Settings
+from core.settings import Settings
 
 INVOICES = 150
 CUSTOMERS = 50

@@ -9,20 +9,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import jobs.events
+from core.errors import PermanentError, RetryLater, is_transient
 from ledger.inbox import (
     RETRY_LATER_ATTEMPTS,
     UNEXPECTED_ERROR_ATTEMPTS,
     Event,
     Outcome,
-    PermanentError,
     Policy,
     Registration,
-    RetryLater,
-    is_transient,
 )
+from processors.stripe.events import data_object, invoice_reference
 from tests.conftest import handlers_with, run_burst
 from sandbox.events import event, signed
-from worker.settings import Settings
+from core.settings import Settings
 
 TYPE = "settle.test_case"
 
@@ -131,13 +130,11 @@ def test_error_classification() -> None:
 
 
 def test_event_reads_invoice_id_defensively() -> None:
-    def ev(payload: object) -> Event:
-        return Event(1, "evt", "t", payload, 0, None)  # type: ignore[arg-type]
-
-    assert ev({"data": {"object": {"metadata": {"invoice_id": "inv_9"}}}}).invoice_id == "inv_9"
+    assert invoice_reference({"data": {"object": {"metadata": {"invoice_id": "inv_9"}}}}) == \
+        "inv_9"
     for payload in ({}, {"data": []}, {"data": {"object": "x"}}, {"data": {"object": {}}},
                     {"data": {"object": {"metadata": None}}},
                     {"data": {"object": {"metadata": {"invoice_id": 7}}}},
                     {"data": {"object": {"metadata": {"invoice_id": ""}}}}):
-        assert ev(payload).invoice_id is None
-    assert json.dumps(ev({}).object) == "{}"
+        assert invoice_reference(payload) is None
+    assert json.dumps(data_object({})) == "{}"

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import replace, run_burst
 from sandbox.events import event, signed
 from worker.app import create_app
-from worker.settings import Settings
+from core.settings import Settings
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -74,7 +74,7 @@ async def test_metrics_move(client: TestClient, db: asyncpg.Pool, settings: Sett
 def test_log_lines_are_json_without_secrets() -> None:
     import logging
 
-    from worker.logs import JsonFormatter
+    from core.logs import JsonFormatter
 
     record = logging.makeLogRecord({"msg": "webhook accepted", "levelname": "INFO",
                                     "name": "settle.webhooks", "event_id": "evt_1"})

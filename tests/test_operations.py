@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SETTLE, process_env, wait_for
+from tests.conftest import ROOT, SETTLE, process_env, wait_for, worker_ctx
 from tests.service import Service
 from sandbox.events import event, payment_intent_succeeded, session_completed
 from sandbox.stripe import StripeStandIn
@@ -195,8 +195,8 @@ async def test_email_metrics_move(svc: Service) -> None:
 async def test_scheduled_reconcile_runs_daily_by_default(svc: Service) -> None:
     from arq.cron import CronJob
 
-    from jobs.ops import scheduled_reconcile
-    from worker.queue import queue_client
+    from jobs.reconcile import scheduled_reconcile
+    from core.queue import queue_client
     from worker.runner import worker_options
 
     [cron] = [c for c in worker_options(svc.settings)["cron_jobs"]
@@ -205,7 +205,7 @@ async def test_scheduled_reconcile_runs_daily_by_default(svc: Service) -> None:
     await svc.invoice("inv_1", 1_000)
     queue = queue_client(svc.settings.redis_url, svc.settings.queue_name)
     try:
-        job_id = await scheduled_reconcile({"pool": svc.db, "redis": queue})  # type: ignore[typeddict-item]
+        job_id = await scheduled_reconcile(worker_ctx(svc.settings, svc.db, queue))
     finally:
         await queue.aclose()
     await svc.settle()

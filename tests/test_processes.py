@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import (
     ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers)
 from sandbox.events import event, signed
-from worker.settings import Settings
+from core.settings import Settings
 
 
 def test_procfile_has_exactly_the_contract_process_types() -> None:

@@ -13,10 +13,10 @@ from tests.service import Service
 from sandbox.events import charge_refunded, session_completed
 from sandbox.stripe import StripeStandIn
 from worker.app import create_app
-from worker.settings import Settings
+from core.settings import Settings
 
 
-REFUND_ROW = "select {} from outbox where kind = 'stripe_refund'"
+REFUND_ROW = "select {} from outbox where kind = 'refund'"
 
 
 @pytest.fixture
@@ -82,4 +82,4 @@ async def test_without_an_api_key_the_refund_is_recorded_as_failed(
     await service.deliver(session_completed("inv_1", 1_500, "pi_1"))
     outbox = await db.fetchrow(REFUND_ROW.format("status, reason"))
     assert (outbox["status"], outbox["reason"]) == ("failed",
-                                                    "NotPossible: STRIPE_API_KEY is not set")
+                                                    "PermanentError: STRIPE_API_KEY is not set")

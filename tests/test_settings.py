@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT, SETTLE
-from worker.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 
 
 def test_defaults_match_the_contract() -> None:

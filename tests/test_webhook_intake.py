@@ -11,12 +11,14 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from jobs.queueing import job_id
+from core.queue import job_id
 from ledger.inbox import Event, Outcome, Policy, Registration
-from tests.conftest import handlers_with, replace, run_burst, running_worker, wait_for
+from ledger.inbox import Handlers
+from tests.conftest import (
+    handlers_with, replace, run_burst, running_worker, wait_for, worker_ctx)
 from sandbox.events import event, signed, stripe_object
 from worker.app import create_app
-from worker.settings import Settings
+from core.settings import Settings
 
 
 async def deliver(client: TestClient, raw: bytes, **kw: object) -> int:
@@ -29,7 +31,7 @@ async def events(db: asyncpg.Pool) -> list[asyncpg.Record]:
     return await db.fetch("select * from events order by id")
 
 
-def probe_handlers() -> dict[str, Registration]:
+def probe_handlers() -> dict[str, Handlers]:
     """A handler whose every run leaves a row, to count how often an event was applied."""
 
     async def probe(conn: asyncpg.Connection, ev: Event, policy: Policy) -> Outcome:
@@ -159,7 +161,7 @@ async def test_job_run_twice_changes_nothing(client: TestClient, db: asyncpg.Poo
                                              redis: aioredis.Redis, settings: Settings) -> None:
     from arq import ArqRedis
 
-    from worker.queue import deserialize, serialize
+    from core.queue import deserialize, serialize
 
     raw = json.dumps(event("settle.test_probe", {"object": "probe"})).encode()
     assert await deliver(client, raw) == 200
@@ -247,8 +249,8 @@ async def test_redis_flushed_after_200_sweeper_still_processes(
 async def test_sweeper_leaves_recent_events_to_their_job(
         client: TestClient, db: asyncpg.Pool, redis: aioredis.Redis, settings: Settings) -> None:
     from jobs.events import sweep_inbox
-    from worker.db import create_pool
-    from worker.queue import queue_client
+    from core.db import create_pool
+    from core.queue import queue_client
 
     raw = json.dumps(event("settle.test_probe", {"object": "probe"})).encode()
     assert await deliver(client, raw) == 200
@@ -257,10 +259,10 @@ async def test_sweeper_leaves_recent_events_to_their_job(
     pool = await create_pool(settings.database_url)
     try:
         patient = replace(settings, inbox_sweep_after_seconds=3600)
-        assert await sweep_inbox({"settings": patient, "pool": pool, "redis": queue}) == 0
-        assert await sweep_inbox({"settings": settings, "pool": pool, "redis": queue}) == 1
+        assert await sweep_inbox(worker_ctx(patient, pool, queue)) == 0
+        assert await sweep_inbox(worker_ctx(settings, pool, queue)) == 1
         # Already queued: sweeping again queues nothing more.
-        assert await sweep_inbox({"settings": settings, "pool": pool, "redis": queue}) == 0
+        assert await sweep_inbox(worker_ctx(settings, pool, queue)) == 0
     finally:
         await pool.close()
         await queue.aclose()

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import replace
 from sandbox.events import SECRET, event, signed, stripe_object
 from worker.app import create_app
-from worker.settings import Settings
+from core.settings import Settings
 
 
 def body() -> bytes:

@@ -8,8 +8,8 @@ import logging
 import os
 import sys
 
-from worker import logs
-from worker.settings import Settings, SettingsError
+from core import logs
+from core.settings import Settings, SettingsError
 
 
 def load_settings() -> Settings:
@@ -62,8 +62,6 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("event_id")
     inv = sub.add_parser("invoice", help="an invoice and everything that happened to it")
     inv.add_argument("invoice_id")
-    demo = sub.add_parser("demo", help="set up the partial-payment story on a running settle")
-    demo.add_argument("--url", help="settle's address (default http://localhost:$PORT)")
     for command in (rec, ev, rp, inv):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return top
@@ -72,11 +70,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     settings = load_settings()
-    if args.command == "demo":
-        from worker.demo import run as run_demo
-
-        token = settings.api_tokens[0] if settings.api_tokens else "dev-token"
-        sys.exit(run_demo(args.url or f"http://localhost:{settings.port}", token))
     if args.command in COMMANDS:
         logs.configure()
         COMMANDS[args.command](settings)

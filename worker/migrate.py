@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from worker.db import connect
+from core.db import connect
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant works; it only has to be the same for every runner.

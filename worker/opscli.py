@@ -13,19 +13,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import stripe
 from arq import Retry
 
-from jobs.ops import run_ops_job
-from jobs.queueing import enqueue
-from ledger import ops
-from ledger.errors import DomainError
+from core.db import create_pool
+from core.errors import DomainError
+from core.queue import enqueue, queue_client
+from core.services import WorkerContext
+from core.settings import Settings
+from jobs.reconcile import run_ops_job
+from ledger import backlog, reconcile as reconciling
+from ledger import timeline as timelines
 from ledger.invoices import invoice_view
-from worker.context import WorkerContext
-from worker.db import create_pool
-from worker.processor import stripe_client
-from worker.queue import queue_client
-from worker.settings import Settings
+from worker.services import make_processor, make_services
 
 OK, FAILED, NOT_FOUND = 0, 1, 4
 
@@ -46,14 +45,14 @@ def emit(data: Any, as_json: bool, human: str) -> None:
 async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -> int:
     pool = await create_pool(settings.database_url)
     queue = queue_client(settings.redis_url, settings.queue_name)
-    http = stripe.AIOHTTPClient(timeout=20)
+    processor = make_processor(settings)
     try:
         if invoice_id:
-            await ops.require_invoice(pool, invoice_id)
-        job_id = await ops.create_job(pool, "reconcile",
+            await timelines.require_invoice(pool, invoice_id)
+        job_id = await reconciling.create_job(pool, "reconcile",
                                       {"invoice_id": invoice_id} if invoice_id else {})
-        ctx: WorkerContext = {"settings": settings, "pool": pool, "redis": queue,
-                              "stripe": stripe_client(settings, http), "job_try": 1}
+        ctx: WorkerContext = {"settings": settings, "redis": queue, "job_try": 1,
+                              "services": make_services(settings, pool, queue, processor)}
         while True:
             try:
                 await run_ops_job(ctx, job_id)
@@ -61,9 +60,9 @@ async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -
             except Retry as again:
                 ctx["job_try"] = ctx.get("job_try", 1) + 1
                 await asyncio.sleep(float(again.defer_score or 0) / 1000)
-        job = await ops.job_view(pool, job_id)
+        job = await reconciling.job_view(pool, job_id)
     finally:
-        await http.close_async()  # type: ignore[no-untyped-call]
+        await processor.close()
         await queue.aclose()
         await pool.close()
     result = job["result"] or {}
@@ -85,7 +84,7 @@ async def events(settings: Settings, status: str | None, cursor: str | None, lim
                  as_json: bool) -> int:
     pool = await create_pool(settings.database_url)
     try:
-        page = await ops.list_events(pool, status, cursor, limit)
+        page = await backlog.list_events(pool, status, cursor, limit)
     finally:
         await pool.close()
     human = table(page["events"], ["id", "type", "status", "attempts", "received_at", "reason"])
@@ -99,7 +98,7 @@ async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
     pool = await create_pool(settings.database_url)
     queue = queue_client(settings.redis_url, settings.queue_name)
     try:
-        pk, status = await ops.replay_event(pool, event_id)
+        pk, status = await backlog.replay_event(pool, event_id)
         queued = status == "pending" and await enqueue(queue, "event", pk)
     finally:
         await queue.aclose()
@@ -114,7 +113,7 @@ async def invoice(settings: Settings, invoice_id: str, as_json: bool) -> int:
     pool = await create_pool(settings.database_url)
     try:
         view = await invoice_view(pool, invoice_id, settings.public_url)
-        timeline = await ops.invoice_timeline(pool, invoice_id)
+        timeline = await timelines.invoice_timeline(pool, invoice_id)
     finally:
         await pool.close()
     head = (f"invoice {view['id']} ({view['number']}): {view['status']}, total {view['total']}, "

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import stripe
 from arq import cron, func
 from arq.worker import Worker, create_worker
 
-import ledger.processor_events  # noqa: F401  (registers the payment event handlers)
+from core.db import close_pool, create_pool
+from core.queue import deserialize, redis_settings, serialize
+from core.services import WorkerContext
+from core.settings import Settings
 from jobs.events import process_event, sweep_inbox
-from jobs.ops import run_ops_job, scheduled_reconcile
+from jobs.reconcile import run_ops_job, scheduled_reconcile
 from jobs.outbox import deliver_outbox
 from jobs.reminders import send_reminders
-from ledger.inbox import HANDLERS
-from worker.context import WorkerContext
-from worker.db import close_pool, create_pool
-from worker.processor import stripe_client
-from worker.queue import deserialize, redis_settings, serialize
-from worker.settings import Settings
+from worker.services import event_handlers, make_processor, make_services
 
 
 def every(seconds: int) -> dict[str, Any]:
@@ -32,17 +29,18 @@ def every(seconds: int) -> dict[str, Any]:
 
 
 async def startup(ctx: WorkerContext) -> None:
-    ctx["pool"] = await create_pool(ctx["settings"].database_url, min_size=1, max_size=10)
-    ctx.setdefault("handlers", HANDLERS)
-    ctx["stripe_http"] = stripe.AIOHTTPClient(timeout=20)
-    ctx["stripe"] = stripe_client(ctx["settings"], ctx["stripe_http"])
+    settings = ctx["settings"]
+    pool = await create_pool(settings.database_url, min_size=1, max_size=10)
+    # arq's own client: it carries this queue's name and settle's job serializer.
+    ctx["services"] = make_services(settings, pool, ctx["redis"], make_processor(settings))
+    ctx.setdefault("handlers", event_handlers())
 
 
 async def shutdown(ctx: WorkerContext) -> None:
-    if "pool" in ctx:
-        await close_pool(ctx["pool"])
-    if "stripe_http" in ctx:
-        await ctx["stripe_http"].close_async()  # type: ignore[no-untyped-call]
+    services = ctx.get("services")
+    if services is not None:
+        await services.processor.close()
+        await close_pool(services.pool)
 
 
 class WorkerSettings:

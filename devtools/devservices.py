@@ -6,7 +6,14 @@ does not, a private server is started under `.run/` on a free port, the
 command runs with the variable pointing at it, and the server is stopped when
 the command ends (Ctrl-C included).
 
-    python -m worker.devservices -- CMD [ARGS...]
+Run as root, PostgreSQL runs as the `postgres` user; when that user cannot
+reach `.run/` (a clone under /root, or in a `mktemp -d` directory), the
+private cluster lives in a directory of its own under the system's temporary
+directory instead, removed when the command ends. A missing server is
+installed with apt-get when running as root on Debian or Ubuntu; otherwise
+one line names the package to install.
+
+    python -m devtools.devservices -- CMD [ARGS...]
 
 This module only uses the standard library plus asyncpg and redis to probe,
 so it runs from the project's virtual environment before anything else.
@@ -24,18 +31,21 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from worker.db import create_database
-from worker.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+from core.db import create_database
+from core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 
 RUN_DIR = Path(".run")
+# Where Debian puts redis-server, for a PATH that lacks it.
+REDIS_ELSEWHERE = ("/usr/bin/redis-server",)
 
 
 class Missing(Exception):
@@ -77,19 +87,46 @@ async def postgres_answers(dsn: str) -> bool:
     return True
 
 
-def postgres_bin(name: str) -> str:
-    candidates = sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
-        reverse=True,
-    )
-    found = candidates[0] if candidates else shutil.which(name)
+def apt_install(package: str) -> bool:
+    """Install a Debian package when running as root where apt-get exists; whether it ran."""
+    apt = shutil.which("apt-get")
+    if os.geteuid() != 0 or not apt:
+        return False
+    say(f"installing {package} with apt-get (running as root)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", package]):
+        done = subprocess.run([apt, *args], env=env, capture_output=True, text=True)
+        if done.returncode:
+            say(f"apt-get {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
+            return False
+    return True
+
+
+def find_binary(lookup: Callable[[], str | None], package: str, missing: str) -> str:
+    """A server binary, installed first where we may; else Missing naming the package."""
+    found = lookup()
+    if not found and apt_install(package):
+        found = lookup()
     if not found:
-        raise Missing(
-            "DATABASE_URL does not answer and no PostgreSQL server is installed; "
-            "install it with: sudo apt-get install postgresql"
-        )
+        raise Missing(f"{missing}; install it with: sudo apt-get install {package}")
     return found
+
+
+def _postgres_lookup(name: str) -> Callable[[], str | None]:
+    def lookup() -> str | None:
+        candidates = sorted(
+            glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+            key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+            reverse=True,
+        )
+        return candidates[0] if candidates else shutil.which(name)
+
+    return lookup
+
+
+def postgres_bin(name: str) -> str:
+    return find_binary(_postgres_lookup(name), "postgresql",
+                       "DATABASE_URL does not answer and no PostgreSQL server is installed")
 
 
 class PrivatePostgres:
@@ -97,19 +134,32 @@ class PrivatePostgres:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.data = self.root / "data"
         self.port = free_port()
         self.user: str | None = None
+        # Set when the cluster lives in a temporary directory: removed by stop().
+        self.scratch: Path | None = None
         if os.geteuid() == 0:
             # PostgreSQL refuses to run as root; Debian's package creates this user.
-            try:
-                pwd.getpwnam("postgres")
-            except KeyError:
+            if not _has_user("postgres"):
+                apt_install("postgresql")
+            if not _has_user("postgres"):
                 raise Missing(
                     "running as root and there is no 'postgres' user to run a private "
                     "PostgreSQL; install it with: sudo apt-get install postgresql"
-                ) from None
+                )
             self.user = "postgres"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def _reachable(self) -> bool:
+        """Can the server's user enter and write its directory (not so under /root)?"""
+        if self.user is None:
+            return True
+        done = subprocess.run(["test", "-w", str(self.root), "-a", "-x", str(self.root)],
+                              user=self.user, capture_output=True)
+        return done.returncode == 0
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -122,6 +172,10 @@ class PrivatePostgres:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.user:
             shutil.chown(self.root, self.user)
+            if not self._reachable():
+                self.scratch = Path(tempfile.mkdtemp(prefix="settle-postgres-"))
+                shutil.chown(self.scratch, self.user)
+                self.root = self.scratch
         if not (self.data / "PG_VERSION").exists():
             shutil.rmtree(self.data, ignore_errors=True)
             done = self._run(initdb, "-D", str(self.data), "-U", "postgres",
@@ -140,6 +194,16 @@ class PrivatePostgres:
 
     def stop(self) -> None:
         self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 # --- Redis ------------------------------------------------------------------
@@ -165,14 +229,10 @@ class PrivateRedis:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        binary = shutil.which("redis-server") or (
-            "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
-        )
-        if not binary:
-            raise Missing(
-                "REDIS_URL does not answer and redis-server is not installed; "
-                "install it with: sudo apt-get install redis-server"
-            )
+        binary = find_binary(
+            lambda: shutil.which("redis-server")
+            or next((p for p in REDIS_ELSEWHERE if os.path.exists(p)), None),
+            "redis-server", "REDIS_URL does not answer and redis-server is not installed")
         self.root.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
@@ -258,7 +318,7 @@ def main() -> None:
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        say("usage: python -m worker.devservices -- COMMAND [ARGS...]")
+        say("usage: python -m devtools.devservices -- COMMAND [ARGS...]")
         sys.exit(2)
     sys.exit(run(args))
 

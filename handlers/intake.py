@@ -15,27 +15,31 @@ import logging
 import asyncpg
 from arq import ArqRedis
 
-from jobs.queueing import enqueue_many
+from core.processor import InboundEvent
+from core.queue import enqueue_many
 from ledger.inbox import record_events
 
 log = logging.getLogger("settle.intake")
 
 MAX_BATCH = 500
 
-Pending = tuple[tuple[str, str, str], "asyncio.Future[int | None]"]
+Pending = tuple[InboundEvent, "asyncio.Future[int | None]"]
 
 
 class Intake:
-    def __init__(self, pool: asyncpg.Pool, queue: ArqRedis) -> None:
+    """The batch writer of one processor's events."""
+
+    def __init__(self, pool: asyncpg.Pool, queue: ArqRedis, processor: str) -> None:
         self.pool = pool
         self.queue = queue
+        self.processor = processor
         self.pending: list[Pending] = []
         self.flushing: asyncio.Task[None] | None = None
 
-    async def record(self, event_id: str, event_type: str, body: str) -> int | None:
+    async def record(self, event: InboundEvent) -> int | None:
         """The event's row id once committed and queued; None for a duplicate."""
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self.pending.append(((event_id, event_type, body), future))
+        self.pending.append((event, future))
         if self.flushing is None:
             # Held here until it ends: the writer of every batch that forms meanwhile.
             self.flushing = asyncio.get_running_loop().create_task(self._flush())
@@ -51,7 +55,7 @@ class Intake:
 
     async def _write(self, batch: list[Pending]) -> None:
         try:
-            pks = await record_events(self.pool, [item for item, _ in batch])
+            pks = await record_events(self.pool, self.processor, [item for item, _ in batch])
         except Exception as exc:
             if isinstance(exc, asyncpg.DataError) and len(batch) > 1:
                 # One event PostgreSQL will not store (\u0000, NaN...) must not sink the

@@ -47,7 +47,7 @@ settle is starting:
 
 Try the whole story: in another terminal, run
 
-  .venv/bin/settle demo
+  .venv/bin/settle-demo
 """, flush=True)
     os.execvpe("honcho", ["honcho", "start", "-f", "Procfile.dev", *processes], env)
 

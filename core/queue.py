@@ -1,34 +1,62 @@
-"""Putting work on the queue: one deterministic job id per row, best effort.
+"""The queue (arq on Redis), shared by web and worker: the client, the job format,
+and putting rows' work on it.
 
-The id is derived from the row (an event, an outbox entry, an ops job), so
-the webhook, the sweeper and a replay never queue the same row twice at the
-same time. arq's job keys are global to the Redis database, so the queue
-name is part of the id: deployments sharing one Redis (QUEUE_NAME) must not
-see each other's `event:1`. A failed enqueue loses nothing: the row is still
-pending in PostgreSQL and the sweeper queues it again.
+PostgreSQL is the record; the queue only moves work. Every job is named after
+the row it works on (an event, an outbox entry, an ops job), so the webhook,
+the sweeper and a replay never queue the same row twice at the same time.
+arq's job keys are global to a Redis database, so the queue name is part of
+every job id: deployments sharing one Redis (QUEUE_NAME) never see each
+other's `event:1`. A failed enqueue loses nothing: the row is still pending
+in PostgreSQL and the sweeper queues it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
+from typing import Any, Literal
 
 from arq import ArqRedis
+from arq.connections import RedisSettings
 from arq.constants import expires_extra_ms, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
+from redis.asyncio import ConnectionPool
 
 log = logging.getLogger("settle.queue")
 
-FUNCTIONS = {"event": "process_event", "outbox": "deliver_outbox", "ops": "run_ops_job"}
+Kind = Literal["event", "outbox", "ops"]
+FUNCTIONS: dict[Kind, str] = {
+    "event": "process_event", "outbox": "deliver_outbox", "ops": "run_ops_job"}
+
+
+def serialize(value: Any) -> bytes:
+    # JSON, not arq's default pickle: a job carries ids and small results only.
+    return json.dumps(value, default=str).encode()
+
+
+def deserialize(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(url)
+
+
+def queue_client(url: str, queue_name: str) -> ArqRedis:
+    """A client that does not connect until used, so `web` starts with Redis down."""
+    pool = ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    return ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
+                    default_queue_name=queue_name)
 
 
 def job_id(queue_name: str, kind: str, ident: int | str) -> str:
     return f"{queue_name}:{kind}:{ident}"
 
 
-async def enqueue_many(queue: ArqRedis, kind: str, idents: Sequence[int | str], *,
+async def enqueue_many(queue: ArqRedis, kind: Kind, idents: Sequence[int | str], *,
                        timeout: float = 2.0) -> int:
     """Queue many jobs in one round trip; how many were newly queued (0, logged, when
     Redis is away).
@@ -56,10 +84,6 @@ async def enqueue_many(queue: ArqRedis, kind: str, idents: Sequence[int | str], 
     return sum(1 for created in answers[::2] if created)  # each job's SET NX answer
 
 
-async def enqueue(queue: ArqRedis, kind: str, ident: int | str) -> bool:
+async def enqueue(queue: ArqRedis, kind: Kind, ident: int | str) -> bool:
     """True when newly queued; False when already queued, or (logged) Redis is away."""
     return await enqueue_many(queue, kind, [ident]) == 1
-
-
-async def enqueue_all(queue: ArqRedis, outbox_ids: list[int]) -> None:
-    await enqueue_many(queue, "outbox", outbox_ids)

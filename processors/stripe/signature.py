@@ -13,10 +13,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-
-class SignatureError(ValueError):
-    """Why a delivery is refused; safe to log (never contains the header)."""
-
+from core.processor import SignatureError
 
 # Stripe sends one `t` and a few `v1`s; a header this long is not Stripe's.
 MAX_HEADER_LENGTH = 4096

@@ -1,4 +1,4 @@
-"""`settle demo`: set up the partial-payment story against a running settle and say what to try.
+"""`settle-demo`: set up the partial-payment story against a running settle and say what to try.
 
 It talks to the API like the invoicing application would: a customer, a
 10,000 invoice, and a request to pay 3,000 of it now.
@@ -6,8 +6,10 @@ It talks to the API like the invoicing application would: a customer, a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
 from typing import Any
@@ -92,3 +94,17 @@ def run(base_url: str, token: str) -> int:
         print(f"settle: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def main() -> None:
+    port = os.environ.get("PORT", "8080")
+    top = argparse.ArgumentParser(prog="settle-demo", description=__doc__.splitlines()[0])
+    top.add_argument("--url", default=f"http://localhost:{port}",
+                     help="settle's address (default http://localhost:$PORT)")
+    args = top.parse_args()
+    token = (os.environ.get("API_TOKENS") or "dev-token").split(",")[0].strip()
+    sys.exit(run(args.url, token))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """A local mail catcher for `make run`: an SMTP server that prints each mail in full.
 
-    python -m worker.mailcatcher        (listens on SMTP_HOST:SMTP_PORT, 127.0.0.1:1025)
+    python -m devtools.mailcatcher        (listens on SMTP_HOST:SMTP_PORT, 127.0.0.1:1025)
 """
 
 from __future__ import annotations

@@ -1,0 +1,113 @@
+"""The seam to a payment processor: what settle asks of one, in settle's own words.
+
+A processor package (today `processors.stripe`) implements `Processor` for
+the calls settle makes (Checkout Sessions, refunds, look-ups) and the
+webhook's first steps (verify, read id and type), and registers the handlers
+that turn its events into payment facts (`ledger.facts`). Nothing outside
+that package knows the processor's shapes, hosts or error types: its failures
+reach the rest of settle as `core.errors.Unavailable` (try again later) or
+`core.errors.PermanentError` (it said no).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class SignatureError(ValueError):
+    """Why a delivery is refused; safe to log (never contains the header)."""
+
+
+class BadEvent(ValueError):
+    """A signed body that is not an event settle can record."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """What the intake records of a verified delivery."""
+
+    event_id: str
+    type: str
+    # The invoice the event is about, when it names one (settle puts the invoice id
+    # on every object it makes at the processor).
+    invoice_id: str | None
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """A hosted checkout page for one amount of one invoice (CONTRACT §6)."""
+
+    invoice_id: str
+    invoice_number: str
+    payment_request_id: str | None
+    amount: int
+    currency: str
+    customer_email: str
+    success_url: str
+    cancel_url: str
+    idempotency_key: str
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        metadata = {"invoice_id": self.invoice_id}
+        if self.payment_request_id:
+            metadata["payment_request_id"] = self.payment_request_id
+        return metadata
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMade:
+    id: str
+    url: str
+    expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What the processor says of a checkout session (reconcile asks)."""
+
+    id: str
+    status: str  # open, complete, expired
+    payment_status: str  # paid, unpaid, no_payment_required
+    payment_id: str | None
+    amount: int
+    currency: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundMade:
+    id: str
+    status: str  # pending, succeeded, failed, canceled, requires_action
+
+
+class Processor(Protocol):
+    """One payment processor. `configured` is False when settle has no API key for it:
+    webhooks are still verified and recorded, but no call can be made."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def configured(self) -> bool: ...
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Raise SignatureError unless the delivery is signed by the processor."""
+
+    def parse(self, body: bytes) -> InboundEvent:
+        """Raise BadEvent unless the body is an event with an id and a type."""
+
+    async def create_checkout(self, spec: SessionSpec) -> SessionMade: ...
+
+    async def retrieve_checkout(self, session_id: str) -> SessionState: ...
+
+    async def expire_checkout(self, session_id: str, key: str) -> str:
+        """Expire an open session; its status afterwards (one no longer open is done)."""
+
+    async def refund(self, payment_id: str, amount: int, key: str,
+                     metadata: Mapping[str, str]) -> RefundMade: ...
+
+    async def close(self) -> None: ...

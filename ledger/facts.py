@@ -1,0 +1,72 @@
+"""Payment facts: what a processor's events say, in settle's words.
+
+A processor package turns its own events into these (`processors.stripe.events`);
+`ledger.payments.apply_facts` applies them. The ledger never reads a
+processor's payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFacts:
+    """One payment as the processor describes it (its id is the processor's)."""
+
+    payment_id: str
+    invoice_id: str
+    amount: int
+    currency: str
+    payment_request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """The money is captured: apply it."""
+
+    payment: PaymentFacts
+
+
+@dataclass(frozen=True, slots=True)
+class Processing:
+    """An asynchronous payment (bank transfer, debit) started: record it, apply nothing."""
+
+    payment: PaymentFacts
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFailed:
+    """A processing payment failed: nothing was received."""
+
+    payment: PaymentFacts
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutFinished:
+    """A checkout session settle made is complete or expired: never reuse or expire it."""
+
+    session_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refunded:
+    """The processor's cumulative refunded total for a payment (never lowered by an
+    older report). `invoice_id` is None when the report does not name the invoice."""
+
+    payment_id: str
+    invoice_id: str | None
+    cumulative: int
+    currency: str
+    payment_amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Nothing for the books, and why."""
+
+    reason: str
+
+
+Fact = Captured | Processing | PaymentFailed | CheckoutFinished | Refunded | Ignored

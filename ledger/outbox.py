@@ -1,0 +1,86 @@
+"""Owing a side effect: one outbox row per effect, keyed so it is owed once.
+
+Called inside the transaction that makes the effect due (a capture, an
+invoice becoming paid, a request created), so the effect exists exactly when
+the change does; `core.tx` queues the rows once the transaction commits, and
+`jobs.outbox` performs them. Kinds name what is done, not who does it:
+`email`, `refund`, `expire_checkout`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import asyncpg
+
+MailKind = Literal["payment_request", "reminder", "payment_received", "invoice_paid",
+                   "credit_issued"]
+
+
+async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, Any]) -> None:
+    await conn.execute(
+        """insert into outbox (kind, key, payload) values ($1, $2, $3)
+           on conflict (key) do nothing""",
+        kind, key, json.dumps(payload),
+    )
+
+
+async def owe_email(conn: asyncpg.Connection, kind: MailKind, key: str, *, invoice_id: str,
+                    to: list[str], cc: list[str] | None = None, bcc: list[str] | None = None,
+                    **context: Any) -> None:
+    """A mail; the payload holds what the mail says, as of this moment."""
+    await owe(conn, "email", f"mail:{kind}:{key}",
+              {"kind": kind, "invoice_id": invoice_id, "to": to, "cc": cc or [],
+               "bcc": bcc or [], "context": context})
+
+
+async def owe_refund(conn: asyncpg.Connection, processor: str, payment_id: str,
+                     amount: int, *, key: str, reason: str) -> None:
+    """A refund through the processor, with `key` as its idempotency key."""
+    await owe(conn, "refund", key, {"processor": processor, "payment_id": payment_id,
+                                    "amount": amount, "reason": reason})
+
+
+async def owe_expiry(conn: asyncpg.Connection, invoice_id: str, *,
+                     request_id: str | None = None, session_id: str | None = None) -> None:
+    """Owe an expiry at the processor for every open checkout session of the invoice
+    (or of one of its requests, or one session)."""
+    await conn.execute(
+        """insert into outbox (kind, key, payload)
+           select 'expire_checkout', 'expire:' || id,
+                  jsonb_build_object('processor', processor, 'session_id', id)
+           from checkout_sessions
+           where invoice_id = $1 and status = 'open'
+             and ($2::text is null or payment_request_id = $2)
+             and ($3::text is null or id = $3)
+           on conflict (key) do nothing""",
+        invoice_id, request_id, session_id,
+    )
+
+
+async def invoice_audience(conn: asyncpg.Connection, invoice_id: str) -> dict[str, Any]:
+    """The customer and notify_emails of an invoice, with what mails say about it."""
+    row = await conn.fetchrow(
+        """select i.number, i.currency, i.total, i.notify_emails, c.email, c.name
+           from invoices i join customers c on c.id = i.customer_id where i.id = $1""",
+        invoice_id,
+    )
+    recipients = [row["email"]] + [e for e in row["notify_emails"] if e != row["email"]]
+    return {"to": list(dict.fromkeys(recipients)), "number": row["number"],
+            "currency": row["currency"], "total": row["total"], "customer_name": row["name"]}
+
+
+async def owe_request_mail(conn: asyncpg.Connection, request: asyncpg.Record,
+                           kind: Literal["payment_request", "reminder"], key: str,
+                           url: str) -> None:
+    """payment_request or reminder: to the request's own recipients, with its link."""
+    recipients = request["recipients"]
+    to = recipients["to"] if isinstance(recipients["to"], list) else [recipients["to"]]
+    audience = await invoice_audience(conn, request["invoice_id"])
+    await owe_email(
+        conn, kind, key, invoice_id=request["invoice_id"], to=to, cc=recipients["cc"],
+        bcc=recipients["bcc"], amount=request["amount"], currency=request["currency"], url=url,
+        note=request["note"], number=audience["number"], customer_name=audience["customer_name"],
+        reminder=request["reminders_sent"],
+    )

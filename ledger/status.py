@@ -1,0 +1,47 @@
+"""What an invoice row says: its status, what remains, whether it is open; and its lock.
+
+Every function that changes money locks the invoice row first
+(`select ... for update`), then any credit balance: one order everywhere, so
+concurrent workers and API calls serialise on the invoice and never deadlock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+
+from core.errors import NotFound
+from ledger import money
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def status_of(row: asyncpg.Record | dict[str, Any], on: date | None = None) -> money.InvoiceStatus:
+    return money.invoice_status(
+        voided=row["voided_at"] is not None, sent=row["sent_at"] is not None,
+        total=row["total"], amount_paid=row["amount_paid"],
+        amount_credited=row["amount_credited"], due_date=row["due_date"], today=on or today(),
+    )
+
+
+def remaining_of(row: asyncpg.Record | dict[str, Any]) -> int:
+    return money.remaining(row["total"], row["amount_paid"], row["amount_credited"])
+
+
+def is_open(row: asyncpg.Record | dict[str, Any]) -> bool:
+    return status_of(row) in money.OPEN_STATUSES
+
+
+async def lock_invoice(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("select * from invoices where id = $1 for update", invoice_id)
+
+
+async def locked(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record:
+    row = await lock_invoice(conn, invoice_id)
+    if row is None:
+        raise NotFound("invoice", invoice_id)
+    return row

@@ -1,0 +1,170 @@
+"""settle's calls to Stripe, through the real `stripe` package, async over aiohttp.
+
+`STRIPE_API_BASE` points the client at a sandbox or a local stand-in through
+its own `base_addresses`; nothing else in settle knows Stripe's hosts. Stripe's
+errors leave this module as `core.errors.Unavailable` (network trouble, rate
+limits, Stripe's own 5xx: try again) or `PermanentError` (a refused request).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import stripe
+
+from core.errors import PermanentError, Unavailable
+from core.settings import Settings
+from core.processor import (
+    BadEvent,
+    InboundEvent,
+    RefundMade,
+    SessionMade,
+    SessionSpec,
+    SessionState,
+)
+from processors.stripe.events import invoice_reference
+from processors.stripe.signature import verify
+
+MAX_ID_LENGTH = 255
+
+
+def _translated(error: stripe.StripeError) -> Exception:
+    """Stripe's error as settle's: passes (Unavailable) or does not (PermanentError)."""
+    if isinstance(error, (stripe.APIConnectionError, stripe.RateLimitError)) \
+            or (error.http_status or 500) >= 500:
+        return Unavailable(f"Stripe: {error.__class__.__name__}")
+    return PermanentError(f"{error.__class__.__name__}: {error.user_message or error}")
+
+
+class StripeProcessor:
+    """The `core.processor.Processor` for Stripe."""
+
+    name = "stripe"
+
+    def __init__(self, *, api_key: str | None, api_base: str | None,
+                 webhook_secrets: Sequence[str], tolerance: int, timeout: float = 20) -> None:
+        self.webhook_secrets = tuple(webhook_secrets)
+        self.tolerance = tolerance
+        self._http = stripe.AIOHTTPClient(timeout=timeout)
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else {},
+            http_client=self._http,
+            # settle retries through its outbox with an idempotency key; no hidden retries.
+            max_network_retries=0,
+        ) if api_key else None
+
+    @property
+    def configured(self) -> bool:
+        return self._client is not None
+
+    def _api(self) -> stripe.StripeClient:
+        if self._client is None:
+            raise PermanentError("STRIPE_API_KEY is not set")
+        return self._client
+
+    async def close(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    # --- the webhook -----------------------------------------------------------------
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        verify(body, headers.get("Stripe-Signature"), self.webhook_secrets,
+               tolerance=self.tolerance, now=now)
+
+    def parse(self, body: bytes) -> InboundEvent:
+        try:
+            text = body.decode("utf-8")
+            event = json.loads(text)
+        except (UnicodeDecodeError, ValueError):
+            raise BadEvent("body is not UTF-8 JSON") from None
+        if not isinstance(event, dict):
+            raise BadEvent("body is not a JSON object")
+        event_id, event_type = event.get("id"), event.get("type")
+        for name, value in (("id", event_id), ("type", event_type)):
+            if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+                raise BadEvent(f"event has no valid {name}")
+        return InboundEvent(cast(str, event_id), cast(str, event_type),
+                            invoice_reference(event), text)
+
+    # --- Checkout Sessions -----------------------------------------------------------
+
+    async def create_checkout(self, spec: SessionSpec) -> SessionMade:
+        try:
+            session = await self._api().v1.checkout.sessions.create_async(
+                {
+                    "mode": "payment",
+                    "line_items": [{
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": spec.currency,
+                            "unit_amount": spec.amount,
+                            "product_data": {"name": f"Invoice {spec.invoice_number}"},
+                        },
+                    }],
+                    "metadata": spec.metadata,
+                    "payment_intent_data": {"metadata": spec.metadata},
+                    "customer_email": spec.customer_email,
+                    "success_url": spec.success_url,
+                    "cancel_url": spec.cancel_url,
+                },
+                {"idempotency_key": spec.idempotency_key},
+            )
+        except stripe.StripeError as error:
+            raise _translated(error) from error
+        if not session.url:
+            raise PermanentError("Stripe returned a session without a url")
+        return SessionMade(session.id, session.url, session.expires_at)
+
+    async def retrieve_checkout(self, session_id: str) -> SessionState:
+        try:
+            session = await self._api().v1.checkout.sessions.retrieve_async(session_id)
+        except stripe.StripeError as error:
+            raise _translated(error) from error
+        intent: Any = session.payment_intent
+        return SessionState(
+            id=session.id, status=session.status or "open",
+            payment_status=session.payment_status,
+            payment_id=intent if isinstance(intent, str) or intent is None else intent.id,
+            amount=session.amount_total or 0, currency=session.currency or "",
+            metadata=cast(dict[str, str], session.metadata.to_dict() if session.metadata else {}),
+        )
+
+    async def expire_checkout(self, session_id: str, key: str) -> str:
+        client = self._api()
+        try:
+            try:
+                session = await client.v1.checkout.sessions.expire_async(
+                    session_id, options={"idempotency_key": key})
+            except stripe.InvalidRequestError:
+                # Stripe refuses to expire a session that is complete or already expired.
+                session = await client.v1.checkout.sessions.retrieve_async(session_id)
+                if session.status == "open":
+                    raise
+        except stripe.StripeError as error:
+            raise _translated(error) from error
+        return session.status or "expired"
+
+    # --- refunds -----------------------------------------------------------------------
+
+    async def refund(self, payment_id: str, amount: int, key: str,
+                     metadata: Mapping[str, str]) -> RefundMade:
+        try:
+            refund = await self._api().v1.refunds.create_async(
+                {"payment_intent": payment_id, "amount": amount, "metadata": dict(metadata)},
+                {"idempotency_key": key},
+            )
+        except stripe.StripeError as error:
+            raise _translated(error) from error
+        return RefundMade(refund.id, refund.status or "pending")
+
+
+def make(settings: Settings) -> StripeProcessor:
+    """The processor as the settings configure it (the wiring's registration)."""
+    return StripeProcessor(api_key=settings.stripe_api_key, api_base=settings.stripe_api_base,
+                           webhook_secrets=settings.stripe_webhook_secrets,
+                           tolerance=settings.webhook_tolerance_seconds,
+                           timeout=max(1.0, min(20.0, settings.job_timeout_seconds / 2)))
+

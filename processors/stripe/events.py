@@ -1,0 +1,152 @@
+"""Stripe events into payment facts (CONTRACT §3), and the handlers that apply them.
+
+The payment id of a capture is the PaymentIntent id, so the Checkout Session
+and the PaymentIntent events of one payment land on the same payment. Stripe
+may deliver `payment_intent.succeeded` before `checkout.session.completed`,
+and a refund before either: the ledger applies facts in any order.
+
+`interpret` is pure (a payload in, facts out), so every shape Stripe sends is
+tested without a database; `HANDLERS` is what the worker registers for
+processor "stripe".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from core.errors import PermanentError
+from ledger.facts import (
+    Captured,
+    CheckoutFinished,
+    Fact,
+    Ignored,
+    PaymentFacts,
+    PaymentFailed,
+    Processing,
+    Refunded,
+)
+from ledger.inbox import Event, Outcome, Policy, Registration
+from ledger.payments import apply_facts
+
+
+def data_object(payload: Any) -> dict[str, Any]:
+    """`data.object` of an event, or {} when the payload has none."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
+    return obj if isinstance(obj, dict) else {}
+
+
+def _metadata(obj: dict[str, Any], key: str) -> str | None:
+    metadata = obj.get("metadata")
+    value = metadata.get(key) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def invoice_reference(payload: Any) -> str | None:
+    """The invoice settle put on the object (`metadata.invoice_id`), if any."""
+    return _metadata(data_object(payload), "invoice_id")
+
+
+def _id(value: Any) -> str | None:
+    """An id field that may be expanded into its object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _amount(obj: dict[str, Any], field: str) -> int:
+    value = obj.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise PermanentError(f"{field} is not a non-negative integer")
+    return value
+
+
+def _currency(obj: dict[str, Any]) -> str:
+    value = obj.get("currency")
+    if not isinstance(value, str) or len(value) != 3:
+        raise PermanentError("currency is missing")
+    return value.lower()
+
+
+def _session_payment(obj: dict[str, Any]) -> PaymentFacts:
+    payment_id = _id(obj.get("payment_intent")) or _id(obj.get("id"))
+    invoice_id = _metadata(obj, "invoice_id")
+    if payment_id is None or invoice_id is None:
+        raise PermanentError("checkout session without id")
+    return PaymentFacts(payment_id, invoice_id, _amount(obj, "amount_total"), _currency(obj),
+                        _metadata(obj, "payment_request_id"))
+
+
+def session_completed(obj: dict[str, Any]) -> list[Fact]:
+    payment = _session_payment(obj)
+    session_id = _id(obj.get("id"))
+    facts: list[Fact] = [CheckoutFinished(session_id, "complete")] if session_id else []
+    status = obj.get("payment_status")
+    if status in ("paid", "no_payment_required"):
+        return [*facts, Captured(payment)]
+    if status == "unpaid":
+        return [*facts, Processing(payment)]
+    return [*facts, Ignored(f"payment_status {status!r}")]
+
+
+def async_payment_succeeded(obj: dict[str, Any]) -> list[Fact]:
+    return [Captured(_session_payment(obj))]
+
+
+def async_payment_failed(obj: dict[str, Any]) -> list[Fact]:
+    return [PaymentFailed(_session_payment(obj))]
+
+
+def payment_intent_succeeded(obj: dict[str, Any]) -> list[Fact]:
+    payment_id = _id(obj.get("id"))
+    invoice_id = _metadata(obj, "invoice_id")
+    if payment_id is None or invoice_id is None:
+        raise PermanentError("payment intent without id")
+    return [Captured(PaymentFacts(payment_id, invoice_id, _amount(obj, "amount_received"),
+                                  _currency(obj), _metadata(obj, "payment_request_id")))]
+
+
+def charge_refunded(obj: dict[str, Any]) -> list[Fact]:
+    payment_id = _id(obj.get("payment_intent")) or _id(obj.get("id"))
+    if payment_id is None:
+        raise PermanentError("charge without payment_intent")
+    return [Refunded(payment_id, _metadata(obj, "invoice_id"), _amount(obj, "amount_refunded"),
+                     _currency(obj), obj.get("amount_captured") or obj.get("amount") or 0)]
+
+
+Interpreter = Callable[[dict[str, Any]], list[Fact]]
+
+# Event type -> (interpreter, whether the event must name its invoice). A charge may
+# not carry the PaymentIntent's metadata: a known payment is enough.
+INTERPRETERS: dict[str, tuple[Interpreter, bool]] = {
+    "checkout.session.completed": (session_completed, True),
+    "checkout.session.async_payment_succeeded": (async_payment_succeeded, True),
+    "checkout.session.async_payment_failed": (async_payment_failed, True),
+    "payment_intent.succeeded": (payment_intent_succeeded, True),
+    "charge.refunded": (charge_refunded, False),
+}
+
+
+def interpret(event_type: str, payload: Any) -> list[Fact]:
+    """The facts a Stripe event states (raises PermanentError for a malformed one)."""
+    entry = INTERPRETERS.get(event_type)
+    if entry is None:
+        return [Ignored(f"settle does not act on {event_type}")]
+    return entry[0](data_object(payload))
+
+
+def _handler(event_type: str) -> Callable[[asyncpg.Connection, Event, Policy],
+                                          Any]:
+    async def handle(conn: asyncpg.Connection, event: Event, policy: Policy) -> Outcome:
+        return await apply_facts(conn, interpret(event_type, event.payload), policy)
+
+    return handle
+
+
+HANDLERS: dict[str, Registration] = {
+    event_type: Registration(_handler(event_type), needs_invoice)
+    for event_type, (_, needs_invoice) in INTERPRETERS.items()
+}

@@ -1,0 +1,91 @@
+"""The structure of docs/architecture.md, held against the code's own imports.
+
+Each package may import only the packages below it (or, for an adapter, the
+domain and the ground); no module imports itself round in a circle; the
+shipped service never imports the development tools, the sandbox or tests.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+# What each package may import (besides itself and third-party libraries).
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "ledger": {"core"},
+    "notify": {"core", "ledger"},
+    "processors": {"core", "ledger"},
+    "handlers": {"core", "ledger"},
+    "jobs": {"core", "ledger", "notify"},
+    "worker": {"core", "ledger", "notify", "processors", "handlers", "jobs"},
+    "sandbox": {"core", "ledger", "processors"},
+    "devtools": {"core", "ledger"},
+}
+OURS = set(ALLOWED) | {"tests", "bench"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in ALLOWED:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    """Modules of ours a file imports at run time (not under `if TYPE_CHECKING`)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {n for n in names if n.split(".")[0] in OURS}
+
+
+def test_no_package_imports_a_layer_above_it() -> None:
+    wrong = []
+    for name, path in modules().items():
+        package = name.split(".")[0]
+        for imported in imports_of(path):
+            target = imported.split(".")[0]
+            if target != package and target not in ALLOWED[package]:
+                wrong.append(f"{name} imports {imported}")
+    assert wrong == []
+
+
+def test_no_import_cycle_between_modules() -> None:
+    known = modules()
+    graph = {name: {i for i in imports_of(path) if i in known and i != name}
+             for name, path in known.items()}
+    visiting: list[str] = []
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in visiting:
+            cycles.append(visiting[visiting.index(name):] + [name])
+            return
+        visiting.append(name)
+        for target in sorted(graph[name]):
+            visit(target)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+    assert cycles == []
+
+
+def test_worker_holds_only_wiring() -> None:
+    assert sorted(p.name for p in (ROOT / "worker").glob("*.py")) == [
+        "__init__.py", "__main__.py", "app.py", "cli.py", "migrate.py", "opscli.py",
+        "runner.py", "services.py"]

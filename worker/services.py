@@ -1,0 +1,39 @@
+"""Building what the edges are handed: the processor registration and `Services`.
+
+A second processor is one more entry in PROCESSORS (its `make` and the
+handlers of its events) and its package; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import asyncpg
+from arq import ArqRedis
+
+from core.processor import Processor
+from core.services import Services
+from core.settings import Settings
+from ledger.inbox import Handlers
+from processors.stripe import client as stripe_client
+from processors.stripe import events as stripe_events
+
+PROCESSORS: dict[str, tuple[Callable[[Settings], Processor], Handlers]] = {
+    "stripe": (stripe_client.make, stripe_events.HANDLERS),
+}
+# The processor settle takes payments through (one at a time, by configuration).
+ACTIVE = "stripe"
+
+
+def make_processor(settings: Settings) -> Processor:
+    make, _ = PROCESSORS[ACTIVE]
+    return make(settings)
+
+
+def event_handlers() -> Mapping[str, Handlers]:
+    return {name: handlers for name, (_, handlers) in PROCESSORS.items()}
+
+
+def make_services(settings: Settings, pool: asyncpg.Pool, queue: ArqRedis,
+                  processor: Processor) -> Services:
+    return Services(settings=settings, pool=pool, queue=queue, processor=processor)
