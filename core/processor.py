@@ -100,6 +100,9 @@ class Processor(Protocol):
     def parse(self, body: bytes) -> InboundEvent:
         """Raise BadEvent unless the body is an event with an id and a type."""
 
+    def amount_refused(self, amount: int, currency: str) -> str | None:
+        """Why the processor would refuse to charge this amount, or None."""
+
     async def create_checkout(self, spec: SessionSpec) -> SessionMade: ...
 
     async def retrieve_checkout(self, session_id: str) -> SessionState: ...

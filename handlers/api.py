@@ -1,20 +1,19 @@
-"""The application API for customers and invoices (CONTRACT §5)."""
+"""The application API for customers, invoices and payment requests (CONTRACT §5)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import parse
-from handlers.keys import books
-from handlers.parse import path_id
+from handlers.keys import books, services
+from handlers.models import ApplyCreditIn, CustomerIn, InvoiceIn, PaymentRequestIn
+from handlers.validation import body, path_id
 from ledger import customers, invoices, requests
 
 
 async def put_customer(request: web.Request) -> web.Response:
-    body = await parse.json_object(request)
+    data = await body(request, CustomerIn)
     customer, created = await customers.upsert_customer(
-        books(request), path_id(request), parse.email(body, "email"),
-        parse.optional_string(body, "name"))
+        books(request), path_id(request), data.email, data.name)
     return web.json_response(customer, status=201 if created else 200)
 
 
@@ -23,18 +22,13 @@ async def get_customer(request: web.Request) -> web.Response:
 
 
 async def put_invoice(request: web.Request) -> web.Response:
-    body = await parse.json_object(request)
-    data = invoices.InvoiceInput(
-        customer_id=parse.string(body, "customer_id", max_length=255),
-        number=parse.string(body, "number", max_length=255),
-        currency=parse.currency(body),
-        total=parse.amount(body, "total", code="total_invalid"),
-        due_date=parse.a_date(body, "due_date"),
-        kind=parse.choice(body, "kind", ("invoice", "quote_deposit")),
-        notify_emails=parse.emails(body, "notify_emails"),
-        auto_apply_credit=parse.boolean(body, "auto_apply_credit", True),
-    )
-    invoice, created = await invoices.upsert_invoice(books(request), path_id(request), data)
+    data = await body(request, InvoiceIn)
+    invoice, created = await invoices.upsert_invoice(
+        books(request), path_id(request), invoices.InvoiceInput(
+            customer_id=data.customer_id, number=data.number, currency=data.currency,
+            total=data.total, due_date=data.due_date, kind=data.kind,
+            notify_emails=tuple(data.notify_emails), auto_apply_credit=data.auto_apply_credit),
+        services(request).processor)
     return web.json_response(invoice, status=201 if created else 200)
 
 
@@ -51,22 +45,16 @@ async def void_invoice(request: web.Request) -> web.Response:
 
 
 async def apply_credit(request: web.Request) -> web.Response:
-    body = await parse.json_object(request, optional=True)
-    return web.json_response(await invoices.apply_credit(
-        books(request), path_id(request), parse.optional_amount(body, "amount")))
+    data = await body(request, ApplyCreditIn, optional=True)
+    return web.json_response(await invoices.apply_credit(books(request), path_id(request),
+                                                         data.amount))
 
 
 async def create_request(request: web.Request) -> web.Response:
-    body = await parse.json_object(request)
-    data = requests.RequestInput(
-        amount=parse.amount(body, "amount"),
-        to=parse.one_or_more_emails(body, "to"),
-        cc=list(parse.emails(body, "cc")),
-        bcc=list(parse.emails(body, "bcc")),
-        note=parse.optional_string(body, "note", max_length=2000),
-        replace=parse.boolean(body, "replace", False),
-    )
-    created = await requests.create_request(books(request), path_id(request), data)
+    data = await body(request, PaymentRequestIn)
+    created = await requests.create_request(books(request), path_id(request), requests.RequestInput(
+        amount=data.amount, to=data.to, cc=list(data.cc), bcc=list(data.bcc), note=data.note,
+        replace=data.replace), services(request).processor)
     return web.json_response(created, status=201)
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core.errors import Invalid
 from core.queue import enqueue
-from handlers import parse
 from handlers.keys import services
-from handlers.parse import path_id
+from handlers.models import EventsQuery, ReconcileIn
+from handlers.validation import body, path_id, query
 from ledger import backlog, reconcile
 
 
 async def start_reconcile(request: web.Request) -> web.Response:
-    body = await parse.json_object(request, optional=True)
-    invoice_id = parse.optional_string(body, "invoice_id", max_length=255)
-    job_id = await reconcile.start_reconcile(services(request), invoice_id)
+    data = await body(request, ReconcileIn, optional=True)
+    job_id = await reconcile.start_reconcile(services(request), data.invoice_id)
     return web.json_response({"job_id": job_id}, status=202)
 
 
@@ -24,23 +22,18 @@ async def job(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.Response:
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise Invalid("limit_invalid", "limit must be a whole number") from None
-    if not 1 <= limit <= 500:
-        raise Invalid("limit_invalid", "limit must be from 1 to 500")
+    asked = query(request, EventsQuery)
     return web.json_response(await backlog.list_events(
-        services(request).pool, request.query.get("status") or None,
-        request.query.get("next") or request.query.get("cursor") or None, limit))
+        services(request).pool, asked.status, asked.next, asked.limit))
 
 
 async def replay(request: web.Request) -> web.Response:
     found = services(request)
-    pk, status = await backlog.replay_event(found.pool, path_id(request))
+    event_id = path_id(request)
+    pk, status = await backlog.replay_event(found.pool, event_id)
     if status == "pending":
         await enqueue(found.queue, "event", pk)
-    return web.json_response({"id": request.match_info["id"], "status": status}, status=202)
+    return web.json_response({"id": event_id, "status": status}, status=202)
 
 
 def add_routes(app: web.Application) -> None:

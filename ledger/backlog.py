@@ -24,9 +24,12 @@ def _cursor(received_at: datetime, pk: int) -> str:
 def _uncursor(cursor: str) -> tuple[datetime, int]:
     try:
         stamp, _, pk = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(stamp), int(pk)
+        at, row = datetime.fromisoformat(stamp), int(pk)
     except ValueError:
-        raise Invalid("cursor_invalid", "next is not a cursor this service gave") from None
+        row = -1
+    if not 0 <= row < 2**63:
+        raise Invalid("cursor_invalid", "next is not a cursor this service gave")
+    return at, row
 
 
 async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None,

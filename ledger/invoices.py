@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import Conflict, Invalid, NotFound
+from core.processor import Processor
 from core.tx import Books
 from ledger import money
 from ledger.credit import change_credit, locked_balance
@@ -61,38 +62,52 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
 # --- API operations (each its own transaction) -------------------------------------
 
 
-async def upsert_invoice(books: Books, invoice_id: str,
-                         data: InvoiceInput) -> tuple[dict[str, Any], bool]:
+async def upsert_invoice(books: Books, invoice_id: str, data: InvoiceInput,
+                         processor: Processor) -> tuple[dict[str, Any], bool]:
+    refused = processor.amount_refused(data.total, data.currency) if processor.configured \
+        else None
+    if refused:
+        raise Invalid("total_invalid", refused)
     async with books.transaction() as conn:
         if not await conn.fetchval("select 1 from customers where id = $1", data.customer_id):
             raise Invalid("customer_not_found", f"no customer {data.customer_id!r}")
-        existing = await conn.fetchrow("select * from invoices where id = $1 for update",
-                                       invoice_id)
         values = (invoice_id, data.customer_id, data.number, data.currency, data.total,
                   data.due_date, data.kind, list(data.notify_emails), data.auto_apply_credit)
-        if existing is None:
-            await conn.execute(
-                """insert into invoices (id, customer_id, number, currency, total, due_date,
-                                         kind, notify_emails, auto_apply_credit, pay_token)
-                   values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-                *values, new_token(),
-            )
-            created = True
-        else:
-            if existing["sent_at"] is not None or existing["voided_at"] is not None:
-                raise Conflict("invoice_not_draft", "the invoice was sent; it can no longer change")
-            if data.total < existing["amount_paid"] + existing["amount_credited"]:
-                raise Conflict("invoice_has_payments",
-                               "the total is below what was already paid on the invoice")
-            await conn.execute(
-                """update invoices set customer_id = $2, number = $3, currency = $4, total = $5,
-                          due_date = $6, kind = $7, notify_emails = $8, auto_apply_credit = $9,
-                          updated_at = now()
-                   where id = $1""",
-                *values,
-            )
-            created = False
-        return await invoice_view(conn, invoice_id, books.public_url), created
+        # One statement decides between two concurrent creations: no check-then-insert race.
+        created = await conn.fetchval(
+            """insert into invoices (id, customer_id, number, currency, total, due_date,
+                                     kind, notify_emails, auto_apply_credit, pay_token)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               on conflict (id) do nothing returning true""",
+            *values, new_token(),
+        )
+        if not created:
+            await _update_draft(conn, await locked(conn, invoice_id), data, values)
+        return await invoice_view(conn, invoice_id, books.public_url), bool(created)
+
+
+async def _update_draft(conn: asyncpg.Connection, existing: asyncpg.Record, data: InvoiceInput,
+                        values: tuple[Any, ...]) -> None:
+    if existing["sent_at"] is not None or existing["voided_at"] is not None:
+        raise Conflict("invoice_not_draft", "the invoice was sent; it can no longer change")
+    if data.total < existing["amount_paid"] + existing["amount_credited"]:
+        raise Conflict("invoice_has_payments",
+                       "the total is below what was already paid on the invoice")
+    if (data.customer_id, data.currency) != (existing["customer_id"], existing["currency"]) \
+            and await conn.fetchval(
+                """select exists (select 1 from payments where invoice_id = $1)
+                       or exists (select 1 from credit_entries where invoice_id = $1)""",
+                existing["id"]):
+        # Its payments and credit belong to that customer, in that currency.
+        raise Conflict("invoice_has_payments",
+                       "money is attached to the invoice: its customer and currency stay")
+    await conn.execute(
+        """update invoices set customer_id = $2, number = $3, currency = $4, total = $5,
+                  due_date = $6, kind = $7, notify_emails = $8, auto_apply_credit = $9,
+                  updated_at = now()
+           where id = $1""",
+        *values,
+    )
 
 
 async def send_invoice(books: Books, invoice_id: str) -> dict[str, Any]:

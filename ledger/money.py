@@ -90,14 +90,20 @@ def credit_to_apply(requested: int | None, balance: int, left: int) -> int:
     return max(0, min(wanted, balance, left))
 
 
+def exponent(currency: str) -> int:
+    """Digits after the decimal point of a currency's minor unit (ISO 4217)."""
+    code = currency.lower()
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
 def format_amount(amount: int, currency: str) -> str:
-    """Minor units for a person: $1,234.50, €12.00, ¥500 (zero-decimal currencies)."""
+    """Minor units for a person: $1,234.50, €12.00, ¥500, 1.250 KWD."""
     symbol = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}.get(
         currency.lower())
-    exponent = 0 if currency.lower() in ZERO_DECIMAL else 2
+    digits = exponent(currency)
     sign = "-" if amount < 0 else ""
-    whole, cents = divmod(abs(amount), 10**exponent)
-    text = f"{whole:,}" + (f".{cents:0{exponent}d}" if exponent else "")
+    whole, fraction = divmod(abs(amount), 10**digits)
+    text = f"{whole:,}" + (f".{fraction:0{digits}d}" if digits else "")
     return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
 
 
@@ -106,3 +112,5 @@ ZERO_DECIMAL = frozenset({
     "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
     "xaf", "xof", "xpf",
 })
+# Three-decimal currencies: a minor unit is a thousandth.
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import Conflict, Invalid, NotFound
+from core.processor import Processor
 from core.tx import Books
 from ledger.outbox import owe_expiry, owe_request_mail
 from ledger.status import is_open, locked, remaining_of, status_of
@@ -73,7 +74,8 @@ async def end_active_requests(conn: asyncpg.Connection, invoice_id: str, status:
     await owe_expiry(conn, invoice_id)
 
 
-async def create_request(books: Books, invoice_id: str, data: RequestInput) -> dict[str, Any]:
+async def create_request(books: Books, invoice_id: str, data: RequestInput,
+                         processor: Processor) -> dict[str, Any]:
     try:
         async with books.transaction() as conn:
             # The invoice lock serialises creations; the partial unique index is the backstop.
@@ -86,6 +88,9 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput) -> d
                               f"the amount is more than the {left} remaining")
             if invoice["kind"] == "quote_deposit" and data.amount != left:
                 raise Invalid("partial_not_allowed", "a quote deposit is requested in full")
+            refused = processor.amount_refused(data.amount, invoice["currency"])
+            if refused:
+                raise Invalid("amount_invalid", refused)
             active = await conn.fetchval(
                 "select id from payment_requests where invoice_id = $1 and status = 'active'",
                 invoice_id)

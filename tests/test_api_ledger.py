@@ -92,7 +92,8 @@ async def test_bodies_that_are_not_objects_are_422(svc: Service, raw: bytes) -> 
     response = await svc.client.put("/v1/invoices/inv_1", data=raw,
                                     headers={**AUTH, "Content-Type": "application/json"})
     assert response.status == 422
-    assert (await response.json())["error"]["code"] == "body_invalid"
+    # CONTRACT §5 (updated): a body that is not a JSON object is input_invalid.
+    assert (await response.json())["error"]["code"] == "input_invalid"
 
 
 async def test_invalid_customer_email_is_422(svc: Service) -> None:

@@ -75,6 +75,7 @@ def test_credit_to_apply() -> None:
 @pytest.mark.parametrize("amount,currency,text", [
     (123_450, "usd", "$1,234.50"), (1_200, "eur", "€12.00"), (5, "usd", "$0.05"),
     (500, "jpy", "¥500"), (100_000, "chf", "1,000.00 CHF"), (-250, "gbp", "-£2.50"),
+    (1_250, "kwd", "1.250 KWD"), (5, "bhd", "0.005 BHD"), (123_450, "tnd", "123.450 TND"),
 ])
 def test_amounts_for_people(amount: int, currency: str, text: str) -> None:
     assert money.format_amount(amount, currency) == text

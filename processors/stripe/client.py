@@ -24,6 +24,7 @@ from core.processor import (
     SessionSpec,
     SessionState,
 )
+from ledger.money import THREE_DECIMAL
 from processors.stripe.events import invoice_reference
 from processors.stripe.signature import verify
 
@@ -78,7 +79,8 @@ class StripeProcessor:
         try:
             text = body.decode("utf-8")
             event = json.loads(text)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            # RecursionError: tens of thousands of nested brackets.
             raise BadEvent("body is not UTF-8 JSON") from None
         if not isinstance(event, dict):
             raise BadEvent("body is not a JSON object")
@@ -88,6 +90,13 @@ class StripeProcessor:
                 raise BadEvent(f"event has no valid {name}")
         return InboundEvent(cast(str, event_id), cast(str, event_type),
                             invoice_reference(event), text)
+
+    def amount_refused(self, amount: int, currency: str) -> str | None:
+        # Stripe charges three-decimal currencies in multiples of ten minor units.
+        if currency.lower() in THREE_DECIMAL and amount % 10:
+            return (f"Stripe charges {currency.upper()} only in multiples of 10 "
+                    f"(0.010 {currency.upper()})")
+        return None
 
     # --- Checkout Sessions -----------------------------------------------------------
 

@@ -1,0 +1,218 @@
+"""Bad input is a 4xx with the contract's code, never a 500 (CONTRACT §3, §5).
+
+Each defect the review found has its own test; then Hypothesis throws
+arbitrary bodies, headers and path ids at every route the app serves.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox.events import signed
+from tests.service import AUTH, Service
+
+DEEP = b"[" * 50_000 + b"]" * 50_000
+
+
+async def code_of(response: Any) -> tuple[int, str]:
+    payload = await response.json()
+    return response.status, payload["error"]["code"]
+
+
+@pytest.mark.parametrize("email", ["a@b.co\n", "a@b.co\r\nBcc: x@evil.example",
+                                   "a@b.co\u2028", "a b@c.co", "a@b.co, c@d.co", "<a@b.co>"])
+async def test_an_email_is_exactly_one_address(svc: Service, email: str) -> None:
+    assert await code_of(await svc.client.put(
+        "/v1/customers/cus_2", json={"email": email}, headers=AUTH)) == (422, "email_invalid")
+    await svc.invoice("inv_1", 1_000)
+    assert await code_of(await svc.client.post(
+        "/v1/invoices/inv_1/payment-requests", json={"amount": 100, "to": email},
+        headers=AUTH)) == (422, "email_invalid")
+
+
+@pytest.mark.parametrize("char", ["\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
+                                  "\u2029", "\r", "\n", "\x7f"])
+async def test_control_characters_in_names_and_numbers_are_refused(svc: Service,
+                                                                   char: str) -> None:
+    assert await code_of(await svc.client.put(
+        "/v1/customers/cus_2", json={"email": "a@example.com", "name": f"Ada{char}Lovelace"},
+        headers=AUTH)) == (422, "input_invalid")
+    body = {"customer_id": "cus_1", "number": f"INV{char}1", "currency": "usd", "total": 100}
+    assert await code_of(await svc.client.put("/v1/invoices/inv_9", json=body,
+                                              headers=AUTH)) == (422, "input_invalid")
+    body = {**body, "number": "INV-1", "customer_id": f"cus{char}1"}
+    assert await code_of(await svc.client.put("/v1/invoices/inv_9", json=body,
+                                              headers=AUTH)) == (422, "id_invalid")
+
+
+async def test_a_note_may_hold_newlines_and_tabs_but_no_other_control(svc: Service) -> None:
+    await svc.invoice("inv_1", 1_000)
+    ok = await svc.request("inv_1", 100, note="Line one\n\tLine two")
+    assert ok["note"] == "Line one\n\tLine two"
+    refused = await svc.request("inv_1", 100, note="bell\x07", replace=True, expect=422)
+    assert refused["error"]["code"] == "input_invalid"
+
+
+@pytest.mark.parametrize("raw_id", ["%0d%0a", "a%0Db", "a%00b", "a%E2%80%A8b", "a%09b",
+                                    "a%20b", "%C2%85", "x" * 129])
+async def test_bad_path_ids_are_id_invalid(svc: Service, raw_id: str) -> None:
+    for method, path in [("GET", "/v1/customers/{}"), ("GET", "/v1/invoices/{}"),
+                         ("POST", "/v1/invoices/{}/send"),
+                         ("GET", "/v1/payment-requests/{}"),
+                         ("POST", "/v1/ops/events/{}/replay")]:
+        response = await svc.client.request(method, path.format(raw_id), headers=AUTH)
+        assert await code_of(response) == (422, "id_invalid"), (method, path)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"email": "a@example.com", "name": "nul\\u0000"}',
+    b'{"email": "a@example.com", "ignored": ["\\u0000"]}',
+    b'{"email": "a@example.com", "name": "\\ud800"}',
+    b'{"email": "a@example.com", "name": "\\udfff tail"}',
+    DEEP,
+    b'{"email": "a@example.com", "x": ' + b"[" * 40 + b"]" * 40 + b"}",
+    b'{"email": "a@example.com", "n": NaN}',
+    b"\xff\xfe",
+], ids=["nul", "nul-in-ignored-field", "lead-surrogate", "trail-surrogate", "deep-50000",
+        "deep-40", "nan", "not-utf8"])
+async def test_bodies_no_service_can_store_are_input_invalid(svc: Service, raw: bytes) -> None:
+    response = await svc.client.put("/v1/customers/cus_2", data=raw,
+                                    headers={**AUTH, "Content-Type": "application/json"})
+    assert await code_of(response) == (422, "input_invalid")
+
+
+async def test_a_deep_signed_webhook_is_400(client: TestClient) -> None:
+    raw, headers = signed(DEEP)
+    response = await client.post("/webhooks/stripe", data=raw, headers=headers)
+    assert await code_of(response) == (400, "event_invalid")
+
+
+@pytest.mark.parametrize("cursor", [
+    base64.urlsafe_b64encode(b"2026-01-01T00:00:00+00:00|" + str(2**64).encode()).decode(),
+    base64.urlsafe_b64encode(b"2026-01-01T00:00:00+00:00|-1").decode(),
+    base64.urlsafe_b64encode(b"not a date|1").decode(),
+    "%00", "\u00e9", "====",
+])
+async def test_cursors_past_int64_or_garbage_are_cursor_invalid(svc: Service,
+                                                               cursor: str) -> None:
+    response = await svc.client.get("/v1/ops/events", params={"next": cursor}, headers=AUTH)
+    assert await code_of(response) == (422, "cursor_invalid")
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1e3", str(2**70)])
+async def test_limits_outside_one_to_a_hundred_are_refused(svc: Service, limit: str) -> None:
+    response = await svc.client.get("/v1/ops/events", params={"limit": limit}, headers=AUTH)
+    assert await code_of(response) == (422, "limit_invalid")
+
+
+# --- every route, anything at all ------------------------------------------------------
+
+def routes(client: TestClient) -> list[tuple[str, str]]:
+    found = []
+    for route in client.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        template = info.get("formatter") or info.get("path")
+        if template and route.method in ("GET", "PUT", "POST", "DELETE"):
+            found.append((route.method, template))
+    return sorted(set(found))
+
+
+path_ids = st.one_of(
+    st.text(min_size=1, max_size=40),
+    st.sampled_from(["inv_1", "cus_1", "%00", "%0d%0a", "%ED%A0%80", "%FF", ".", "..",
+                     "a" * 300, "%2F"]),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12)
+field_names = st.sampled_from(["email", "name", "customer_id", "number", "currency", "total",
+                               "due_date", "kind", "notify_emails", "amount", "to", "cc",
+                               "note", "replace", "invoice_id", "id", "method", "reason",
+                               "refund", "url", "events", "lines", "locale"])
+bodies = st.one_of(
+    st.binary(max_size=200),
+    st.dictionaries(field_names, json_values, max_size=6).map(lambda d: json.dumps(d).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.sampled_from([b"", b"{}", b"null", DEEP[:20_000] + DEEP[-20_000:],
+                     b'{"email": "\\ud800"}', b'{"amount": 1e400}',
+                     b'{"amount": 123456789012345678901234567890}']),
+)
+content_types = st.sampled_from(["application/json", "text/plain", "application/x-www-form-"
+                                 "urlencoded", "multipart/form-data; boundary=x", ""])
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+async def test_no_route_answers_5xx_to_anything(svc: Service, data: st.DataObject) -> None:
+    method, template = data.draw(st.sampled_from(routes(svc.client)))
+    path = template
+    while "{" in path:
+        name = path[path.index("{"):path.index("}") + 1]
+        raw = data.draw(path_ids)
+        path = path.replace(name, raw if "%" in raw else quote(raw, safe=""), 1)
+    headers = dict(AUTH) if data.draw(st.booleans()) else {}
+    content_type = data.draw(content_types)
+    if content_type:
+        headers["Content-Type"] = content_type
+    if data.draw(st.booleans()):
+        headers["Stripe-Signature"] = data.draw(st.text(
+            st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=60))
+    query = data.draw(st.dictionaries(st.sampled_from(["status", "limit", "next", "kind",
+                                                        "customer_id", "currency"]),
+                                      st.text(max_size=20), max_size=3))
+    response = await svc.client.request(method, path, data=data.draw(bodies), headers=headers,
+                                        params=query, allow_redirects=False)
+    assert response.status < 500, (method, path, response.status, await response.text())
+
+
+# --- amounts and edits the processor or the books could not honour ---------------------
+
+async def test_three_decimal_currencies_are_charged_in_tens(paying: Service,
+                                                            standin: Any) -> None:
+    body = {"customer_id": "cus_1", "number": "K-1", "currency": "kwd", "total": 1_255}
+    refused = await paying.call("PUT", "/v1/invoices/inv_k", body, expect=422)
+    assert refused["error"]["code"] == "total_invalid"
+    await paying.call("PUT", "/v1/invoices/inv_k", {**body, "total": 1_250}, expect=201)
+    await paying.call("POST", "/v1/invoices/inv_k/send")
+    assert (await paying.request("inv_k", 105, expect=422))["error"]["code"] == "amount_invalid"
+    request = await paying.request("inv_k", 500)
+    opened = await paying.open_link(request["url"])
+    assert opened.status == 303
+    assert standin.session_for_url(opened.headers["Location"])["amount_total"] == 500
+
+
+async def test_a_draft_with_money_keeps_its_customer_and_currency(svc: Service) -> None:
+    from sandbox.events import session_completed
+
+    await svc.customer("cus_2", "other@example.com")
+    body = {"customer_id": "cus_1", "number": "D-1", "currency": "usd", "total": 5_000}
+    await svc.call("PUT", "/v1/invoices/inv_d", body, expect=201)
+    # Money arrives for the draft: all of it is excess, credited to cus_1.
+    await svc.deliver(session_completed("inv_d", 1_000, "pi_1"))
+    assert await svc.balance("cus_1") == {"usd": 1_000}
+    for change in ({"customer_id": "cus_2"}, {"currency": "eur"}):
+        refused = await svc.call("PUT", "/v1/invoices/inv_d", {**body, **change}, expect=409)
+        assert refused["error"]["code"] == "invoice_has_payments"
+    renamed = await svc.call("PUT", "/v1/invoices/inv_d", {**body, "number": "D-2"})
+    assert renamed["number"] == "D-2" and renamed["customer_id"] == "cus_1"
+
+
+async def test_concurrent_creation_of_one_invoice_is_one_201(svc: Service) -> None:
+    import asyncio
+
+    body = {"customer_id": "cus_1", "number": "C-1", "currency": "usd", "total": 5_000}
+    answers = await asyncio.gather(*(svc.client.put("/v1/invoices/inv_c", json=body,
+                                                    headers=AUTH) for _ in range(8)))
+    assert sorted(a.status for a in answers) == [200] * 7 + [201]
