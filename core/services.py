@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 import asyncpg
 from arq import ArqRedis
 
+from core.mail import Mailer
 from core.processor import Processor
 from core.queue import enqueue_many
 from core.settings import Settings
@@ -21,6 +22,7 @@ class Services:
     pool: asyncpg.Pool
     queue: ArqRedis
     processor: Processor
+    mailer: Mailer
 
     async def after_commit(self, outbox_ids: list[int]) -> None:
         """Queue the side effects a committed transaction owed (see core.tx)."""

@@ -23,6 +23,8 @@ GONE = {
                    "Nothing more is due."),
     "void": ("Invoice withdrawn", "This invoice was withdrawn by the sender. Nothing is due."),
     "draft": ("Not ready", "This invoice has not been sent yet."),
+    "unpayable": ("Cannot be paid online",
+                  "This amount cannot be paid online. Please contact the sender."),
 }
 
 

@@ -84,3 +84,48 @@ async def owe_request_mail(conn: asyncpg.Connection, request: asyncpg.Record,
         note=request["note"], number=audience["number"], customer_name=audience["customer_name"],
         reminder=request["reminders_sent"],
     )
+
+
+# --- performing: claim, perform (no transaction open), record ---------------------------
+
+
+async def claim(pool: asyncpg.Pool, outbox_id: int, lease: float) -> asyncpg.Record | None:
+    """Take a pending row for `lease` seconds and count the attempt, in one committed
+    statement; None when it is done, failed, or another worker holds it. A worker that
+    dies mid-effect leaves the lease to expire: the row is then taken again."""
+    row: asyncpg.Record | None = await pool.fetchrow(
+        """update outbox set lease_until = now() + make_interval(secs => $2),
+                  attempts = attempts + 1
+           where id = $1 and status = 'pending'
+             and (lease_until is null or lease_until < now())
+           returning id, kind, key, payload, attempts, created_at""",
+        outbox_id, lease)
+    return row
+
+
+async def record_done(pool: asyncpg.Pool, outbox_id: int, result: dict[str, Any]) -> bool:
+    """The effect happened; False when it was already recorded (by an earlier call)."""
+    done: bool = await pool.fetchval(
+        """update outbox set status = 'done', result = $2, reason = null, lease_until = null,
+                  done_at = now()
+           where id = $1 and status = 'pending' returning true""",
+        outbox_id, json.dumps(result)) or False
+    return done
+
+
+async def record_failed(pool: asyncpg.Pool, outbox_id: int, reason: str) -> None:
+    """The effect will not happen (a refusal, or 24 hours of trying): listed for operators."""
+    await pool.execute(
+        """update outbox set status = 'failed', reason = $2, lease_until = null, done_at = now()
+           where id = $1 and status = 'pending'""",
+        outbox_id, reason)
+
+
+async def record_deferred(pool: asyncpg.Pool, outbox_id: int, reason: str,
+                          delay: float) -> None:
+    """Not this time: tried again after `delay` seconds (by its job, or the sweeper)."""
+    await pool.execute(
+        """update outbox set reason = $2, lease_until = null,
+                  next_attempt_at = now() + make_interval(secs => $3)
+           where id = $1 and status = 'pending'""",
+        outbox_id, reason, delay)

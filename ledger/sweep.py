@@ -17,8 +17,9 @@ _QUERIES: dict[Owed, str] = {
                 and received_at < now() - make_interval(secs => $1)
                 order by received_at limit $2""",
     "outbox": """select id from outbox where status = 'pending'
-                 and created_at < now() - make_interval(secs => $1)
-                 order by created_at limit $2""",
+                 and next_attempt_at < now() - make_interval(secs => $1)
+                 and (lease_until is null or lease_until < now())
+                 order by next_attempt_at limit $2""",
     "ops": """select id from ops_jobs where status in ('queued', 'in_progress')
               and created_at < now() - make_interval(secs => $1)
               order by created_at limit $2""",

@@ -67,6 +67,8 @@ class StripeStandIn:
     calls: list[Call] = field(default_factory=list)
     # Answer the next N calls with this status (a 500 or 429 to test retries).
     failures: list[int] = field(default_factory=list)
+    # Seconds every API call takes before it is answered (a slow Stripe).
+    delay: float = 0.0
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Where to post the events a customer's payment produces (none: tests deliver them).
     webhook_url: str | None = None
@@ -262,6 +264,8 @@ class StripeStandIn:
         call = Call(request.method, request.path, {k: str(v) for k, v in params.items()},
                     request.headers.get("Idempotency-Key"))
         self.calls.append(call)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.failures:
             status = self.failures.pop(0)
             return web.json_response({"error": {"type": "api_error", "message": "stand-in"}},

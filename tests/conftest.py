@@ -101,6 +101,8 @@ def mail(smtp_server: Any) -> Any:
     handler.answer = None
     handler.refused = 0
     handler.refused_ids.clear()
+    handler.data_delay = handler.quit_delay = 0.0
+    handler.generation += 1
     return handler
 
 

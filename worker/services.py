@@ -15,10 +15,11 @@ from core.processor import Processor
 from core.services import Services
 from core.settings import Settings
 from ledger.inbox import Handlers
+from notify.smtp import SmtpMailer
 from processors.stripe import client as stripe_client
 from processors.stripe import events as stripe_events
 
-PROCESSORS: dict[str, tuple[Callable[[Settings], Processor], Handlers]] = {
+PROCESSORS: dict[str, tuple[Callable[[Settings, float], Processor], Handlers]] = {
     "stripe": (stripe_client.make, stripe_events.HANDLERS),
 }
 # The processor settle takes payments through (one at a time, by configuration).
@@ -27,7 +28,7 @@ ACTIVE = "stripe"
 
 def make_processor(settings: Settings) -> Processor:
     make, _ = PROCESSORS[ACTIVE]
-    return make(settings)
+    return make(settings, network_timeout(settings))
 
 
 def event_handlers() -> Mapping[str, Handlers]:
@@ -36,4 +37,10 @@ def event_handlers() -> Mapping[str, Handlers]:
 
 def make_services(settings: Settings, pool: asyncpg.Pool, queue: ArqRedis,
                   processor: Processor) -> Services:
-    return Services(settings=settings, pool=pool, queue=queue, processor=processor)
+    return Services(settings=settings, pool=pool, queue=queue, processor=processor,
+                    mailer=SmtpMailer(settings, timeout=network_timeout(settings)))
+
+
+def network_timeout(settings: Settings) -> float:
+    """One network call's timeout: well inside the job that makes it."""
+    return max(1.0, min(20.0, settings.job_timeout_seconds / 2))

@@ -170,10 +170,9 @@ class StripeProcessor:
         return RefundMade(refund.id, refund.status or "pending")
 
 
-def make(settings: Settings) -> StripeProcessor:
+def make(settings: Settings, timeout: float) -> StripeProcessor:
     """The processor as the settings configure it (the wiring's registration)."""
     return StripeProcessor(api_key=settings.stripe_api_key, api_base=settings.stripe_api_base,
                            webhook_secrets=settings.stripe_webhook_secrets,
-                           tolerance=settings.webhook_tolerance_seconds,
-                           timeout=max(1.0, min(20.0, settings.job_timeout_seconds / 2)))
+                           tolerance=settings.webhook_tolerance_seconds, timeout=timeout)
 

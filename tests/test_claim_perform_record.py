@@ -1,0 +1,126 @@
+"""No network call inside a database transaction or under a row lock (issue 12).
+
+A slow processor or mail server delays only its own work: the invoice and
+the outbox row are free while the call runs; an attempt that outlasts its
+budget counts as an attempt, with backoff, and is never silently cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+
+from sandbox.events import session_completed
+from sandbox.stripe import StripeStandIn
+from tests.conftest import running_worker, wait_for
+from tests.mailserver import MailServer
+from tests.service import Service
+
+
+def called(standin: StripeStandIn) -> Any:
+    async def any_call() -> bool:
+        return bool(standin.calls)
+
+    return any_call
+
+
+async def locked_elsewhere(db: asyncpg.Pool, sql: str, *args: Any) -> bool:
+    """Whether a row is locked by another transaction right now (NOWAIT fails)."""
+    async with db.acquire() as conn, conn.transaction():
+        try:
+            await conn.execute(sql + " for update nowait", *args)
+        except asyncpg.LockNotAvailableError:
+            return True
+    return False
+
+
+async def test_a_slow_processor_never_holds_the_invoice(paying: Service,
+                                                        standin: StripeStandIn) -> None:
+    invoice = await paying.invoice("inv_1", 5_000)
+    standin.delay = 1.5
+    opening = asyncio.create_task(paying.open_link(invoice["pay_url"]))
+    await wait_for(called(standin), timeout=10, interval=0.01)
+    # Stripe is thinking: the invoice row is free, and a capture applies meanwhile.
+    assert not await locked_elsewhere(paying.db, "select 1 from invoices where id = $1",
+                                      "inv_1")
+    started = time.monotonic()
+    await paying.deliver(session_completed("inv_1", 1_000, "pi_other"))
+    assert time.monotonic() - started < 1.5
+    assert (await opening).status == 303
+
+
+async def test_a_link_cancelled_while_its_session_is_made_is_gone(
+        paying: Service, standin: StripeStandIn) -> None:
+    await paying.invoice("inv_1", 5_000)
+    request = await paying.request("inv_1", 1_000)
+    standin.delay = 1.0
+    opening = asyncio.create_task(paying.open_link(request["url"]))
+    await wait_for(called(standin), timeout=10, interval=0.01)
+    await paying.call("POST", f"/v1/payment-requests/{request['id']}/cancel")
+    gone = await opening
+    assert gone.status == 410 and "cancelled" in await gone.text()
+    standin.delay = 0
+    await paying.settle()
+    # The session made meanwhile was expired, not left open to take money.
+    assert [s["status"] for s in standin.sessions.values()] == ["expired"]
+
+
+async def test_a_request_larger_than_what_remains_charges_what_remains(
+        paying: Service, standin: StripeStandIn) -> None:
+    await paying.invoice("inv_1", 5_000)
+    request = await paying.request("inv_1", 4_000)
+    await paying.deliver(session_completed("inv_1", 3_000, "pi_other"))
+    opened = await paying.open_link(request["url"])
+    assert opened.status == 303
+    assert standin.session_for_url(opened.headers["Location"])["amount_total"] == 2_000
+
+
+async def test_a_slow_mail_server_holds_no_row_and_no_transaction(
+        svc: Service, mail: MailServer) -> None:
+    mail.data_delay = 1.5
+    await svc.invoice("inv_1", 10_000)
+    async with running_worker(svc.settings):
+        await svc.deliver(session_completed("inv_1", 4_000, "pi_1"), settle=False)
+
+        async def sending() -> bool:
+            return bool(await svc.db.fetchval(
+                """select lease_until > now() from outbox
+                   where key = 'mail:payment_received:pi_1'"""))
+
+        await wait_for(sending, timeout=20, interval=0.02)
+        assert not await locked_elsewhere(
+            svc.db, "select 1 from outbox where key = $1", "mail:payment_received:pi_1")
+        assert await svc.db.fetchval(
+            """select count(*) from pg_stat_activity
+               where datname = current_database() and state = 'idle in transaction'""") == 0
+
+        async def delivered() -> list[Any]:
+            return mail.of_kind("payment_received")
+
+        await wait_for(delivered, timeout=20)
+    row = await svc.db.fetchrow(
+        "select status, attempts from outbox where key = 'mail:payment_received:pi_1'")
+    assert (row["status"], row["attempts"]) == ("done", 1)
+
+
+async def test_a_hung_mail_server_is_an_attempt_that_counts(
+        svc: Service, mail: MailServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("jobs.outbox.backoff", lambda attempts: 30.0)
+    # The job may run 5 s (JOB_TIMEOUT_SECONDS in the test settings): the server takes 20.
+    mail.data_delay = 20
+    await svc.invoice("inv_1", 10_000)
+    async with running_worker(svc.settings):
+        await svc.deliver(session_completed("inv_1", 4_000, "pi_1"), settle=False)
+
+        async def deferred() -> Any:
+            return await svc.db.fetchrow(
+                """select attempts, reason, next_attempt_at - now() as wait, lease_until
+                   from outbox where key = 'mail:payment_received:pi_1' and reason is not null""")
+
+        row = await wait_for(deferred, timeout=20, interval=0.1)
+    assert row["attempts"] == 1 and "did not finish" in row["reason"]
+    assert row["lease_until"] is None and row["wait"].total_seconds() > 20
