@@ -79,6 +79,16 @@ class SessionState:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentState:
+    """What the processor says of one payment (reconcile asks about processing ones)."""
+
+    id: str
+    status: str  # succeeded, processing, failed
+    amount: int  # received, when succeeded
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
 class RefundMade:
     id: str
     status: str  # pending, succeeded, failed, canceled, requires_action
@@ -110,7 +120,13 @@ class Processor(Protocol):
     async def expire_checkout(self, session_id: str, key: str) -> str:
         """Expire an open session; its status afterwards (one no longer open is done)."""
 
+    async def retrieve_payment(self, payment_id: str) -> PaymentState: ...
+
     async def refund(self, payment_id: str, amount: int, key: str,
                      metadata: Mapping[str, str]) -> RefundMade: ...
+
+    async def find_refund(self, payment_id: str, key: str) -> RefundMade | None:
+        """A refund of the payment made earlier under `key` (in its metadata), if any:
+        asked before retrying a refund once the idempotency key may have expired."""
 
     async def close(self) -> None: ...

@@ -96,6 +96,13 @@ class Settings:
         )
 
 
+def check_worker(settings: Settings) -> None:
+    """What a worker needs beyond well-formed values (raises SettingsError)."""
+    if settings.overpayment_policy == "refund" and not settings.stripe_api_key:
+        raise SettingsError("OVERPAYMENT_POLICY=refund needs STRIPE_API_KEY: overpayments "
+                            "are refunded through the processor")
+
+
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int,
          high: int | None = None) -> int:
     raw = env.get(name, "").strip()

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from core.errors import NotFound
 from handlers.keys import services
+from handlers.validation import path_token
 from ledger import checkout
 
 log = logging.getLogger("settle.paylinks")
@@ -43,9 +44,11 @@ def page(title: str, text: str, status: int) -> web.Response:
 
 async def open_link(request: web.Request) -> web.StreamResponse:
     try:
+        token = path_token(request)
+        if token is None:
+            raise NotFound("pay link", "…")
         found = services(request)
-        result = await checkout.open_link(found.books, request.match_info["token"],
-                                          found.processor)
+        result = await checkout.open_link(found.books, token, found.processor)
     except NotFound:
         return page("Link not found", "This payment link does not exist. Please check the "
                     "address, or ask the sender for a new link.", 404)

@@ -191,3 +191,12 @@ def path_id(request: web.Request, name: str = "id") -> str:
         return check_id(request.match_info[name])
     except PydanticCustomError as bad:
         raise Invalid("id_invalid", bad.message()) from None
+
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def path_token(request: web.Request) -> str | None:
+    """A link token from the path, or None when it cannot be one (a 404, never a 5xx)."""
+    token = request.match_info.get("token", "")
+    return token if TOKEN.fullmatch(token) else None

@@ -21,19 +21,24 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from arq import Retry
 
 from core import metrics
 from core.errors import PermanentError, describe
 from core.retry import backoff
 from core.services import Services, WorkerContext
-from ledger import outbox
+from ledger import outbox, refunds
 from ledger.checkout import session_finished
+from ledger.reconcile import check_session
 from notify import render
 
 log = logging.getLogger("settle.outbox")
 
 GIVE_UP_AFTER = timedelta(hours=24)
+# A processor forgets an idempotency key after 24 hours (Stripe does): a refund retried
+# later than this first asks whether it already happened.
+KEY_FORGOTTEN_AFTER = timedelta(hours=23)
 
 # What a performer is given: the services, the row's payload and key, how long it may
 # take, and a way to record success early (a mail, the moment the server accepts it).
@@ -50,21 +55,52 @@ def _processor(services: Services, payload: dict[str, Any]) -> Services:
 
 async def refund_through_processor(services: Services, payload: dict[str, Any], key: str,
                                    budget: float, record: Record) -> dict[str, Any]:
+    """Ask the processor for a refund; its answer moves the books (`ledger.refunds`).
+
+    A retry once the idempotency key may be forgotten first asks whether the
+    refund already happened: the key lasts 24 hours, the refund's metadata for ever.
+    """
+    processor = _processor(services, payload).processor
+    refund_id = payload.get("refund_id")
+    if refund_id is not None:
+        async with services.pool.acquire() as conn:
+            if await refunds.given_up(conn, refund_id):
+                raise PermanentError("the refund was given up and credited instead; "
+                                     "ask for a new refund")
+    metadata = {"settle_key": key, "settle_refund": refund_id or "",
+                "settle_reason": payload.get("reason", "")}
     async with asyncio.timeout(budget):
-        refund = await _processor(services, payload).processor.refund(
-            payload["payment_id"], payload["amount"], key,
-            {"settle_reason": payload.get("reason", "")})
-    return {"refund_id": refund.id, "status": refund.status}
+        made = await processor.find_refund(payload["payment_id"], key) \
+            if payload["attempt"] > 1 and payload["age"] > KEY_FORGOTTEN_AFTER else None
+        if made is None:
+            made = await processor.refund(payload["payment_id"], payload["amount"], key,
+                                          metadata)
+    if refund_id is not None:
+        async with services.books.transaction() as conn:
+            await refunds.answered(conn, refund_id, made.id, made.status)
+    return {"refund_id": made.id, "status": made.status}
+
+
+async def refund_given_up(conn: asyncpg.Connection, payload: dict[str, Any],
+                          reason: str) -> None:
+    if payload.get("refund_id") is not None:
+        await refunds.refused(conn, payload["refund_id"], reason)
 
 
 async def expire_checkout(services: Services, payload: dict[str, Any], key: str,
                           budget: float, record: Record) -> dict[str, Any]:
-    """Expire an open checkout session; one that is no longer open counts as done."""
+    """Expire an open checkout session. One that completed meanwhile is asked about
+    and its payment applied at once, as reconcile would."""
+    processor = _processor(services, payload).processor
     session_id = payload["session_id"]
     async with asyncio.timeout(budget):
-        status = await _processor(services, payload).processor.expire_checkout(session_id, key)
-    async with services.pool.acquire() as conn:
-        await session_finished(conn, session_id, status)
+        status = await processor.expire_checkout(session_id, key)
+        if status != "expired":
+            await check_session(services.books, processor, session_id,
+                                services.settings.overpayment_policy)
+    if status == "expired":
+        async with services.pool.acquire() as conn:
+            await session_finished(conn, session_id, status, settled=True)
     return {"session_id": session_id, "status": status}
 
 
@@ -96,6 +132,10 @@ PERFORMERS: dict[str, Performer] = {
     "expire_checkout": expire_checkout,
     "email": send_email,
 }
+# What the books do when an effect is given up for good (in the same transaction).
+GIVEN_UP: dict[str, Callable[[asyncpg.Connection, dict[str, Any], str], Awaitable[None]]] = {
+    "refund": refund_given_up,
+}
 
 
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
@@ -117,7 +157,9 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         perform = PERFORMERS.get(row["kind"])
         if perform is None:
             raise PermanentError(f"no performer for {row['kind']}")
-        result = await perform(services, row["payload"], row["key"], budget, record)
+        payload = {**row["payload"], "attempt": row["attempts"],
+                   "age": datetime.now(UTC) - row["created_at"]}
+        result = await perform(services, payload, row["key"], budget, record)
     except Exception as exc:
         if recorded:  # it happened; what failed after (a QUIT, say) changes nothing
             log.info("side effect done", extra=facts)
@@ -125,7 +167,11 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         reason = describe(exc)
         too_old = datetime.now(UTC) - row["created_at"] > GIVE_UP_AFTER
         if isinstance(exc, PermanentError) or too_old:
-            await outbox.record_failed(pool, outbox_id, reason)
+            async with services.books.transaction() as conn:
+                await outbox.record_failed(conn, outbox_id, reason)
+                given_up = GIVEN_UP.get(row["kind"])
+                if given_up is not None:
+                    await given_up(conn, row["payload"], reason)
             log.error("side effect failed", extra={**facts, "reason": reason})
             return "failed"
         delay = backoff(row["attempts"])

@@ -132,10 +132,17 @@ async def _record(books: Books, spec: SessionSpec, made: SessionMade,
         return Redirect(made.url)
 
 
-async def session_finished(conn: asyncpg.Connection, session_id: str, status: str) -> None:
-    """A session Stripe says is complete or expired is no longer reused or expired."""
+async def session_finished(conn: asyncpg.Connection, session_id: str, status: str, *,
+                           payment_id: str | None = None, settled: bool = False) -> None:
+    """The processor says a session is complete or expired: it is no longer reused or
+    expired. `settled`: its outcome is final (expired, or its payment captured or
+    failed), so reconcile need not ask about it again."""
     await conn.execute(
-        """update checkout_sessions set status = $2, updated_at = now()
-           where id = $1 and status = 'open'""",
-        session_id, status,
+        """update checkout_sessions
+              set status = case when status = 'open' then $2 else status end,
+                  payment_id = coalesce(payment_id, $3),
+                  resolved_at = case when $4 then coalesce(resolved_at, now()) end,
+                  updated_at = now()
+           where id = $1""",
+        session_id, status, payment_id, settled,
     )

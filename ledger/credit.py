@@ -6,7 +6,8 @@ from typing import Literal
 
 import asyncpg
 
-CreditKind = Literal["overpayment", "applied", "refund_takeback", "returned"]
+CreditKind = Literal["overpayment", "applied", "taken_back", "adjustment", "credit_note",
+                     "refund_fallback"]
 
 
 async def locked_balance(conn: asyncpg.Connection, customer_id: str, currency: str) -> int:
@@ -25,7 +26,9 @@ async def locked_balance(conn: asyncpg.Connection, customer_id: str, currency: s
 
 async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: str, amount: int,
                         kind: CreditKind, *, payment_id: str | None = None,
-                        invoice_id: str | None = None) -> int:
+                        invoice_id: str | None = None, credit_note_id: str | None = None,
+                        ref: str | None = None, reason: str | None = None,
+                        request: str | None = None) -> int:
     """Add a signed amount to the balance with its ledger entry; the new balance.
 
     The CHECK on credit_balances refuses a balance below zero, so a caller's
@@ -38,9 +41,12 @@ async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: st
         customer_id, currency, amount,
     )
     await conn.execute(
-        """insert into credit_entries (customer_id, currency, amount, kind, payment_id, invoice_id)
-           values ($1, $2, $3, $4, $5, $6)""",
-        customer_id, currency, amount, kind, payment_id, invoice_id,
+        """insert into credit_entries (customer_id, currency, amount, kind, payment_id,
+                                       invoice_id, credit_note_id, ref, reason, request,
+                                       balance_after)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+        customer_id, currency, amount, kind, payment_id, invoice_id, credit_note_id, ref,
+        reason, request, balance,
     )
     return balance
 

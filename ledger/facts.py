@@ -18,7 +18,11 @@ class PaymentFacts:
     invoice_id: str
     amount: int
     currency: str
+    # Where it came from: the processor's name, or "manual" (recorded by the merchant).
+    source: str
     payment_request_id: str | None = None
+    method: str | None = None
+    reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +48,48 @@ class PaymentFailed:
 
 @dataclass(frozen=True, slots=True)
 class CheckoutFinished:
-    """A checkout session settle made is complete or expired: never reuse or expire it."""
+    """A checkout session settle made is complete or expired: never reuse or expire it.
+    `settled`: its outcome is final (expired, or its payment captured or failed)."""
 
     session_id: str
     status: str
+    payment_id: str | None = None
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RefundState:
+    """One refund as the processor describes it. `settle_id` is the id settle gave a
+    refund it asked for (carried in the refund's metadata), else None."""
+
+    id: str
+    amount: int
+    status: str  # requires_action, pending, succeeded, failed, canceled
+    settle_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Refunded:
     """The processor's cumulative refunded total for a payment (never lowered by an
-    older report). `invoice_id` is None when the report does not name the invoice."""
+    older report), with the refunds the report lists. `invoice_id` is None when the
+    report does not name the invoice."""
 
     payment_id: str
     invoice_id: str | None
     cumulative: int
     currency: str
     payment_amount: int
+    refunds: tuple[RefundState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RefundChanged:
+    """One refund's status changed (it may have failed or been canceled)."""
+
+    payment_id: str
+    invoice_id: str | None
+    currency: str
+    refund: RefundState
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,4 +99,5 @@ class Ignored:
     reason: str
 
 
-Fact = Captured | Processing | PaymentFailed | CheckoutFinished | Refunded | Ignored
+Fact = (Captured | Processing | PaymentFailed | CheckoutFinished | Refunded | RefundChanged
+        | Ignored)

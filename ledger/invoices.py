@@ -137,7 +137,7 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
             if row["amount_credited"] > 0:
                 # Credit spent on an invoice that no longer stands goes back to the customer.
                 await change_credit(conn, row["customer_id"], row["currency"],
-                                    row["amount_credited"], "returned", invoice_id=invoice_id)
+                                    row["amount_credited"], "applied", invoice_id=invoice_id)
             await conn.execute(
                 """update invoices set voided_at = now(), amount_credited = 0, updated_at = now()
                    where id = $1""",
@@ -181,10 +181,7 @@ async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str,
     if row is None:
         raise NotFound("invoice", invoice_id)
     payments = await conn.fetch(
-        """select id, amount, applied, credited, refunded, status, payment_request_id
-           from payments where invoice_id = $1 order by created_at, id""",
-        invoice_id,
-    )
+        "select * from payments where invoice_id = $1 order by created_at, id", invoice_id)
     requests = await conn.fetch(
         "select * from payment_requests where invoice_id = $1 order by created_at, id", invoice_id)
     return {
@@ -203,9 +200,20 @@ async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str,
         "auto_apply_credit": row["auto_apply_credit"],
         "pay_url": pay_url(public_url, row["pay_token"]) if is_open(row) else None,
         "payment_requests": [request_view(r, public_url) for r in requests],
-        "payments": [dict(p) for p in payments],
+        "payments": [payment_view(p) for p in payments],
     }
 
 
 async def get_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
     return await invoice_view(books.pool, invoice_id, books.public_url)
+
+
+def payment_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A payment as the API shows it (CONTRACT §5)."""
+    return {
+        "id": row["id"], "source": row["source"], "method": row["method"],
+        "amount": row["amount"], "applied": row["applied"], "credited": row["credited"],
+        "refunded": row["refunded"], "status": row["status"],
+        "payment_request_id": row["payment_request_id"],
+        "created_at": row["created_at"].isoformat(),
+    }

@@ -57,18 +57,72 @@ class RefundSplit:
     unrecovered: int  # already spent as credit elsewhere: recorded, cannot be taken back
 
 
-def refund_increase(*, reported: int, refunded: int, excess_refunded: int,
-                    absorbed: int) -> tuple[int, int]:
-    """(new cumulative refunded, increase to take back) for a reported amount_refunded.
+# A refund's status only moves forward: asked, then what the processor says; a failed
+# or canceled refund stays so (a succeeded one may still fail later).
+REFUND_RANK = {"requested": 0, "requires_action": 1, "pending": 2, "succeeded": 3,
+               "failed": 4, "canceled": 4}
+COUNTED = frozenset({"requires_action", "pending", "succeeded"})
+FAILED = frozenset({"failed", "canceled"})
+# Refunds that take nothing back under the refund rule: settle's own refund of an
+# overpayment, and a credit note's refund (it belongs to the credit note).
+NOT_BY_RULE = frozenset({"excess", "credit_note"})
 
-    `reported` is cumulative, so an older event never lowers `refunded`. The
-    part that settle itself refunded as excess (`excess_refunded`, policy
-    `refund`) took nothing from the books and is not taken back again;
-    `absorbed` is what earlier refund increases already took back.
+
+def later_status(current: str, reported: str) -> str:
+    """The status after a report, whatever order reports arrive in."""
+    return reported if REFUND_RANK[reported] > REFUND_RANK[current] else current
+
+
+@dataclass(frozen=True, slots=True)
+class RefundLine:
+    amount: int
+    status: str
+    purpose: str  # external, merchant, excess, credit_note
+    at_processor: bool  # the processor knows it (it has the processor's id)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundTotals:
+    refunded: int  # what went back to the customer from this payment
+    by_rule: int  # of which the refund rule takes back from credit and the invoice
+
+
+def refund_totals(reported: int, lines: list[RefundLine]) -> RefundTotals:
+    """A payment's refunds from what the processor reported (`reported`, the largest
+    cumulative amount_refunded seen) and the refunds known one by one.
+
+    Each refund counts while confirmed and not failed; a cumulative figure may
+    include refunds known only through it, less those known to have failed since.
+    The same reports in any order give the same totals (§3).
     """
-    new_refunded = max(refunded, reported)
-    external = max(0, new_refunded - excess_refunded)
-    return new_refunded, max(0, external - absorbed)
+    counted = sum(line.amount for line in lines if line.status in COUNTED)
+    failed = sum(line.amount for line in lines if line.status in FAILED and line.at_processor)
+    refunded = max(counted, reported - failed)
+    held = sum(line.amount for line in lines
+               if line.status in COUNTED and line.purpose in NOT_BY_RULE)
+    return RefundTotals(refunded, max(0, refunded - held))
+
+
+@dataclass(frozen=True, slots=True)
+class GiveBack:
+    unrecovered: int  # never taken back: nothing moves
+    to_invoice: int  # back to the invoice's amount_paid
+    overflow: int  # was taken from the invoice, which has no room now: credited
+    to_credit: int  # was taken from the credit balance: credited again
+
+
+def split_give_back(amount: int, *, unrecovered: int, from_paid: int, from_credit: int,
+                    room: int) -> GiveBack:
+    """A refund that did not happen gives back what it took, last taken first
+    undone: what it could not take, then the invoice (as far as the invoice has
+    room; the rest as credit), then the credit balance."""
+    if min(amount, unrecovered, from_paid, from_credit, room) < 0:
+        raise ValueError("amounts are never negative")
+    u = min(amount, unrecovered)
+    p = min(amount - u, from_paid)
+    c = min(amount - u - p, from_credit)
+    to_invoice = min(p, room)
+    return GiveBack(u, to_invoice, p - to_invoice, c)
 
 
 def split_refund(increase: int, *, credit_from_payment: int, balance: int,

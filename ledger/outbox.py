@@ -15,7 +15,7 @@ from typing import Any, Literal
 import asyncpg
 
 MailKind = Literal["payment_request", "reminder", "payment_received", "invoice_paid",
-                   "credit_issued"]
+                   "credit_issued", "refund_issued", "credit_note_issued"]
 
 
 async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, Any]) -> None:
@@ -36,10 +36,12 @@ async def owe_email(conn: asyncpg.Connection, kind: MailKind, key: str, *, invoi
 
 
 async def owe_refund(conn: asyncpg.Connection, processor: str, payment_id: str,
-                     amount: int, *, key: str, reason: str) -> None:
-    """A refund through the processor, with `key` as its idempotency key."""
+                     amount: int, *, key: str, reason: str, refund_id: str) -> None:
+    """A refund through the processor, with `key` as its idempotency key; `refund_id` is
+    settle's row for it (`ledger.refunds`), which the processor's answer completes."""
     await owe(conn, "refund", key, {"processor": processor, "payment_id": payment_id,
-                                    "amount": amount, "reason": reason})
+                                    "amount": amount, "reason": reason,
+                                    "refund_id": refund_id})
 
 
 async def owe_expiry(conn: asyncpg.Connection, invoice_id: str, *,
@@ -113,9 +115,9 @@ async def record_done(pool: asyncpg.Pool, outbox_id: int, result: dict[str, Any]
     return done
 
 
-async def record_failed(pool: asyncpg.Pool, outbox_id: int, reason: str) -> None:
+async def record_failed(conn: asyncpg.Connection, outbox_id: int, reason: str) -> None:
     """The effect will not happen (a refusal, or 24 hours of trying): listed for operators."""
-    await pool.execute(
+    await conn.execute(
         """update outbox set status = 'failed', reason = $2, lease_until = null, done_at = now()
            where id = $1 and status = 'pending'""",
         outbox_id, reason)

@@ -2,10 +2,13 @@
 
 The kept sums (`invoices.amount_paid`, `amount_credited`, `credit_balances`)
 are recomputed from `payments` and `credit_entries`; any difference is
-repaired and reported. Then every Checkout Session settle made for the
-invoice and does not know to be finished is asked for at the processor: a session
-that completed and paid, whose webhook never came, is applied through the
-very code its webhook would have run, so a late webhook changes nothing.
+repaired and reported. Then the processor is asked about every checkout
+session settle made for the invoice whose outcome settle has not seen
+settled, whatever settle thought of it (open, completed unpaid, expired by
+settle) and whatever the invoice's status now, and about every payment still
+processing: a payment the processor has and settle did not record is applied
+through the very code its webhook would have run (so a late webhook changes
+nothing), on a paid invoice as excess (§8).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Literal
 import asyncpg
 
 from core.errors import NotFound, PermanentError, RetryLater
-from core.processor import Processor, SessionState
+from core.processor import PaymentState, Processor, SessionState
 from core.queue import enqueue
 from core.services import Services
 from core.tx import Books
@@ -35,29 +38,34 @@ from ledger.timeline import require_invoice
 class Report:
     checked: int = 0
     sessions_checked: int = 0
+    payments_checked: int = 0
     repaired: list[dict[str, Any]] = field(default_factory=list)
     recovered: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"checked": self.checked, "sessions_checked": self.sessions_checked,
-                "repaired": self.repaired, "recovered": self.recovered, "errors": self.errors}
+                "payments_checked": self.payments_checked, "repaired": self.repaired,
+                "recovered": self.recovered, "errors": self.errors}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
-        return cls(**{k: data[k] for k in ("checked", "sessions_checked", "repaired",
-                                           "recovered", "errors") if k in data})
+        return cls(**{k: data[k] for k in ("checked", "sessions_checked", "payments_checked",
+                                           "repaired", "recovered", "errors") if k in data})
 
 
 async def candidates(pool: asyncpg.Pool, after: str, limit: int) -> list[str]:
-    """Open invoices, and any with a session not known to be finished, in id order."""
+    """Open invoices, and any with a session or a payment whose outcome settle has not
+    seen settled, in id order."""
     rows = await pool.fetch(
         """select id from invoices i
            where id > $1 and (
                (sent_at is not null and voided_at is null
-                and total > amount_paid + amount_credited)
+                and total > amount_paid + amount_credited + amount_credit_noted)
                or exists (select 1 from checkout_sessions s
-                          where s.invoice_id = i.id and s.status = 'open'))
+                          where s.invoice_id = i.id and s.resolved_at is null)
+               or exists (select 1 from payments p
+                          where p.invoice_id = i.id and p.status = 'processing'))
            order by id limit $2""",
         after, limit,
     )
@@ -74,7 +82,7 @@ async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, An
            where invoice_id = $1 and status = 'succeeded'""", invoice_id)
     credited = await conn.fetchval(
         """select coalesce(-sum(amount), 0) from credit_entries
-           where invoice_id = $1 and kind in ('applied', 'returned')""", invoice_id)
+           where invoice_id = $1 and kind = 'applied'""", invoice_id)
     repairs = []
     for name, should in (("amount_paid", paid), ("amount_credited", credited)):
         if invoice[name] != should:
@@ -103,20 +111,52 @@ async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, An
 
 
 async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: SessionState,
-                          policy: Literal["credit", "refund"]) -> str | None:
-    """Apply what a finished session says, as its webhook would; a note if money moved."""
+                          policy: Literal["credit", "refund"], source: str) -> str | None:
+    """Apply what the processor says of a session, as its webhooks would; a note if
+    money moved."""
     if state.status == "open":
         return None
-    await session_finished(conn, state.id, state.status)
+    paid = state.payment_status in ("paid", "no_payment_required")
+    await session_finished(conn, state.id, state.status, payment_id=state.payment_id,
+                           settled=state.status == "expired" or paid)
     if state.status != "complete" or state.payment_id is None:
         return None
-    facts = PaymentFacts(state.payment_id, invoice_id, state.amount, state.currency,
+    facts = PaymentFacts(state.payment_id, invoice_id, state.amount, state.currency, source,
                          state.metadata.get("payment_request_id"))
-    if state.payment_status == "unpaid":
+    if not paid:
         await payments.processing(conn, facts)
         return None
     note = await payments.capture(conn, facts, policy)
     return None if note == "payment already applied" else note
+
+
+async def recover_payment(conn: asyncpg.Connection, invoice_id: str, state: PaymentState,
+                          policy: Literal["credit", "refund"], source: str) -> str | None:
+    """Apply what the processor says of a payment settle has as processing."""
+    facts = PaymentFacts(state.id, invoice_id, state.amount, state.currency, source)
+    if state.status == "succeeded":
+        note = await payments.capture(conn, facts, policy)
+    elif state.status == "failed":
+        note = await payments.failed(conn, facts)
+    else:
+        return None
+    await conn.execute(
+        """update checkout_sessions set resolved_at = now()
+           where payment_id = $1 and resolved_at is null""", state.id)
+    return None if note == "payment already applied" else note
+
+
+async def check_session(books: Books, processor: Processor, session_id: str,
+                        policy: Literal["credit", "refund"]) -> tuple[SessionState, str | None]:
+    """Ask the processor about one session (no transaction open), then apply what it
+    says; (its state, a note if money moved)."""
+    state = await processor.retrieve_checkout(session_id)
+    async with books.transaction() as conn:
+        invoice_id = await conn.fetchval(
+            "select invoice_id from checkout_sessions where id = $1", session_id)
+        if invoice_id is None:
+            return state, None
+        return state, await recover_session(conn, invoice_id, state, policy, processor.name)
 
 
 async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
@@ -124,22 +164,37 @@ async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
     report.checked += 1
     async with books.transaction() as conn:
         report.repaired += await repair(conn, invoice_id)
+    # Each question to the processor is asked outside any transaction.
     sessions = await books.pool.fetch(
-        "select id from checkout_sessions where invoice_id = $1 and status = 'open' order by id",
-        invoice_id)
+        """select id from checkout_sessions
+           where invoice_id = $1 and resolved_at is null and processor = $2 order by id""",
+        invoice_id, processor.name)
     for session in sessions:
         report.sessions_checked += 1
         try:
-            # Outside any transaction: it is a network call.
-            state = await processor.retrieve_checkout(session["id"])
-            async with books.transaction() as conn:
-                note = await recover_session(conn, invoice_id, state, policy)
+            state, note = await check_session(books, processor, session["id"], policy)
         except (PermanentError, RetryLater) as error:
             report.errors.append({"session_id": session["id"], "error": str(error)})
             continue
         if note:
             report.recovered.append({"invoice_id": invoice_id, "session_id": session["id"],
                                      "payment_id": state.payment_id, "note": note})
+    processing = await books.pool.fetch(
+        """select id from payments
+           where invoice_id = $1 and status = 'processing' and source = $2 order by id""",
+        invoice_id, processor.name)
+    for payment in processing:
+        report.payments_checked += 1
+        try:
+            found = await processor.retrieve_payment(payment["id"])
+            async with books.transaction() as conn:
+                note = await recover_payment(conn, invoice_id, found, policy, processor.name)
+        except (PermanentError, RetryLater) as error:
+            report.errors.append({"payment_id": payment["id"], "error": str(error)})
+            continue
+        if note:
+            report.recovered.append({"invoice_id": invoice_id, "payment_id": payment["id"],
+                                     "note": note})
 
 
 # --- the operator job that runs a reconcile (its status survives Redis) -------------

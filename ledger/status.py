@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from core.errors import NotFound
+from core.errors import NotFound, PermanentError, RetryLater
 from ledger import money
 
 
@@ -45,3 +45,15 @@ async def locked(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record:
     if row is None:
         raise NotFound("invoice", invoice_id)
     return row
+
+
+async def invoice_for(conn: asyncpg.Connection, invoice_id: str, currency: str) -> asyncpg.Record:
+    """The invoice a payment names, locked; retried while unknown (the application may
+    create it a moment later); never applied in another currency."""
+    invoice = await lock_invoice(conn, invoice_id)
+    if invoice is None:
+        raise RetryLater(f"unknown invoice {invoice_id}")
+    if invoice["currency"] != currency:
+        raise PermanentError(
+            f"currency {currency} does not match invoice {invoice_id} currency {invoice['currency']}")
+    return invoice

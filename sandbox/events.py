@@ -85,11 +85,26 @@ def payment_intent_succeeded(invoice_id: str | None, amount: int, payment_intent
 
 
 def charge_refunded(payment_intent: str, amount: int, amount_refunded: int, *,
-                    invoice_id: str | None, currency: str = "usd") -> dict[str, Any]:
-    """Stripe copies the PaymentIntent's metadata onto its charge when it is confirmed."""
+                    invoice_id: str | None, currency: str = "usd",
+                    refunds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Stripe copies the PaymentIntent's metadata onto its charge when it is confirmed.
+    `refunds` are the refund objects the charge lists (none: an event that lists none)."""
     charge = stripe_object(
         "charge", id=f"ch_{uuid.uuid4().hex[:24]}", amount=amount, amount_captured=amount,
         amount_refunded=amount_refunded, refunded=amount_refunded >= amount, currency=currency,
         payment_intent=payment_intent, metadata=_metadata(invoice_id, None),
+        refunds={"object": "list", "data": refunds or [], "has_more": False},
     )
     return event("charge.refunded", charge)
+
+
+def refund_object(refund_id: str, payment_intent: str, amount: int, status: str, *,
+                  currency: str = "usd", settle_refund: str | None = None) -> dict[str, Any]:
+    metadata = {"settle_refund": settle_refund} if settle_refund else {}
+    return stripe_object("refund", id=refund_id, payment_intent=payment_intent, amount=amount,
+                         status=status, currency=currency, metadata=metadata)
+
+
+def refund_event(event_type: str, refund: dict[str, Any]) -> dict[str, Any]:
+    """refund.created, refund.updated, refund.failed or charge.refund.updated."""
+    return event(event_type, dict(refund))

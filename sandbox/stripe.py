@@ -69,6 +69,13 @@ class StripeStandIn:
     failures: list[int] = field(default_factory=list)
     # Seconds every API call takes before it is answered (a slow Stripe).
     delay: float = 0.0
+    # The status a new refund gets ("succeeded", or "pending" to fail it later).
+    refund_status: str = "succeeded"
+    # Make the next refund, then answer 500 as if the answer were lost on the way.
+    lose_next_refund_answer: bool = False
+    # PaymentIntents by id, and every refund made, by id.
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Where to post the events a customer's payment produces (none: tests deliver them).
     webhook_url: str | None = None
@@ -78,6 +85,8 @@ class StripeStandIn:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/refunds", self.create_refund)
+        app.router.add_get("/v1/refunds", self.list_refunds)
+        app.router.add_get("/v1/payment_intents/{id}", self.retrieve_intent)
         app.router.add_post("/v1/checkout/sessions", self.create_session)
         app.router.add_get("/v1/checkout/sessions/{id}", self.retrieve_session)
         app.router.add_post("/v1/checkout/sessions/{id}/expire", self.expire_session)
@@ -87,6 +96,39 @@ class StripeStandIn:
         return app
 
     # --- the customer ---------------------------------------------------------------
+
+    def forget_idempotency_keys(self) -> None:
+        """Stripe forgets an idempotency key after 24 hours."""
+        self._idempotent.clear()
+
+    def _intent(self, session: dict[str, Any], status: str) -> dict[str, Any]:
+        intent = stripe_object(
+            "payment_intent", id=session["payment_intent"], amount=session["amount_total"],
+            amount_received=session["amount_total"] if status == "succeeded" else 0,
+            currency=session["currency"], status=status,
+            metadata=dict(session["_intent_metadata"]))
+        self.intents[intent["id"]] = intent
+        return intent
+
+    def refunded_charge(self, payment_intent: str) -> dict[str, Any]:
+        """charge.refunded as Stripe sends it now: the cumulative amount_refunded (refunds
+        not failed or canceled) and the refunds it lists."""
+        intent = self.intents[payment_intent]
+        listed = [r for r in self.refunds.values() if r["payment_intent"] == payment_intent]
+        refunded = sum(r["amount"] for r in listed if r["status"] not in ("failed", "canceled"))
+        charge = stripe_object(
+            "charge", id=f"ch_{payment_intent}", amount=intent["amount"],
+            amount_captured=intent["amount_received"], amount_refunded=refunded,
+            refunded=refunded >= intent["amount_received"], currency=intent["currency"],
+            payment_intent=payment_intent, metadata=dict(intent["metadata"]),
+            refunds={"object": "list", "data": [dict(r) for r in listed], "has_more": False})
+        return event("charge.refunded", charge)
+
+    def fail_refund(self, refund_id: str, status: str = "failed") -> dict[str, Any]:
+        """A refund fails (or is canceled) after it was made: the event Stripe sends."""
+        refund = self.refunds[refund_id]
+        refund["status"] = status
+        return event("refund.failed" if status == "failed" else "refund.updated", dict(refund))
 
     def session_for_url(self, url: str) -> dict[str, Any]:
         return self.sessions[url.rstrip("/").rsplit("/", 1)[1]]
@@ -100,11 +142,9 @@ class StripeStandIn:
         public = {k: v for k, v in session.items() if not k.startswith("_")}
         events = [event("checkout.session.completed", public)]
         if payment_status == "paid":
-            intent = stripe_object(
-                "payment_intent", id=session["payment_intent"], amount=session["amount_total"],
-                amount_received=session["amount_total"], currency=session["currency"],
-                status="succeeded", metadata=dict(session["_intent_metadata"]))
-            events.append(event("payment_intent.succeeded", intent))
+            events.append(event("payment_intent.succeeded", self._intent(session, "succeeded")))
+        else:
+            self._intent(session, "processing")
         return events
 
     def transfer(self, session_id: str, *, succeeded: bool) -> list[dict[str, Any]]:
@@ -114,12 +154,10 @@ class StripeStandIn:
             raise AssertionError(f"session {session_id} has no transfer processing")
         public = {k: v for k, v in session.items() if not k.startswith("_")}
         if not succeeded:
+            self._intent(session, "requires_payment_method")
             return [event("checkout.session.async_payment_failed", public)]
         session["payment_status"] = public["payment_status"] = "paid"
-        intent = stripe_object(
-            "payment_intent", id=session["payment_intent"], amount=session["amount_total"],
-            amount_received=session["amount_total"], currency=session["currency"],
-            status="succeeded", metadata=dict(session["_intent_metadata"]))
+        intent = self._intent(session, "succeeded")
         return [event("checkout.session.async_payment_succeeded", public),
                 event("payment_intent.succeeded", intent)]
 
@@ -280,9 +318,34 @@ class StripeStandIn:
             return web.json_response(self._idempotent[call.idempotency_key])
         refund = stripe_object(
             "refund", id=f"re_{uuid.uuid4().hex[:24]}", amount=int(call.params["amount"]),
-            payment_intent=call.params.get("payment_intent"), status="succeeded",
+            payment_intent=call.params.get("payment_intent"), status=self.refund_status,
+            currency=self.intents.get(call.params.get("payment_intent") or "", {}).get(
+                "currency", "usd"),
             metadata={k[9:-1]: v for k, v in call.params.items() if k.startswith("metadata[")},
         )
+        self.refunds[refund["id"]] = refund
         if call.idempotency_key:
             self._idempotent[call.idempotency_key] = refund
+        if self.lose_next_refund_answer:
+            self.lose_next_refund_answer = False
+            return web.json_response({"error": {"type": "api_error", "message": "lost"}},
+                                     status=500)
         return web.json_response(refund)
+
+    async def list_refunds(self, request: web.Request) -> web.Response:
+        call = await self._record(request)
+        if isinstance(call, web.Response):
+            return call
+        wanted = call.params.get("payment_intent")
+        data = [r for r in self.refunds.values() if r["payment_intent"] == wanted]
+        return web.json_response({"object": "list", "data": data, "has_more": False,
+                                  "url": "/v1/refunds"})
+
+    async def retrieve_intent(self, request: web.Request) -> web.Response:
+        call = await self._record(request)
+        if isinstance(call, web.Response):
+            return call
+        intent = self.intents.get(request.match_info["id"])
+        if intent is None:
+            return self._error(404, "No such payment_intent")
+        return web.json_response(intent)

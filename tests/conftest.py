@@ -157,7 +157,7 @@ def handlers_with(**extra: Any) -> dict[str, Handlers]:
 
 def worker_ctx(settings: Settings, pool: asyncpg.Pool, queue: Any) -> WorkerContext:
     """What a job is given, for calling one directly (no arq worker)."""
-    return {"settings": settings, "redis": queue, "job_try": 1,
+    return {"settings": settings, "redis": queue, "job_try": 1, "handlers": handlers_with(),
             "services": make_services(settings, pool, queue, make_processor(settings))}
 
 

@@ -38,16 +38,19 @@ async def test_capture_larger_than_remaining_credits_the_excess(svc: Service) ->
     await svc.deliver(session_completed("inv_1", 12_000, "pi_1"))
     inv = await svc.get_invoice("inv_1")
     assert (inv["status"], inv["amount_paid"]) == ("paid", 10_000)
+    # CONTRACT §5 (updated): payments also show source, method and created_at.
+    assert inv["payments"][0].pop("created_at")
     assert inv["payments"][0] | {} == {"id": "pi_1", "amount": 12_000, "applied": 10_000,
                                        "credited": 2_000, "refunded": 0, "status": "succeeded",
-                                       "payment_request_id": None}
+                                       "payment_request_id": None, "source": "stripe",
+                                       "method": None}
     assert await svc.balance() == {"usd": 2_000}
 
 
 async def test_capture_on_a_paid_invoice_is_all_excess(svc: Service) -> None:
     await svc.invoice("inv_1", 5_000)
-    await svc.deliver(session_completed("inv_1", 5_000, "pi_1"),
-                      session_completed("inv_1", 2_000, "pi_2"))
+    await svc.deliver(session_completed("inv_1", 5_000, "pi_1"))
+    await svc.deliver(session_completed("inv_1", 2_000, "pi_2"))
     inv = await svc.get_invoice("inv_1")
     assert inv["amount_paid"] == 5_000
     assert inv["payments"][1]["applied"] == 0 and inv["payments"][1]["credited"] == 2_000
@@ -111,10 +114,15 @@ async def test_refund_without_metadata_finds_its_known_payment(svc: Service) -> 
     assert (inv["amount_paid"], inv["status"]) == (0, "sent")
 
 
-async def test_refund_for_an_unknown_payment_without_invoice_is_ignored(svc: Service) -> None:
+async def test_refund_for_an_unknown_payment_without_invoice_is_retried_then_failed(
+        svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CONTRACT §3 (updated): never silently ignored; retried like an unknown invoice.
+    monkeypatch.setattr("jobs.events.backoff", lambda job_try: 0.01)
     ev = charge_refunded("pi_elsewhere", 1_000, 1_000, invoice_id=None)
     await svc.deliver(ev)
-    assert (await svc.event_status(ev["id"]))["status"] == "ignored"
+    status = await svc.event_status(ev["id"])
+    assert (status["status"], status["attempts"]) == ("failed", RETRY_LATER_ATTEMPTS)
+    assert status["reason"] == "unknown payment pi_elsewhere"
 
 
 async def test_credit_applied_on_send_and_on_demand(svc: Service) -> None:

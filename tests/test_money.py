@@ -53,14 +53,50 @@ def test_refund_takes_credit_first_then_paid() -> None:
                               applied_from_payment=10_000) == money.RefundSplit(0, 10_000, 2_000)
 
 
-def test_refund_increase_is_cumulative_and_never_lowers() -> None:
-    assert money.refund_increase(reported=500, refunded=0, excess_refunded=0, absorbed=0) == (500, 500)
-    assert money.refund_increase(reported=300, refunded=500, excess_refunded=0, absorbed=500) == (500, 0)
-    # settle's own excess refund is not taken back from the books again.
-    assert money.refund_increase(reported=2_000, refunded=0, excess_refunded=2_000,
-                                 absorbed=0) == (2_000, 0)
-    assert money.refund_increase(reported=2_500, refunded=2_000, excess_refunded=2_000,
-                                 absorbed=0) == (2_500, 500)
+def line(amount: int, status: str, purpose: str = "external",
+         at_processor: bool = True) -> money.RefundLine:
+    return money.RefundLine(amount, status, purpose, at_processor)
+
+
+def test_refund_totals_are_cumulative_and_never_lowered_by_an_older_report() -> None:
+    assert money.refund_totals(500, []) == money.RefundTotals(500, 500)
+    # Known refunds count while confirmed; a cumulative report covers unknown ones.
+    assert money.refund_totals(300, [line(500, "succeeded")]) == money.RefundTotals(500, 500)
+    assert money.refund_totals(800, [line(500, "pending")]) == money.RefundTotals(800, 800)
+    # A refund asked for but not yet confirmed takes nothing.
+    assert money.refund_totals(0, [line(500, "requested", "merchant", False)]) == \
+        money.RefundTotals(0, 0)
+
+
+def test_a_failed_refund_is_given_back_once_in_any_order() -> None:
+    # Reported 500, then the refund failed: nothing refunded any more.
+    assert money.refund_totals(500, [line(500, "failed")]) == money.RefundTotals(0, 0)
+    # Then another refund of 300 (the cumulative figure went down to 300 at Stripe).
+    assert money.refund_totals(500, [line(500, "failed"), line(300, "succeeded")]) == \
+        money.RefundTotals(300, 300)
+    assert money.later_status("succeeded", "failed") == "failed"
+    assert money.later_status("failed", "succeeded") == "failed"
+    assert money.later_status("requested", "pending") == "pending"
+    assert money.later_status("pending", "requested") == "pending"
+
+
+def test_settle_own_refunds_take_nothing_back_under_the_rule() -> None:
+    # settle's own excess refund (policy refund) and a credit note's refund leave the
+    # books through their own paths.
+    assert money.refund_totals(2_000, [line(2_000, "succeeded", "excess")]) == \
+        money.RefundTotals(2_000, 0)
+    assert money.refund_totals(2_500, [line(2_000, "succeeded", "excess")]) == \
+        money.RefundTotals(2_500, 500)
+    assert money.refund_totals(0, [line(700, "succeeded", "credit_note")]) == \
+        money.RefundTotals(700, 0)
+
+
+def test_a_give_back_undoes_the_last_taken_first() -> None:
+    assert money.split_give_back(500, unrecovered=100, from_paid=300, from_credit=400,
+                                 room=10_000) == money.GiveBack(100, 300, 0, 100)
+    # The invoice was paid another way meanwhile: what cannot go back to it is credit.
+    assert money.split_give_back(300, unrecovered=0, from_paid=300, from_credit=0,
+                                 room=120) == money.GiveBack(0, 120, 180, 0)
 
 
 def test_credit_to_apply() -> None:
@@ -134,10 +170,9 @@ class Books:
             p.refunded = max(p.refunded, reported)
             return
         reported = min(reported, p.amount)  # the processor never refunds more than captured
-        new, increase = money.refund_increase(
-            reported=reported, refunded=p.refunded, excess_refunded=0,
-            absorbed=p.from_credit + p.from_paid + p.unrecovered)
-        p.refunded = new
+        p.refunded = max(p.refunded, reported)
+        increase = max(0, money.refund_totals(p.refunded, []).by_rule
+                       - (p.from_credit + p.from_paid + p.unrecovered))
         split = money.split_refund(increase, credit_from_payment=p.credited - p.from_credit,
                                    balance=self.balance,
                                    applied_from_payment=p.applied - p.from_paid)

@@ -63,23 +63,127 @@ async def test_refund_is_retried_on_transient_errors(refunding: Service,
     assert (outbox["status"], outbox["attempts"]) == ("done", 3)
 
 
-async def test_refused_refund_is_recorded_not_retried(refunding: Service,
-                                                      standin: StripeStandIn) -> None:
+async def test_refused_refund_is_recorded_not_retried_and_the_excess_credited(
+        refunding: Service, standin: StripeStandIn, mail: Any) -> None:
     standin.failures = [400]
     await refunding.invoice("inv_1", 1_000)
     await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"))
     assert len(standin.calls_to("/v1/refunds")) == 1
     outbox = await refunding.db.fetchrow(REFUND_ROW.format("status, reason"))
     assert outbox["status"] == "failed" and "InvalidRequestError" in outbox["reason"]
+    # CONTRACT §4 (updated): a refund that fails for good credits the excess instead.
+    await refunding.settle()
+    assert await refunding.balance() == {"usd": 500}
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (500, 0)
+    [notice] = mail.of_kind("credit_issued")
+    assert "$5.00" in notice.part("plain")
 
 
-async def test_without_an_api_key_the_refund_is_recorded_as_failed(
-        aiohttp_client: Any, settings: Settings, db: asyncpg.Pool) -> None:
-    policy = replace(settings, overpayment_policy="refund")
-    service = Service(await aiohttp_client(create_app(policy)), policy, db)
-    await service.customer()
-    await service.invoice("inv_1", 1_000)
-    await service.deliver(session_completed("inv_1", 1_500, "pi_1"))
-    outbox = await db.fetchrow(REFUND_ROW.format("status, reason"))
-    assert (outbox["status"], outbox["reason"]) == ("failed",
-                                                    "PermanentError: STRIPE_API_KEY is not set")
+async def run_jobs(service: Service, kind: str) -> list[str]:
+    """Run the jobs of one kind for every row owing work now, in this process, once each
+    (no arq worker: a deferred job must not keep a burst worker waiting)."""
+    from arq import Retry
+
+    from core.queue import queue_client
+    from jobs.events import process_event
+    from jobs.outbox import deliver_outbox
+    from tests.conftest import worker_ctx
+
+    queue = queue_client(service.settings.redis_url, service.settings.queue_name)
+    outcomes = []
+    try:
+        ctx = worker_ctx(service.settings, service.db, queue)
+        if kind == "event":
+            ids = [r["id"] for r in await service.db.fetch(
+                "select id from events where status = 'pending' order by id")]
+        else:
+            ids = [r["id"] for r in await service.db.fetch(
+                "select id from outbox where status = 'pending' and kind = $1 order by id",
+                kind)]
+        for ident in ids:
+            try:
+                outcomes.append(await (process_event if kind == "event" else deliver_outbox)(
+                    ctx, ident))
+            except Retry:
+                outcomes.append("retry")
+    finally:
+        await ctx["services"].processor.close()
+        await queue.aclose()
+    return outcomes
+
+
+async def test_excess_is_not_counted_refunded_until_the_processor_confirms(
+        refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"), settle=False)
+    assert await run_jobs(refunding, "event") == ["processed"], await db.fetch(
+        "select reason from events")
+
+    async def split() -> tuple[int, int, int]:
+        row = await db.fetchrow("select excess_pending, excess_refunded, credited from payments")
+        return row["excess_pending"], row["excess_refunded"], row["credited"]
+
+    assert await split() == (500, 0, 0)
+    standin.failures = [503]  # Stripe is down: nothing is confirmed
+    assert await run_jobs(refunding, "refund") == ["retry"]
+    assert await split() == (500, 0, 0)
+    assert await refunding.balance() == {}
+    await db.execute("update outbox set next_attempt_at = now(), lease_until = null")
+    assert await run_jobs(refunding, "refund") == ["done"]
+    assert await split() == (0, 500, 0)
+
+
+async def test_a_refund_that_fails_after_it_was_made_credits_the_excess(
+        refunding: Service, standin: StripeStandIn) -> None:
+    from sandbox.events import refund_event
+
+    standin.refund_status = "pending"
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"))
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 500)
+    [refund] = standin.refunds.values()
+    refund["status"] = "failed"
+    failure = refund_event("refund.failed", refund)
+    await refunding.deliver(failure, failure)  # and delivered twice
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (500, 0)
+    assert await refunding.balance() == {"usd": 500}
+    assert (await refunding.get_invoice("inv_1"))["amount_paid"] == 1_000
+
+
+async def test_an_old_refund_asks_before_it_is_retried(
+        refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
+    """Stripe made the refund, its answer was lost, and the retry comes after Stripe has
+    forgotten the idempotency key: settle asks first and refunds once (issue 12.4)."""
+    standin.lose_next_refund_answer = True
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"), settle=False)
+    assert await run_jobs(refunding, "event") == ["processed"]
+    assert await run_jobs(refunding, "refund") == ["retry"]
+    assert len(standin.refunds) == 1
+    # A day later: the key is forgotten, and the row is tried again.
+    standin.forget_idempotency_keys()
+    await db.execute("""update outbox set created_at = now() - interval '25 hours',
+                        next_attempt_at = now(), lease_until = null where kind = 'refund'""")
+    assert await run_jobs(refunding, "refund") == ["done"]
+    assert len(standin.refunds) == 1
+    assert any(c.method == "GET" for c in standin.calls_to("/v1/refunds"))
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 500)
+
+
+def test_a_worker_with_policy_refund_and_no_api_key_stops_at_start(settings: Settings) -> None:
+    import subprocess
+
+    from tests.conftest import ROOT, SETTLE, process_env
+
+    env = process_env(settings, OVERPAYMENT_POLICY="refund")
+    env.pop("STRIPE_API_KEY", None)
+    done = subprocess.run([SETTLE, "worker"], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "settle: OVERPAYMENT_POLICY=refund needs STRIPE_API_KEY: overpayments are refunded "
+        "through the processor"]

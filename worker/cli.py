@@ -31,7 +31,12 @@ def cmd_web(settings: Settings) -> None:
 def cmd_worker(settings: Settings) -> None:
     from worker.runner import build_worker
 
-    build_worker(settings).run()
+    try:
+        worker = build_worker(settings)
+    except SettingsError as bad:
+        print(f"settle: {bad}", file=sys.stderr)
+        sys.exit(2)
+    worker.run()
 
 
 def cmd_migrate(settings: Settings) -> None:

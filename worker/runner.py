@@ -10,7 +10,7 @@ from arq.worker import Worker, create_worker
 from core.db import close_pool, create_pool
 from core.queue import deserialize, redis_settings, serialize
 from core.services import WorkerContext
-from core.settings import Settings
+from core.settings import Settings, check_worker
 from jobs.events import process_event, sweep_inbox
 from jobs.reconcile import run_ops_job, scheduled_reconcile
 from jobs.outbox import deliver_outbox
@@ -87,4 +87,5 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
+    check_worker(settings)
     return create_worker(WorkerSettings, **worker_options(settings, **overrides))  # type: ignore[arg-type]

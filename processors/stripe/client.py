@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.processor import (
     BadEvent,
     InboundEvent,
+    PaymentState,
     RefundMade,
     SessionMade,
     SessionSpec,
@@ -156,7 +157,31 @@ class StripeProcessor:
             raise _translated(error) from error
         return session.status or "expired"
 
-    # --- refunds -----------------------------------------------------------------------
+    # --- payments and refunds -----------------------------------------------------------
+
+    async def retrieve_payment(self, payment_id: str) -> PaymentState:
+        try:
+            intent = await self._api().v1.payment_intents.retrieve_async(payment_id)
+        except stripe.StripeError as error:
+            raise _translated(error) from error
+        # A PaymentIntent back at requires_payment_method (or canceled) was not paid.
+        status = {"succeeded": "succeeded", "requires_payment_method": "failed",
+                  "canceled": "failed"}.get(intent.status or "", "processing")
+        return PaymentState(intent.id, status, intent.amount_received or 0,
+                            intent.currency or "")
+
+    async def find_refund(self, payment_id: str, key: str) -> RefundMade | None:
+        try:
+            found = await self._api().v1.refunds.list_async(
+                {"payment_intent": payment_id, "limit": 100})
+        except stripe.StripeError as error:
+            raise _translated(error) from error
+        for refund in found.data:
+            metadata = refund.metadata.to_dict() if refund.metadata else {}
+            if metadata.get("settle_key") == key:
+                return RefundMade(refund.id, refund.status or "pending")
+        return None
+
 
     async def refund(self, payment_id: str, amount: int, key: str,
                      metadata: Mapping[str, str]) -> RefundMade:

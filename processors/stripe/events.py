@@ -26,7 +26,9 @@ from ledger.facts import (
     PaymentFacts,
     PaymentFailed,
     Processing,
+    RefundChanged,
     Refunded,
+    RefundState,
 )
 from ledger.inbox import Event, Outcome, Policy, Registration
 from ledger.payments import apply_facts
@@ -77,15 +79,23 @@ def _session_payment(obj: dict[str, Any]) -> PaymentFacts:
     if payment_id is None or invoice_id is None:
         raise PermanentError("checkout session without id")
     return PaymentFacts(payment_id, invoice_id, _amount(obj, "amount_total"), _currency(obj),
-                        _metadata(obj, "payment_request_id"))
+                        SOURCE, _metadata(obj, "payment_request_id"))
+
+
+def _finished(obj: dict[str, Any], payment: PaymentFacts | None, settled: bool) -> list[Fact]:
+    session_id = _id(obj.get("id"))
+    if session_id is None:
+        return []
+    return [CheckoutFinished(session_id, "complete" if payment else "expired",
+                             payment.payment_id if payment else None, settled)]
 
 
 def session_completed(obj: dict[str, Any]) -> list[Fact]:
     payment = _session_payment(obj)
-    session_id = _id(obj.get("id"))
-    facts: list[Fact] = [CheckoutFinished(session_id, "complete")] if session_id else []
     status = obj.get("payment_status")
-    if status in ("paid", "no_payment_required"):
+    paid = status in ("paid", "no_payment_required")
+    facts = _finished(obj, payment, settled=paid)
+    if paid:
         return [*facts, Captured(payment)]
     if status == "unpaid":
         return [*facts, Processing(payment)]
@@ -93,11 +103,17 @@ def session_completed(obj: dict[str, Any]) -> list[Fact]:
 
 
 def async_payment_succeeded(obj: dict[str, Any]) -> list[Fact]:
-    return [Captured(_session_payment(obj))]
+    payment = _session_payment(obj)
+    return [*_finished(obj, payment, settled=True), Captured(payment)]
 
 
 def async_payment_failed(obj: dict[str, Any]) -> list[Fact]:
-    return [PaymentFailed(_session_payment(obj))]
+    payment = _session_payment(obj)
+    return [*_finished(obj, payment, settled=True), PaymentFailed(payment)]
+
+
+def session_expired(obj: dict[str, Any]) -> list[Fact]:
+    return _finished(obj, None, settled=True) or [Ignored("checkout session without id")]
 
 
 def payment_intent_succeeded(obj: dict[str, Any]) -> list[Fact]:
@@ -106,16 +122,44 @@ def payment_intent_succeeded(obj: dict[str, Any]) -> list[Fact]:
     if payment_id is None or invoice_id is None:
         raise PermanentError("payment intent without id")
     return [Captured(PaymentFacts(payment_id, invoice_id, _amount(obj, "amount_received"),
-                                  _currency(obj), _metadata(obj, "payment_request_id")))]
+                                  _currency(obj), SOURCE, _metadata(obj, "payment_request_id")))]
+
+
+def _refund(obj: dict[str, Any]) -> RefundState:
+    refund_id = _id(obj.get("id"))
+    status = obj.get("status")
+    if refund_id is None or status not in REFUND_STATUSES:
+        raise PermanentError("refund without id or status")
+    return RefundState(refund_id, _amount(obj, "amount"), status,
+                       _metadata(obj, "settle_refund"))
 
 
 def charge_refunded(obj: dict[str, Any]) -> list[Fact]:
     payment_id = _id(obj.get("payment_intent")) or _id(obj.get("id"))
     if payment_id is None:
         raise PermanentError("charge without payment_intent")
+    # The charge lists its refunds when the event carries them (it may not: then the
+    # cumulative amount_refunded is all there is).
+    listed = obj.get("refunds")
+    data = listed.get("data") if isinstance(listed, dict) else None
+    refunds = tuple(_refund(r) for r in data if isinstance(r, dict)) \
+        if isinstance(data, list) else ()
     return [Refunded(payment_id, _metadata(obj, "invoice_id"), _amount(obj, "amount_refunded"),
-                     _currency(obj), obj.get("amount_captured") or obj.get("amount") or 0)]
+                     _currency(obj), obj.get("amount_captured") or obj.get("amount") or 0,
+                     refunds)]
 
+
+def refund_updated(obj: dict[str, Any]) -> list[Fact]:
+    """refund.created, refund.updated, refund.failed, charge.refund.updated: a refund."""
+    payment_id = _id(obj.get("payment_intent"))
+    if payment_id is None:
+        raise PermanentError("refund without payment_intent")
+    return [RefundChanged(payment_id, _metadata(obj, "invoice_id"), _currency(obj),
+                          _refund(obj))]
+
+
+SOURCE = "stripe"
+REFUND_STATUSES = ("requires_action", "pending", "succeeded", "failed", "canceled")
 
 Interpreter = Callable[[dict[str, Any]], list[Fact]]
 
@@ -125,8 +169,14 @@ INTERPRETERS: dict[str, tuple[Interpreter, bool]] = {
     "checkout.session.completed": (session_completed, True),
     "checkout.session.async_payment_succeeded": (async_payment_succeeded, True),
     "checkout.session.async_payment_failed": (async_payment_failed, True),
+    "checkout.session.expired": (session_expired, True),
     "payment_intent.succeeded": (payment_intent_succeeded, True),
     "charge.refunded": (charge_refunded, False),
+    # A refund is tied to its payment by payment_intent: it need not name the invoice.
+    "refund.created": (refund_updated, False),
+    "refund.updated": (refund_updated, False),
+    "refund.failed": (refund_updated, False),
+    "charge.refund.updated": (refund_updated, False),
 }
 
 

@@ -1,0 +1,321 @@
+"""Refunds, one by one: what the processor reports, what settle asks for, what the books did.
+
+Every refund of a payment is a row (`refunds`): one settle asked for (an
+overpayment's excess, a merchant's refund, a credit note's), or one the
+processor reported that settle did not ask for (`external`). Reports arrive in
+any order and any number of times: `charge.refunded` with the cumulative
+amount_refunded (and the refunds it lists), refund updates with one refund's
+status, and the processor's answer to settle's own request. Each report only
+moves a refund's status forward (`money.later_status`); then `settle_payment`
+recomputes the payment's totals (`money.refund_totals`) and moves the books by
+the difference:
+
+- a refund counted under the refund rule (external, merchant) takes back what
+  the payment left on the customer's credit first, then reduces the invoice's
+  `amount_paid`, reopening it (§4); one that fails gives it back;
+- an overpayment's refund is excess leaving: counted when the processor
+  confirms it; if it fails for good the excess is credited instead;
+- a credit note's refund belongs to the credit note: it never touches
+  `amount_paid`; if it fails, the credit note credits the customer instead.
+
+Callers hold the invoice lock, then the payment's (the order everywhere).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from core.errors import PermanentError, RetryLater
+from ledger import money
+from ledger.credit import change_credit, locked_balance
+from ledger.facts import RefundState
+from ledger.invoices import changed
+from ledger.outbox import invoice_audience, owe_email, owe_refund
+from ledger.status import invoice_for, lock_invoice, remaining_of
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    invoice: asyncpg.Record
+    payment: asyncpg.Record
+
+
+async def lock(conn: asyncpg.Connection, payment_id: str) -> Locked | None:
+    """The payment and its invoice, locked in the usual order; None when unknown."""
+    invoice_id = await conn.fetchval("select invoice_id from payments where id = $1",
+                                     payment_id)
+    if invoice_id is None:
+        return None
+    invoice = await lock_invoice(conn, invoice_id)
+    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
+    assert invoice is not None and payment is not None
+    return Locked(invoice, payment)
+
+
+# --- what settle asks for --------------------------------------------------------------
+
+
+async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+              purpose: str, reason: str | None = None, credit_note_id: str | None = None,
+              request: str | None = None) -> None:
+    """Ask for a refund of a (locked) payment: through the processor after the commit
+    (the refund's id is its idempotency key), or at once for a manual payment."""
+    payment = held.payment
+    manual = payment["source"] == "manual"
+    await conn.execute(
+        """insert into refunds (id, payment_id, invoice_id, amount, purpose, status,
+                                credit_note_id, reason, request)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        refund_id, payment["id"], payment["invoice_id"], amount, purpose,
+        "succeeded" if manual else "requested", credit_note_id, reason, request)
+    if manual:
+        await settle_payment(conn, held.invoice["id"], payment["id"])
+    else:
+        await owe_refund(conn, payment["processor"], payment["id"], amount, key=refund_id,
+                         reason=purpose, refund_id=refund_id)
+
+
+async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id: str,
+                   status: str) -> None:
+    """The processor's answer to settle's own request (it confirms, or refuses)."""
+    invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
+    if invoice_id is None:
+        return
+    await lock_invoice(conn, invoice_id)
+    row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
+    await conn.execute(
+        """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
+                  status = $3, updated_at = now()
+           where id = $1""",
+        refund_id, processor_refund_id, money.later_status(row["status"], status))
+    await settle_payment(conn, invoice_id, row["payment_id"])
+
+
+async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None:
+    """The processor would not make it (or 24 hours of trying passed): it never happens."""
+    invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
+    if invoice_id is None:
+        return
+    await lock_invoice(conn, invoice_id)
+    row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
+    if row["status"] != "requested":
+        return  # the processor made it after all: its own reports decide
+    await conn.execute(
+        "update refunds set status = 'failed', reason = $2, updated_at = now() where id = $1",
+        refund_id, reason[:500])
+    await settle_payment(conn, invoice_id, row["payment_id"])
+
+
+async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
+    """Whether settle already gave this refund up (and the books fell back)."""
+    return bool(await conn.fetchval(
+        "select status in ('failed', 'canceled') and processor_refund_id is null "
+        "from refunds where id = $1", refund_id))
+
+
+# --- what the processor reports ---------------------------------------------------------
+
+
+async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
+                   cumulative: int, currency: str, payment_amount: int,
+                   refunds: tuple[RefundState, ...]) -> str:
+    """A payment's cumulative refunded total, with the refunds it lists (charge.refunded)."""
+    held = await _payment_for_report(conn, payment_id, invoice_id, currency, payment_amount)
+    await conn.execute(
+        """update payments set reported_refunded = greatest(reported_refunded, $2),
+                  updated_at = now()
+           where id = $1""",
+        payment_id, cumulative)
+    for refund in refunds:
+        await _note(conn, held.payment, refund)
+    note = await settle_payment(conn, held.invoice["id"], payment_id)
+    return f"refunded total reported {cumulative}: {note}"
+
+
+async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
+                         currency: str, refund: RefundState) -> str:
+    """One refund's status (refund.updated, refund.failed, charge.refund.updated)."""
+    held = await _payment_for_report(conn, payment_id, invoice_id, currency, refund.amount)
+    await _note(conn, held.payment, refund)
+    note = await settle_payment(conn, held.invoice["id"], payment_id)
+    return f"refund {refund.id} {refund.status}: {note}"
+
+
+async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
+                              invoice_id: str | None, currency: str,
+                              payment_amount: int) -> Locked:
+    """The reported payment, locked; one reported before its capture is kept as a
+    placeholder for the capture to find. Unknown and unnamed: retried (§3)."""
+    held = await lock(conn, payment_id)
+    if held is not None:
+        if held.payment["currency"] != currency:
+            raise PermanentError(f"currency {currency} does not match payment {payment_id}")
+        return held
+    if invoice_id is None:
+        # The capture may be recorded a moment later; never ignored for good.
+        raise RetryLater(f"unknown payment {payment_id}")
+    invoice = await invoice_for(conn, invoice_id, currency)
+    await conn.execute(
+        """insert into payments (id, invoice_id, currency, status, amount)
+           values ($1, $2, $3, 'processing', $4) on conflict (id) do nothing""",
+        payment_id, invoice_id, currency, payment_amount)
+    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
+    return Locked(invoice, payment)
+
+
+async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: RefundState) -> None:
+    """Record one refund as the processor describes it: settle's own (by the id settle
+    put in its metadata), or one settle did not ask for."""
+    row = await conn.fetchrow(
+        """select * from refunds
+           where processor_refund_id = $1 or ($2::text is not null and id = $2)
+           order by (id = $2) desc limit 1 for update""",
+        refund.id, refund.settle_id)
+    if row is None:
+        await conn.execute(
+            """insert into refunds (id, processor_refund_id, payment_id, invoice_id, amount,
+                                    purpose, status)
+               values ($1, $1, $2, $3, $4, 'external', $5) on conflict do nothing""",
+            refund.id, payment["id"], payment["invoice_id"], refund.amount, refund.status)
+        return
+    await conn.execute(
+        """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
+                  status = $3, updated_at = now()
+           where id = $1""",
+        row["id"], refund.id, money.later_status(row["status"], refund.status))
+
+
+# --- the books -----------------------------------------------------------------------------
+
+
+async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: str) -> str:
+    """Bring the books in line with a payment's refunds (invoice and payment locked by
+    the caller or locked here in that order). Safe to call any number of times."""
+    invoice = await lock_invoice(conn, invoice_id)
+    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
+    assert invoice is not None and payment is not None
+    if payment["status"] != "succeeded":
+        return "kept until the payment is captured"
+    rows = await conn.fetch("select * from refunds where payment_id = $1 order by created_at, id",
+                            payment_id)
+    for row in rows:
+        invoice, payment = await _book(conn, invoice, payment, row)
+    totals = money.refund_totals(payment["reported_refunded"], [
+        money.RefundLine(r["amount"], r["status"], r["purpose"],
+                         r["processor_refund_id"] is not None) for r in rows])
+    taken = (payment["refund_from_credit"] + payment["refund_from_paid"]
+             + payment["refund_unrecovered"])
+    await conn.execute("update payments set refunded = $2, updated_at = now() where id = $1",
+                       payment_id, min(totals.refunded, payment["amount"]))
+    if totals.by_rule > taken:
+        return await _take_back(conn, invoice, payment, totals.by_rule - taken)
+    if totals.by_rule < taken:
+        return await _give_back(conn, invoice, payment, taken - totals.by_rule)
+    return f"refunded {totals.refunded}: nothing to move"
+
+
+async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyncpg.Record,
+                row: asyncpg.Record) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """What a refund's purpose does once it is confirmed, or once it fails (each once)."""
+    status = row["status"]
+    to = "counted" if status in money.COUNTED else "failed" if status in money.FAILED else None
+    if to is None or row["booked"] == to or row["booked"] == "failed":
+        return invoice, payment
+    await conn.execute("update refunds set booked = $2 where id = $1", row["id"], to)
+    amount, purpose = row["amount"], row["purpose"]
+    if purpose == "excess":
+        was = "excess_pending" if row["booked"] == "no" else "excess_refunded"
+        now = "excess_refunded" if to == "counted" else "credited"
+        payment = await conn.fetchrow(
+            f"""update payments set {was} = {was} - $2, {now} = {now} + $2, updated_at = now()
+                where id = $1 returning *""",
+            payment["id"], amount)
+        if to == "failed":
+            await _fall_back(conn, invoice, payment, amount, credit_note_id=None)
+    elif purpose == "credit_note":
+        if row["booked"] == "counted":
+            await conn.execute(
+                "update credit_notes set refunded_amount = refunded_amount - $2 where id = $1",
+                row["credit_note_id"], amount)
+        column = "refunded_amount" if to == "counted" else "credited_amount"
+        await conn.execute(
+            f"update credit_notes set {column} = {column} + $2 where id = $1",
+            row["credit_note_id"], amount)
+        if to == "failed":
+            await _fall_back(conn, invoice, payment, amount, credit_note_id=row["credit_note_id"])
+    if to == "counted" and purpose != "external":
+        await _refund_mail(conn, invoice, payment, row)
+    return invoice, payment
+
+
+async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyncpg.Record,
+                     amount: int, *, credit_note_id: str | None) -> None:
+    """A refund of settle's own that failed for good: the customer gets credit instead."""
+    balance = await change_credit(conn, invoice["customer_id"], payment["currency"], amount,
+                                  "refund_fallback", payment_id=payment["id"],
+                                  invoice_id=invoice["id"], credit_note_id=credit_note_id)
+    audience = await invoice_audience(conn, invoice["id"])
+    await owe_email(conn, "credit_issued", f"fallback:{payment['id']}:{credit_note_id or ''}",
+                    invoice_id=invoice["id"], to=audience["to"][:1], number=audience["number"],
+                    credited=amount, balance=balance, currency=payment["currency"])
+
+
+async def _refund_mail(conn: asyncpg.Connection, invoice: asyncpg.Record,
+                       payment: asyncpg.Record, row: asyncpg.Record) -> None:
+    audience = await invoice_audience(conn, invoice["id"])
+    await owe_email(conn, "refund_issued", row["id"], invoice_id=invoice["id"],
+                    to=audience["to"], number=audience["number"], amount=row["amount"],
+                    currency=payment["currency"])
+
+
+async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
+                     payment: asyncpg.Record, increase: int) -> str:
+    balance = await locked_balance(conn, invoice["customer_id"], payment["currency"])
+    split = money.split_refund(
+        increase, credit_from_payment=payment["credited"] - payment["refund_from_credit"],
+        balance=balance, applied_from_payment=payment["applied"] - payment["refund_from_paid"])
+    await conn.execute(
+        """update payments set refund_from_credit = refund_from_credit + $2,
+                  refund_from_paid = refund_from_paid + $3,
+                  refund_unrecovered = refund_unrecovered + $4, updated_at = now()
+           where id = $1""",
+        payment["id"], split.from_credit, split.from_paid, split.unrecovered)
+    if split.from_credit:
+        await change_credit(conn, invoice["customer_id"], payment["currency"], -split.from_credit,
+                            "taken_back", payment_id=payment["id"], invoice_id=invoice["id"])
+    if split.from_paid:
+        await conn.execute("update invoices set amount_paid = amount_paid - $2 where id = $1",
+                           invoice["id"], split.from_paid)
+        await changed(conn, invoice)
+    note = (f"refund +{increase}: {split.from_credit} from credit, {split.from_paid} from the "
+            f"invoice")
+    if split.unrecovered:
+        note += f", {split.unrecovered} unrecovered (credit already spent)"
+    return note
+
+
+async def _give_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
+                     payment: asyncpg.Record, amount: int) -> str:
+    """A refund taken back under the rule did not happen: undo what it took."""
+    back = money.split_give_back(
+        amount, unrecovered=payment["refund_unrecovered"], from_paid=payment["refund_from_paid"],
+        from_credit=payment["refund_from_credit"], room=remaining_of(invoice))
+    await conn.execute(
+        """update payments set refund_unrecovered = refund_unrecovered - $2,
+                  refund_from_paid = refund_from_paid - $3 - $4,
+                  refund_from_credit = refund_from_credit - $5,
+                  applied = applied - $4, credited = credited + $4, updated_at = now()
+           where id = $1""",
+        payment["id"], back.unrecovered, back.to_invoice, back.overflow, back.to_credit)
+    if back.to_invoice:
+        await conn.execute("update invoices set amount_paid = amount_paid + $2 where id = $1",
+                           invoice["id"], back.to_invoice)
+        await changed(conn, invoice)
+    if back.overflow + back.to_credit:
+        await change_credit(conn, invoice["customer_id"], payment["currency"],
+                            back.overflow + back.to_credit, "refund_fallback",
+                            payment_id=payment["id"], invoice_id=invoice["id"])
+    return (f"refund -{amount} did not happen: {back.to_invoice} back to the invoice, "
+            f"{back.overflow + back.to_credit} to credit")
