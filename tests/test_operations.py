@@ -199,8 +199,10 @@ async def test_scheduled_reconcile_runs_daily_by_default(svc: Service) -> None:
     from core.queue import queue_client
     from worker.runner import worker_options
 
+    # Crons are named per QUEUE_NAME, so deployments sharing a Redis each run theirs.
+    name = f"{svc.settings.queue_name}:cron:scheduled_reconcile"
     [cron] = [c for c in worker_options(svc.settings)["cron_jobs"]
-              if isinstance(c, CronJob) and c.name == "cron:scheduled_reconcile"]
+              if isinstance(c, CronJob) and c.name == name]
     assert (cron.hour, cron.minute, cron.second) == ({0}, 0, 0)
     await svc.invoice("inv_1", 1_000)
     queue = queue_client(svc.settings.redis_url, svc.settings.queue_name)

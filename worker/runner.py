@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import cron, func
+from arq.cron import CronJob
 from arq.worker import Worker, create_worker
 
 from core.db import close_pool, create_pool
-from core.queue import deserialize, redis_settings, serialize
+from core.queue import deserialize, job_id, redis_settings, serialize
 from core.services import WorkerContext
 from core.settings import Settings
 from jobs.events import process_event, sweep_inbox
@@ -66,6 +68,20 @@ class WorkerSettings:
     poll_delay = 0.1
 
 
+def scheduled(function: Callable[[WorkerContext], Awaitable[Any]], settings: Settings,
+              **fields: Any) -> CronJob:
+    """A cron named for this deployment's queue.
+
+    arq names a cron `cron:<function>` and each tick's job `<name>:<ms>`, and job
+    keys are global to a Redis database: without the queue in the name, two
+    deployments sharing one Redis would take each other's ticks, and each tick
+    would run for only one of them.
+    """
+    return cron(function,  # type: ignore[arg-type]
+                name=job_id(settings.queue_name, "cron", function.__name__),
+                timeout=settings.job_timeout_seconds, **fields)
+
+
 def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "redis_settings": redis_settings(settings.redis_url),
@@ -73,13 +89,12 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "job_timeout": settings.job_timeout_seconds,
         "ctx": {"settings": settings},
         "cron_jobs": [
-            cron(sweep_inbox, run_at_startup=True,  # type: ignore[arg-type]
-                 timeout=settings.job_timeout_seconds, **every(settings.inbox_sweep_seconds)),
-            cron(send_reminders, run_at_startup=True,  # type: ignore[arg-type]
-                 timeout=settings.job_timeout_seconds, **every(settings.reminder_scan_seconds)),
-            cron(scheduled_reconcile,  # type: ignore[arg-type]
-                 timeout=settings.job_timeout_seconds,
-                 **every(settings.reconcile_interval_seconds)),
+            scheduled(sweep_inbox, settings, run_at_startup=True,
+                      **every(settings.inbox_sweep_seconds)),
+            scheduled(send_reminders, settings, run_at_startup=True,
+                      **every(settings.reminder_scan_seconds)),
+            scheduled(scheduled_reconcile, settings,
+                      **every(settings.reconcile_interval_seconds)),
         ],
     }
     options.update(overrides)
