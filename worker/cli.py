@@ -37,7 +37,8 @@ def cmd_worker(settings: Settings) -> None:
 def cmd_migrate(settings: Settings) -> None:
     from worker.migrate import migrate
 
-    applied = asyncio.run(migrate(settings.database_url))
+    applied = asyncio.run(migrate(
+        settings.database_url, statement_cache_size=settings.database_statement_cache_size))
     print(f"settle: {len(applied)} migration(s) applied" + (f": {', '.join(applied)}" if applied else ""))
 
 

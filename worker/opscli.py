@@ -13,20 +13,26 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from arq import Retry
 
 from core.db import create_pool
 from core.errors import DomainError
-from core.queue import enqueue, queue_client
+from core.queue import enqueue
 from core.services import WorkerContext
 from core.settings import Settings
 from jobs.reconcile import run_ops_job
 from ledger import backlog, reconcile as reconciling
 from ledger import timeline as timelines
 from ledger.invoices import invoice_view
-from worker.services import make_processor, make_services
+from worker.services import make_processor, make_queue, make_services
 
 OK, FAILED, NOT_FOUND = 0, 1, 4
+
+
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    return await create_pool(settings.database_url,
+                             statement_cache_size=settings.database_statement_cache_size)
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -43,8 +49,8 @@ def emit(data: Any, as_json: bool, human: str) -> None:
 
 
 async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -> int:
-    pool = await create_pool(settings.database_url)
-    queue = queue_client(settings.redis_url, settings.queue_name)
+    pool = await open_pool(settings)
+    queue = make_queue(settings)
     processor = make_processor(settings)
     try:
         if invoice_id:
@@ -82,7 +88,7 @@ async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -
 
 async def events(settings: Settings, status: str | None, cursor: str | None, limit: int,
                  as_json: bool) -> int:
-    pool = await create_pool(settings.database_url)
+    pool = await open_pool(settings)
     try:
         page = await backlog.list_events(pool, status, cursor, limit)
     finally:
@@ -95,8 +101,8 @@ async def events(settings: Settings, status: str | None, cursor: str | None, lim
 
 
 async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
-    pool = await create_pool(settings.database_url)
-    queue = queue_client(settings.redis_url, settings.queue_name)
+    pool = await open_pool(settings)
+    queue = make_queue(settings)
     try:
         pk, status = await backlog.replay_event(pool, event_id)
         queued = status == "pending" and await enqueue(queue, "event", pk)
@@ -110,7 +116,7 @@ async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
 
 
 async def invoice(settings: Settings, invoice_id: str, as_json: bool) -> int:
-    pool = await create_pool(settings.database_url)
+    pool = await open_pool(settings)
     try:
         view = await invoice_view(pool, invoice_id, settings.public_url)
         timeline = await timelines.invoice_timeline(pool, invoice_id)

@@ -32,7 +32,8 @@ def every(seconds: int) -> dict[str, Any]:
 
 async def startup(ctx: WorkerContext) -> None:
     settings = ctx["settings"]
-    pool = await create_pool(settings.database_url, min_size=1, max_size=10)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=10,
+                             statement_cache_size=settings.database_statement_cache_size)
     # arq's own client: it carries this queue's name and settle's job serializer.
     ctx["services"] = make_services(settings, pool, ctx["redis"], make_processor(settings))
     ctx.setdefault("handlers", event_handlers())
@@ -84,7 +85,8 @@ def scheduled(function: Callable[[WorkerContext], Awaitable[Any]], settings: Set
 
 def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "redis_settings": redis_settings(settings.redis_url),
+        "redis_settings": redis_settings(settings.redis_url, sentinels=settings.redis_sentinels,
+                                         sentinel_master=settings.redis_sentinel_master),
         "queue_name": settings.queue_name,
         "job_timeout": settings.job_timeout_seconds,
         "ctx": {"settings": settings},
