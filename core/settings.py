@@ -62,6 +62,9 @@ class Settings:
     # Not in the contract's table: how long one job may run before arq gives up on
     # it. A killed worker's job is picked up again this long (+10 s) later.
     job_timeout_seconds: int = 20
+    # Not in the contract's table: on SIGTERM, how long running jobs may finish before
+    # they are cancelled and handed back; a worker is gone within this + 5 s.
+    shutdown_grace_seconds: int = 5
     # Not in the contract's table: how often every open invoice is reconciled.
     reconcile_interval_seconds: int = 86400
 
@@ -112,6 +115,7 @@ class Settings:
             inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 60, low=0),
             overpayment_policy=_choice(env, "OVERPAYMENT_POLICY", ("credit", "refund")),  # type: ignore[arg-type]
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 20, low=1, high=300),
+            shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 5, low=0, high=300),
             reconcile_interval_seconds=_int(env, "RECONCILE_INTERVAL_SECONDS", 86400, low=60),
         )
 

@@ -61,6 +61,8 @@ def test_values_are_read() -> None:
     ("INBOX_SWEEP_SECONDS", "fast"),
     ("INBOX_SWEEP_AFTER_SECONDS", "-5"),
     ("OVERPAYMENT_POLICY", "keep"),
+    ("SHUTDOWN_GRACE_SECONDS", "-1"),
+    ("SHUTDOWN_GRACE_SECONDS", "soon"),
 ])
 def test_malformed_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as error:
@@ -72,6 +74,7 @@ def test_malformed_value_names_the_variable(name: str, value: str) -> None:
 def test_statement_cache_and_sentinel_settings() -> None:
     s = Settings.from_env({})
     assert s.database_statement_cache_size == 100  # asyncpg's own default
+    assert s.shutdown_grace_seconds == 5
     assert s.redis_sentinels == () and s.redis_sentinel_master is None
     s = Settings.from_env({
         "DATABASE_STATEMENT_CACHE_SIZE": "0",

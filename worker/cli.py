@@ -29,9 +29,9 @@ def cmd_web(settings: Settings) -> None:
 
 
 def cmd_worker(settings: Settings) -> None:
-    from worker.runner import build_worker
+    from worker.runner import run_worker
 
-    build_worker(settings).run()
+    run_worker(settings)
 
 
 def cmd_migrate(settings: Settings) -> None:

@@ -1,7 +1,18 @@
-"""The arq worker: functions, crons, and the context built at start-up."""
+"""The arq worker: functions, crons, the context built at start-up, and a bounded stop.
+
+A worker asked to stop (SIGTERM, at every deploy) is gone within
+SHUTDOWN_GRACE_SECONDS + CLOSE_WITHIN whatever it is doing: it takes no new
+job, lets running ones finish for the grace, then cancels what is left. A
+cancelled job rolls its transaction back, so its row is still pending in
+PostgreSQL and arq hands the job back to the queue for another worker (or the
+sweeper queues it again): nothing is lost. Closing never waits on a pool or a
+client without a bound, even when PostgreSQL or Redis has stopped answering.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +29,14 @@ from jobs.reconcile import run_ops_job, scheduled_reconcile
 from jobs.outbox import deliver_outbox
 from jobs.reminders import send_reminders
 from worker.services import event_handlers, make_processor, make_services
+
+log = logging.getLogger("settle.worker")
+
+# Once the grace is over: the most closing may take (jobs' cancellation, arq's own
+# Redis clean-up, then the processor client and the pool, each bounded inside it).
+CLOSE_WITHIN = 5.0
+PROCESSOR_CLOSE_WITHIN = 1.0
+POOL_CLOSE_WITHIN = 2.0
 
 
 def every(seconds: int) -> dict[str, Any]:
@@ -42,8 +61,11 @@ async def startup(ctx: WorkerContext) -> None:
 async def shutdown(ctx: WorkerContext) -> None:
     services = ctx.get("services")
     if services is not None:
-        await services.processor.close()
-        await close_pool(services.pool)
+        try:
+            await asyncio.wait_for(services.processor.close(), PROCESSOR_CLOSE_WITHIN)
+        except Exception as exc:  # stopping anyway: its sockets go with the process
+            log.warning("processor client not closed", extra={"error": exc.__class__.__name__})
+        await close_pool(services.pool, POOL_CLOSE_WITHIN)
 
 
 class WorkerSettings:
@@ -89,6 +111,8 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
                                          sentinel_master=settings.redis_sentinel_master),
         "queue_name": settings.queue_name,
         "job_timeout": settings.job_timeout_seconds,
+        # On SIGTERM, running jobs get this long to finish before they are cancelled.
+        "job_completion_wait": settings.shutdown_grace_seconds,
         "ctx": {"settings": settings},
         "cron_jobs": [
             scheduled(sweep_inbox, settings, run_at_startup=True,
@@ -105,3 +129,21 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
     return create_worker(WorkerSettings, **worker_options(settings, **overrides))  # type: ignore[arg-type]
+
+
+def run_worker(settings: Settings) -> None:
+    """`settle worker`: arq's `Worker.run`, with closing bounded by CLOSE_WITHIN."""
+    worker = build_worker(settings)
+    worker.main_task = worker.loop.create_task(worker.main())
+    try:
+        worker.loop.run_until_complete(worker.main_task)
+    except asyncio.CancelledError:
+        pass  # how a signal ends main()
+    finally:
+        try:
+            worker.loop.run_until_complete(asyncio.wait_for(worker.close(), CLOSE_WITHIN))
+        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            # Redis or PostgreSQL not answering: leave anyway. Whatever was not handed
+            # back is still pending in PostgreSQL; arq's lock on it expires.
+            log.warning("worker stopped without closing cleanly",
+                        extra={"error": exc.__class__.__name__})
