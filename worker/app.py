@@ -11,7 +11,7 @@ from core.settings import Settings
 from handlers import api, health, ops, paylinks, webhooks
 from handlers.intake import Intake
 from handlers.keys import INTAKE, SERVICES
-from handlers.middleware import api_auth, domain_errors
+from handlers.middleware import api_auth, domain_errors, unexpected_errors
 from worker.services import ACTIVE, make_processor, make_queue, make_services
 
 
@@ -33,7 +33,8 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[domain_errors, api_auth])
+    # Outermost first: unexpected_errors has the last word on anything the others let by.
+    app = web.Application(middlewares=[unexpected_errors, domain_errors, api_auth])
     app.cleanup_ctx.append(_services(settings))
     webhooks.add_routes(app, ACTIVE)
     app.router.add_get("/healthz", health.healthz)
