@@ -1,4 +1,5 @@
-"""Operations over HTTP (CONTRACT §8): reconcile, jobs, events and replay."""
+"""Operations over HTTP (CONTRACT §8): reconcile, jobs, events and replay, the outbox and
+retry."""
 
 from __future__ import annotations
 
@@ -43,8 +44,27 @@ async def replay(request: web.Request) -> web.Response:
     return web.json_response({"id": request.match_info["id"], "status": status}, status=202)
 
 
+async def outbox(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", "50")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 4:
+        raise Invalid("limit_invalid", "limit must be a whole number")
+    return web.json_response(await backlog.list_outbox(
+        services(request).pool, request.query.get("status") or None,
+        request.query.get("kind") or None, request.query.get("next") or None, int(raw)))
+
+
+async def retry(request: web.Request) -> web.Response:
+    found = services(request)
+    pk, status = await backlog.retry_outbox(found.pool, path_id(request))
+    if status == "pending":
+        await enqueue(found.queue, "outbox", pk)
+    return web.json_response({"id": pk, "status": status}, status=202)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/ops/reconcile", start_reconcile)
     app.router.add_get("/v1/ops/jobs/{id}", job)
     app.router.add_get("/v1/ops/events", events)
     app.router.add_post("/v1/ops/events/{id}/replay", replay)
+    app.router.add_get("/v1/ops/outbox", outbox)
+    app.router.add_post("/v1/ops/outbox/{id}/retry", retry)

@@ -7,7 +7,7 @@ the same key (the processor's idempotency key, the mail's Message-ID).
 
 A performer raises `PermanentError` for a failure that will not pass
 (recorded, not retried); anything else is retried with backoff, for up to
-GIVE_UP_AFTER.
+GIVE_UP_AFTER (from when it was owed, or from an operator's retry).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     retry_after: float | None = None
     async with ctx["services"].pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            """select id, kind, key, payload, attempts, created_at from outbox
+            """select id, kind, key, payload, attempts, created_at, retried_at from outbox
                where id = $1 and status = 'pending' for update skip locked""",
             outbox_id,
         )
@@ -101,7 +101,9 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
             result = await perform(ctx["services"], row["payload"], row["key"])
         except Exception as exc:
             reason = describe(exc)
-            too_old = datetime.now(UTC) - row["created_at"] > GIVE_UP_AFTER
+            # An operator's retry (ledger.backlog.retry_outbox) starts the clock again.
+            tried_since = row["retried_at"] or row["created_at"]
+            too_old = datetime.now(UTC) - tried_since > GIVE_UP_AFTER
             if isinstance(exc, PermanentError) or too_old:
                 await conn.execute(
                     """update outbox set status = 'failed', attempts = attempts + 1, reason = $2,

@@ -100,7 +100,8 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                         balance=balance, currency=facts.currency)
     if excess_refunded:
         await owe_refund(conn, payment["processor"], facts.payment_id, excess_refunded,
-                         key=f"refund-excess:{facts.payment_id}", reason="excess")
+                         key=f"refund-excess:{facts.payment_id}", reason="excess",
+                         invoice_id=invoice["id"])
     if facts.payment_request_id:
         await request_paid(conn, facts.invoice_id, facts.payment_request_id)
     after = await changed(conn, invoice, updated)

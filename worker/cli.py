@@ -61,9 +61,17 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--next", help="the cursor printed for the following page")
     rp = sub.add_parser("replay", help="apply a failed event again")
     rp.add_argument("event_id")
+    ob = sub.add_parser("outbox", help="list owed side effects (mails, refunds, session "
+                        "expiries), newest first")
+    ob.add_argument("--status", choices=["pending", "done", "failed"])
+    ob.add_argument("--kind", help="one kind, e.g. email, refund, expire_checkout")
+    ob.add_argument("--limit", type=int, default=50, help="a page, from 1 to 100")
+    ob.add_argument("--next", help="the cursor printed for the following page")
+    rt = sub.add_parser("retry", help="try a failed side effect again, under the same key")
+    rt.add_argument("outbox_id", type=int)
     inv = sub.add_parser("invoice", help="an invoice and everything that happened to it")
     inv.add_argument("invoice_id")
-    for command in (rec, ev, rp, inv):
+    for command in (rec, ev, rp, ob, rt, inv):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return top
 

@@ -1,4 +1,4 @@
-"""The operators' commands of `settle`: reconcile, events, replay, invoice.
+"""The operators' commands of `settle`: reconcile, events, replay, outbox, retry, invoice.
 
 They work on PostgreSQL directly (and Redis to queue), so they answer on a
 bad day even when `web` does not. A reconcile runs in this process through
@@ -115,6 +115,36 @@ async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
     return OK
 
 
+async def outbox(settings: Settings, status: str | None, kind: str | None, cursor: str | None,
+                 limit: int, as_json: bool) -> int:
+    pool = await open_pool(settings)
+    try:
+        page = await backlog.list_outbox(pool, status, kind, cursor, limit)
+    finally:
+        await pool.close()
+    human = table(page["items"], ["id", "kind", "status", "attempts", "invoice_id",
+                                  "created_at", "reason"])
+    if page["next"]:
+        human += f"\nmore: settle outbox --next {page['next']}"
+    emit(page, as_json, human)
+    return OK
+
+
+async def retry(settings: Settings, outbox_id: str, as_json: bool) -> int:
+    pool = await open_pool(settings)
+    queue = make_queue(settings)
+    try:
+        pk, status = await backlog.retry_outbox(pool, outbox_id)
+        queued = status == "pending" and await enqueue(queue, "outbox", pk)
+    finally:
+        await queue.aclose()
+        await pool.close()
+    human = (f"outbox {pk}: queued again" if status == "pending"
+             else f"outbox {pk} is {status}: nothing to retry")
+    emit({"id": pk, "status": status, "queued": queued}, as_json, human)
+    return OK
+
+
 async def invoice(settings: Settings, invoice_id: str, as_json: bool) -> int:
     pool = await open_pool(settings)
     try:
@@ -138,6 +168,11 @@ def run(command: str, settings: Settings, args: Any) -> int:
             return asyncio.run(events(settings, args.status, args.next, args.limit, args.json))
         if command == "replay":
             return asyncio.run(replay(settings, args.event_id, args.json))
+        if command == "outbox":
+            return asyncio.run(outbox(settings, args.status, args.kind, args.next, args.limit,
+                                      args.json))
+        if command == "retry":
+            return asyncio.run(retry(settings, str(args.outbox_id), args.json))
         return asyncio.run(invoice(settings, args.invoice_id, args.json))
     except DomainError as error:
         print(f"settle: {error.message}", file=sys.stderr)
