@@ -57,17 +57,18 @@ async def connect(dsn: str, *, create: bool = False,
     except asyncpg.InvalidCatalogNameError:
         if not create:
             raise
-        await create_database(dsn)
+        await create_database(dsn, statement_cache_size=statement_cache_size)
         conn = await asyncpg.connect(dsn, timeout=10, statement_cache_size=statement_cache_size)
     await _init(conn)
     return conn
 
 
-async def create_database(dsn: str) -> None:
+async def create_database(dsn: str, *,
+                          statement_cache_size: int = STATEMENT_CACHE_SIZE) -> None:
     parts = urlsplit(dsn)
     name = parts.path.lstrip("/")
     admin_dsn = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    admin = await asyncpg.connect(admin_dsn, timeout=10)
+    admin = await asyncpg.connect(admin_dsn, timeout=10, statement_cache_size=statement_cache_size)
     try:
         await admin.execute('create database "{}"'.format(name.replace('"', '""')))
     except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
