@@ -21,9 +21,16 @@ async def _init(conn: asyncpg.Connection) -> None:
                                   schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+# asyncpg's own default. 0 turns the cache off: pgbouncer in transaction pooling mode
+# (before 1.21's max_prepared_statements) cannot keep a connection's named statements.
+STATEMENT_CACHE_SIZE = 100
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
+                      statement_cache_size: int = STATEMENT_CACHE_SIZE) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init,
+        statement_cache_size=statement_cache_size,
         # Fail fast when the database is gone: a webhook gets a 503 and a job a retry.
         timeout=5, command_timeout=30,
         # Drop idle connections so a restarted server is found again quickly.
@@ -42,24 +49,26 @@ async def close_pool(pool: asyncpg.Pool, timeout: float = 5.0) -> None:
         pool.terminate()
 
 
-async def connect(dsn: str, *, create: bool = False) -> asyncpg.Connection:
+async def connect(dsn: str, *, create: bool = False,
+                  statement_cache_size: int = STATEMENT_CACHE_SIZE) -> asyncpg.Connection:
     """One connection; with `create`, make the database first when it is missing."""
     try:
-        conn = await asyncpg.connect(dsn, timeout=10)
+        conn = await asyncpg.connect(dsn, timeout=10, statement_cache_size=statement_cache_size)
     except asyncpg.InvalidCatalogNameError:
         if not create:
             raise
-        await create_database(dsn)
-        conn = await asyncpg.connect(dsn, timeout=10)
+        await create_database(dsn, statement_cache_size=statement_cache_size)
+        conn = await asyncpg.connect(dsn, timeout=10, statement_cache_size=statement_cache_size)
     await _init(conn)
     return conn
 
 
-async def create_database(dsn: str) -> None:
+async def create_database(dsn: str, *,
+                          statement_cache_size: int = STATEMENT_CACHE_SIZE) -> None:
     parts = urlsplit(dsn)
     name = parts.path.lstrip("/")
     admin_dsn = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    admin = await asyncpg.connect(admin_dsn, timeout=10)
+    admin = await asyncpg.connect(admin_dsn, timeout=10, statement_cache_size=statement_cache_size)
     try:
         await admin.execute('create database "{}"'.format(name.replace('"', '""')))
     except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):

@@ -8,11 +8,15 @@ arq's job keys are global to a Redis database, so the queue name is part of
 every job id: deployments sharing one Redis (QUEUE_NAME) never see each
 other's `event:1`. A failed enqueue loses nothing: the row is still pending
 in PostgreSQL and the sweeper queues it again.
+
+With Redis Sentinel, the sentinels say where the master is (asked again after
+a failover); the Redis URL then gives only the database, the login and TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -24,6 +28,7 @@ from arq.constants import expires_extra_ms, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import ConnectionPool
+from redis.asyncio.sentinel import Sentinel
 
 log = logging.getLogger("settle.queue")
 
@@ -41,15 +46,37 @@ def deserialize(data: bytes) -> Any:
     return json.loads(data)
 
 
-def redis_settings(url: str) -> RedisSettings:
-    return RedisSettings.from_dsn(url)
+Sentinels = Sequence[tuple[str, int]]
 
 
-def queue_client(url: str, queue_name: str) -> ArqRedis:
+def redis_settings(url: str, *, sentinels: Sentinels = (),
+                   sentinel_master: str | None = None) -> RedisSettings:
+    """arq's connection settings (the worker's)."""
+    settings = RedisSettings.from_dsn(url)
+    if not sentinels:
+        return settings
+    return dataclasses.replace(settings, host=list(sentinels), sentinel=True,
+                               sentinel_master=sentinel_master or "")
+
+
+def queue_client(url: str, queue_name: str, *, sentinels: Sentinels = (),
+                 sentinel_master: str | None = None) -> ArqRedis:
     """A client that does not connect until used, so `web` starts with Redis down."""
-    pool = ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-    return ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
-                    default_queue_name=queue_name)
+    timeouts = {"socket_connect_timeout": 1, "socket_timeout": 2}
+    if not sentinels:
+        pool = ConnectionPool.from_url(url, **timeouts)
+        return ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
+                        default_queue_name=queue_name)
+    conf = RedisSettings.from_dsn(url)
+    # The sentinels are asked with the same timeouts (redis-py passes them the
+    # socket_* options); the master is connected to with the URL's login.
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels), db=conf.database, username=conf.username, password=conf.password,
+        ssl=conf.ssl, **timeouts)
+    client: ArqRedis = sentinel.master_for(sentinel_master or "", redis_class=ArqRedis)
+    client.job_serializer, client.job_deserializer = serialize, deserialize
+    client.default_queue_name = queue_name
+    return client
 
 
 def job_id(queue_name: str, kind: str, ident: int | str) -> str:

@@ -21,6 +21,7 @@ OverpaymentPolicy = Literal["credit", "refund"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _OFFSET = re.compile(r"^(\d+)([smhd])$")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 class SettingsError(Exception):
@@ -30,7 +31,14 @@ class SettingsError(Exception):
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    # Not in the contract's table: asyncpg's cache of prepared statements per
+    # connection; 0 turns it off, for pgbouncer in transaction pooling mode.
+    database_statement_cache_size: int = 100
     redis_url: str = DEFAULT_REDIS_URL
+    # Not in the contract's table: Redis Sentinel. When set, the sentinels say
+    # where the master is, and REDIS_URL gives only the database, login and TLS.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
     queue_name: str = "settle"
     port: int = 8080
     public_url: str = "http://localhost:8080"
@@ -54,6 +62,9 @@ class Settings:
     # Not in the contract's table: how long one job may run before arq gives up on
     # it. A killed worker's job is picked up again this long (+10 s) later.
     job_timeout_seconds: int = 20
+    # Not in the contract's table: on SIGTERM, how long running jobs may finish before
+    # they are cancelled and handed back; a worker is gone within this + 5 s.
+    shutdown_grace_seconds: int = 5
     # Not in the contract's table: how often every open invoice is reconciled.
     reconcile_interval_seconds: int = 86400
 
@@ -64,11 +75,23 @@ class Settings:
             return value or None
 
         port = _int(env, "PORT", 8080, low=1, high=65535)
+        sentinels = _sentinels(get("REDIS_SENTINELS"))
+        sentinel_master = get("REDIS_SENTINEL_MASTER")
+        if sentinels and not sentinel_master:
+            raise SettingsError("REDIS_SENTINEL_MASTER must name the master when REDIS_SENTINELS "
+                                "is set")
+        if sentinel_master and not sentinels:
+            raise SettingsError("REDIS_SENTINELS must list the sentinels (host:port,...) when "
+                                "REDIS_SENTINEL_MASTER is set")
         return cls(
             database_url=_url(get("DATABASE_URL") or DEFAULT_DATABASE_URL, "DATABASE_URL",
                               ("postgres", "postgresql")),
+            database_statement_cache_size=_int(env, "DATABASE_STATEMENT_CACHE_SIZE", 100, low=0,
+                                               high=100_000),
             redis_url=_url(get("REDIS_URL") or DEFAULT_REDIS_URL, "REDIS_URL",
                            ("redis", "rediss", "unix")),
+            redis_sentinels=sentinels,
+            redis_sentinel_master=sentinel_master,
             queue_name=get("QUEUE_NAME") or "settle",
             port=port,
             public_url=_url(get("PUBLIC_URL") or f"http://localhost:{port}", "PUBLIC_URL",
@@ -92,6 +115,7 @@ class Settings:
             inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 60, low=0),
             overpayment_policy=_choice(env, "OVERPAYMENT_POLICY", ("credit", "refund")),  # type: ignore[arg-type]
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 20, low=1, high=300),
+            shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 5, low=0, high=300),
             reconcile_interval_seconds=_int(env, "RECONCILE_INTERVAL_SECONDS", 86400, low=60),
         )
 
@@ -129,6 +153,20 @@ def _url(raw: str | None, name: str, schemes: tuple[str, ...]) -> str:
 
 def _list(raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
+def _sentinels(raw: str | None) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` (an IPv6 host in brackets: `[::1]:26379`)."""
+    found = []
+    for item in _list(raw):
+        host, _, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not host or not _PORT.fullmatch(port) or not 0 < int(port) < 65536 \
+                or any(c.isspace() or c in "/@[]" for c in host):
+            raise SettingsError(f"REDIS_SENTINELS={raw!r} must be host:port pairs separated by "
+                                "commas")
+        found.append((host, int(port)))
+    return tuple(found)
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -1,15 +1,19 @@
-"""Bearer tokens for /v1, and domain errors mapped to the contract's error bodies."""
+"""Bearer tokens for /v1, domain errors mapped to the contract's error bodies, and the
+last word on anything else."""
 
 from __future__ import annotations
 
 import hmac
+import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from core.errors import DomainError
+from core.errors import DomainError, is_transient
 from handlers.errors import error
 from handlers.keys import services
+
+log = logging.getLogger("settle.http")
 
 
 def token_accepted(header: str | None, tokens: tuple[str, ...]) -> bool:
@@ -42,3 +46,34 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error(404, "not_found", "no such route")
     except web.HTTPMethodNotAllowed:
         return error(405, "method_not_allowed", "method not allowed on this route")
+
+
+def route_of(request: web.Request) -> str:
+    """The route's pattern (`/pay/{token}`), never the path: a path may hold a token."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
+@web.middleware
+async def unexpected_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What no handler answered: the one place it is logged, and answered in the
+    contract's shape without the exception's text (which may hold anything).
+
+    Trouble that passes by itself (`is_transient`: the database refusing
+    connections, Redis away) is expected: one warning line and a 503. Anything
+    else is a bug: its traceback, once, and a 500. aiohttp never sees either,
+    so it logs nothing more.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise  # an answer (a redirect, a 404), not an error
+    except Exception as exc:
+        facts = {"method": request.method, "route": route_of(request),
+                 "error": exc.__class__.__name__}
+        if is_transient(exc):
+            log.warning("request failed: unavailable", extra=facts)
+            return error(503, "unavailable", "a service settle needs did not answer; "
+                         "retry later")
+        log.exception("request failed: unexpected error", extra=facts)
+        return error(500, "internal", "an unexpected error occurred; it has been logged")

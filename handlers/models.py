@@ -60,3 +60,10 @@ class EventsQuery(Query):
     status: Literal["pending", "processed", "ignored", "failed"] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
     next: Annotated[str, Field(max_length=200)] | None = None
+
+
+class OutboxQuery(Query):
+    status: Literal["pending", "done", "failed"] | None = None
+    kind: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    next: Annotated[str, Field(max_length=200)] | None = None

@@ -1,4 +1,5 @@
-"""Operations over HTTP (CONTRACT §8): reconcile, jobs, events and replay."""
+"""Operations over HTTP (CONTRACT §8): reconcile, jobs, events and replay, the outbox and
+retry."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from aiohttp import web
 
 from core.queue import enqueue
 from handlers.keys import services
-from handlers.models import EventsQuery, ReconcileIn
+from handlers.models import EventsQuery, OutboxQuery, ReconcileIn
 from handlers.validation import body, path_id, query
 from ledger import backlog, reconcile
 
@@ -36,8 +37,24 @@ async def replay(request: web.Request) -> web.Response:
     return web.json_response({"id": event_id, "status": status}, status=202)
 
 
+async def outbox(request: web.Request) -> web.Response:
+    asked = query(request, OutboxQuery)
+    return web.json_response(await backlog.list_outbox(
+        services(request).pool, asked.status, asked.kind, asked.next, asked.limit))
+
+
+async def retry(request: web.Request) -> web.Response:
+    found = services(request)
+    pk, status = await backlog.retry_outbox(found.pool, path_id(request))
+    if status == "pending":
+        await enqueue(found.queue, "outbox", pk)
+    return web.json_response({"id": pk, "status": status}, status=202)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/ops/reconcile", start_reconcile)
     app.router.add_get("/v1/ops/jobs/{id}", job)
     app.router.add_get("/v1/ops/events", events)
     app.router.add_post("/v1/ops/events/{id}/replay", replay)
+    app.router.add_get("/v1/ops/outbox", outbox)
+    app.router.add_post("/v1/ops/outbox/{id}/retry", retry)

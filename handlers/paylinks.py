@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from core.errors import NotFound
+from core.errors import NotFound, is_transient
 from handlers.keys import services
 from handlers.validation import path_token
 from ledger import checkout
@@ -53,7 +53,11 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         return page("Link not found", "This payment link does not exist. Please check the "
                     "address, or ask the sender for a new link.", 404)
     except Exception as exc:  # Stripe or the database unreachable: the customer can retry
-        log.warning("pay link unavailable", extra={"error": exc.__class__.__name__})
+        # Never the token: it is the link's secret. A traceback only for the unexpected.
+        if is_transient(exc):
+            log.warning("pay link unavailable", extra={"error": exc.__class__.__name__})
+        else:
+            log.exception("pay link unavailable", extra={"error": exc.__class__.__name__})
         return page("Please try again", "Payments are unavailable for a moment. Please try "
                     "again in a few minutes.", 503)
     if isinstance(result, checkout.Gone):

@@ -181,7 +181,6 @@ async def body(request: web.Request, model: type[M], *, optional: bool = False) 
 def query(request: web.Request, model: type[M]) -> M:
     """The query string as `model` (an empty value counts as absent)."""
     data = {key: value for key, value in request.query.items() if value != ""}
-    _check_strings(data)
     return validate(model, data)
 
 

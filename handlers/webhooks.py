@@ -13,6 +13,7 @@ import time
 import asyncpg
 from aiohttp import web
 
+from core.errors import is_transient
 from core.metrics import WEBHOOKS
 from core.processor import BadEvent, SignatureError
 from handlers.errors import error
@@ -62,7 +63,13 @@ async def receive(request: web.Request) -> web.Response:
         # What JSON allows and PostgreSQL's jsonb does not (\u0000, NaN...).
         return _refuse(400, "event_invalid", "event cannot be stored as JSON")
     except Exception as exc:
-        log.warning("webhook not recorded", extra={**facts, "error": exc.__class__.__name__})
+        # The database down is expected now and then: one line. Anything else is a bug
+        # worth its traceback. Either way the processor retries on a 503.
+        failure = {**facts, "error": exc.__class__.__name__}
+        if is_transient(exc):
+            log.warning("webhook not recorded", extra=failure)
+        else:
+            log.exception("webhook not recorded", extra=failure)
         WEBHOOKS.labels("unavailable").inc()
         return error(503, "unavailable", "the event could not be recorded; retry later")
 

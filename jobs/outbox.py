@@ -10,7 +10,8 @@ job's timeout, so a hung server is an attempt that counts, with backoff.
 
 A performer raises `PermanentError` for a failure that will not pass
 (recorded, not retried); anything else is retried with backoff for up to
-GIVE_UP_AFTER, then recorded as failed (listed for operators, retryable).
+GIVE_UP_AFTER (from when it was owed, or from an operator's retry), then
+recorded as failed (listed for operators, retryable).
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
             log.info("side effect done", extra=facts)
             return "done"
         reason = describe(exc)
-        too_old = datetime.now(UTC) - row["created_at"] > GIVE_UP_AFTER
+        # An operator's retry (ledger.backlog.retry_outbox) starts the clock again.
+        too_old = datetime.now(UTC) - (row["retried_at"] or row["created_at"]) > GIVE_UP_AFTER
         if isinstance(exc, PermanentError) or too_old:
             async with services.books.transaction() as conn:
                 await outbox.record_failed(conn, outbox_id, reason)

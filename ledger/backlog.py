@@ -1,9 +1,11 @@
-"""The backlog as operators see it: events by status, newest first, and replays."""
+"""The backlog as operators see it: events and owed side effects (the outbox) by status,
+newest first, and replaying or retrying the failed ones."""
 
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -11,6 +13,13 @@ import asyncpg
 from core.errors import Invalid, NotFound
 
 EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
+OUTBOX_STATUSES = ("pending", "done", "failed")
+OUTBOX_PAGE = (1, 100)
+# Kinds name what is done (email, refund, expire_checkout...); a filter is one such name.
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# An outbox id is a bigint (a whole number past its range names no row).
+_OUTBOX_ID = re.compile(r"[0-9]{1,255}")
+_BIGINT_MAX = 2**63 - 1
 
 
 def iso(value: datetime | None) -> str | None:
@@ -24,12 +33,13 @@ def _cursor(received_at: datetime, pk: int) -> str:
 def _uncursor(cursor: str) -> tuple[datetime, int]:
     try:
         stamp, _, pk = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        at, row = datetime.fromisoformat(stamp), int(pk)
-    except ValueError:
-        row = -1
-    if not 0 <= row < 2**63:
-        raise Invalid("cursor_invalid", "next is not a cursor this service gave")
-    return at, row
+        at, before = datetime.fromisoformat(stamp), int(pk)
+        # Only what _cursor makes: an aware time, a row id PostgreSQL can hold.
+        if at.tzinfo is None or not 0 <= before <= _BIGINT_MAX:
+            raise ValueError(cursor)
+        return at.astimezone(UTC), before
+    except (ValueError, OverflowError):
+        raise Invalid("cursor_invalid", "next is not a cursor this service gave") from None
 
 
 async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None,
@@ -72,4 +82,61 @@ async def replay_event(pool: asyncpg.Pool, event_id: str) -> tuple[int, str]:
                                   event_id)
     if row is None:
         raise NotFound("event", event_id)
+    return row["id"], row["status"]
+
+
+async def list_outbox(pool: asyncpg.Pool, status: str | None, kind: str | None,
+                      cursor: str | None, limit: int = 50) -> dict[str, Any]:
+    """Owed side effects (mails, processor refunds and session expiries...), newest first,
+    `limit` a page, `next` the cursor of the following page (or None)."""
+    if status is not None and status not in OUTBOX_STATUSES:
+        raise Invalid("status_invalid", f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+    if kind is not None and not _KIND.fullmatch(kind):
+        raise Invalid("kind_invalid", "kind is a name like email or refund")
+    low, high = OUTBOX_PAGE
+    if not low <= limit <= high:
+        raise Invalid("limit_invalid", f"limit must be from {low} to {high}")
+    before = _uncursor(cursor) if cursor else None
+    rows = await pool.fetch(
+        """select id, kind, key, status, reason, attempts, invoice_id, created_at, done_at
+           from outbox
+           where ($1::text is null or status = $1)
+             and ($2::text is null or kind = $2)
+             and ($3::timestamptz is null or (created_at, id) < ($3, $4))
+           order by created_at desc, id desc limit $5""",
+        status, kind, before[0] if before else None, before[1] if before else 0, limit + 1,
+    )
+    page = rows[:limit]
+    return {
+        "items": [{"id": r["id"], "kind": r["kind"], "key": r["key"], "status": r["status"],
+                   "reason": r["reason"], "attempts": r["attempts"],
+                   "invoice_id": r["invoice_id"], "created_at": iso(r["created_at"]),
+                   "done_at": iso(r["done_at"])} for r in page],
+        "next": _cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None,
+    }
+
+
+async def retry_outbox(pool: asyncpg.Pool, outbox_id: str) -> tuple[int, str]:
+    """Make a failed side effect pending again; (its id, its status now).
+
+    It keeps its key, so the processor's idempotency key and the mail's
+    Message-ID are the same as before: an effect that did happen after all is
+    not performed twice. A row that has not failed is left as it is.
+    """
+    if not _OUTBOX_ID.fullmatch(outbox_id):
+        raise Invalid("id_invalid", "an outbox id is a whole number")
+    pk = int(outbox_id)
+    if pk > _BIGINT_MAX:
+        raise NotFound("outbox entry", outbox_id)
+    row = await pool.fetchrow(
+        """update outbox set status = 'pending', attempts = 0, done_at = null,
+                  lease_until = null, next_attempt_at = now(),
+                  retried_at = now(), reason = 'retried after: ' || coalesce(reason, '')
+           where id = $1 and status = 'failed'
+           returning id, status""",
+        pk)
+    if row is None:
+        row = await pool.fetchrow("select id, status from outbox where id = $1", pk)
+    if row is None:
+        raise NotFound("outbox entry", outbox_id)
     return row["id"], row["status"]

@@ -18,11 +18,14 @@ MailKind = Literal["payment_request", "reminder", "payment_received", "invoice_p
                    "credit_issued", "refund_issued", "credit_note_issued"]
 
 
-async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, Any]) -> None:
+async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, Any], *,
+              invoice_id: str | None) -> None:
+    """One side effect, owed once under `key`; `invoice_id` is the invoice it is about
+    (operators list side effects with it), None when it is about none."""
     await conn.execute(
-        """insert into outbox (kind, key, payload) values ($1, $2, $3)
+        """insert into outbox (kind, key, payload, invoice_id) values ($1, $2, $3, $4)
            on conflict (key) do nothing""",
-        kind, key, json.dumps(payload),
+        kind, key, json.dumps(payload), invoice_id,
     )
 
 
@@ -32,16 +35,18 @@ async def owe_email(conn: asyncpg.Connection, kind: MailKind, key: str, *, invoi
     """A mail; the payload holds what the mail says, as of this moment."""
     await owe(conn, "email", f"mail:{kind}:{key}",
               {"kind": kind, "invoice_id": invoice_id, "to": to, "cc": cc or [],
-               "bcc": bcc or [], "context": context})
+               "bcc": bcc or [], "context": context}, invoice_id=invoice_id)
 
 
 async def owe_refund(conn: asyncpg.Connection, processor: str, payment_id: str,
-                     amount: int, *, key: str, reason: str, refund_id: str) -> None:
-    """A refund through the processor, with `key` as its idempotency key; `refund_id` is
-    settle's row for it (`ledger.refunds`), which the processor's answer completes."""
+                     amount: int, *, key: str, reason: str, refund_id: str,
+                     invoice_id: str) -> None:
+    """A refund of a payment of `invoice_id` through the processor, with `key` as its
+    idempotency key; `refund_id` is settle's row for it (`ledger.refunds`), which the
+    processor's answer completes."""
     await owe(conn, "refund", key, {"processor": processor, "payment_id": payment_id,
                                     "amount": amount, "reason": reason,
-                                    "refund_id": refund_id})
+                                    "refund_id": refund_id}, invoice_id=invoice_id)
 
 
 async def owe_expiry(conn: asyncpg.Connection, invoice_id: str, *,
@@ -49,9 +54,9 @@ async def owe_expiry(conn: asyncpg.Connection, invoice_id: str, *,
     """Owe an expiry at the processor for every open checkout session of the invoice
     (or of one of its requests, or one session)."""
     await conn.execute(
-        """insert into outbox (kind, key, payload)
+        """insert into outbox (kind, key, payload, invoice_id)
            select 'expire_checkout', 'expire:' || id,
-                  jsonb_build_object('processor', processor, 'session_id', id)
+                  jsonb_build_object('processor', processor, 'session_id', id), invoice_id
            from checkout_sessions
            where invoice_id = $1 and status = 'open'
              and ($2::text is null or payment_request_id = $2)
@@ -100,7 +105,7 @@ async def claim(pool: asyncpg.Pool, outbox_id: int, lease: float) -> asyncpg.Rec
                   attempts = attempts + 1
            where id = $1 and status = 'pending'
              and (lease_until is null or lease_until < now())
-           returning id, kind, key, payload, attempts, created_at""",
+           returning id, kind, key, payload, attempts, created_at, retried_at""",
         outbox_id, lease)
     return row
 

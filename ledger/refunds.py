@@ -74,7 +74,7 @@ async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount:
         await settle_payment(conn, held.invoice["id"], payment["id"])
     else:
         await owe_refund(conn, payment["processor"], payment["id"], amount, key=refund_id,
-                         reason=purpose, refund_id=refund_id)
+                         reason=purpose, refund_id=refund_id, invoice_id=payment["invoice_id"])
 
 
 async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id: str,
@@ -259,7 +259,8 @@ async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment:
     audience = await invoice_audience(conn, invoice["id"])
     await owe_email(conn, "credit_issued", f"fallback:{payment['id']}:{credit_note_id or ''}",
                     invoice_id=invoice["id"], to=audience["to"][:1], number=audience["number"],
-                    credited=amount, balance=balance, currency=payment["currency"])
+                    credited=amount, balance=balance, currency=payment["currency"],
+                    because="refund_failed")
 
 
 async def _refund_mail(conn: asyncpg.Connection, invoice: asyncpg.Record,

@@ -22,6 +22,8 @@ SUBJECTS = {
     "payment_received": "Payment received: {amount} for invoice {number}",
     "invoice_paid": "Invoice {number} is paid",
     "credit_issued": "{credited} credit added to your account",
+    "refund_issued": "Refund of {amount} for invoice {number}",
+    "credit_note_issued": "Credit note of {amount} for invoice {number}",
 }
 
 

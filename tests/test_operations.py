@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import subprocess
@@ -9,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SETTLE, process_env, wait_for, worker_ctx
+from notify.render import message_id
+from tests.conftest import ROOT, SETTLE, process_env, replace, wait_for, worker_ctx
+from tests.mailserver import MailServer
 from tests.service import Service
 from sandbox.events import event, payment_intent_succeeded, session_completed
 from sandbox.stripe import StripeStandIn
@@ -199,8 +202,10 @@ async def test_scheduled_reconcile_runs_daily_by_default(svc: Service) -> None:
     from core.queue import queue_client
     from worker.runner import worker_options
 
+    # Crons are named per QUEUE_NAME, so deployments sharing a Redis each run theirs.
+    name = f"{svc.settings.queue_name}:cron:scheduled_reconcile"
     [cron] = [c for c in worker_options(svc.settings)["cron_jobs"]
-              if isinstance(c, CronJob) and c.name == "cron:scheduled_reconcile"]
+              if isinstance(c, CronJob) and c.name == name]
     assert (cron.hour, cron.minute, cron.second) == ({0}, 0, 0)
     await svc.invoice("inv_1", 1_000)
     queue = queue_client(svc.settings.redis_url, svc.settings.queue_name)
@@ -211,3 +216,140 @@ async def test_scheduled_reconcile_runs_daily_by_default(svc: Service) -> None:
     await svc.settle()
     job = await svc.call("GET", f"/v1/ops/jobs/{job_id}")
     assert job["status"] == "complete" and job["result"]["checked"] == 1
+
+
+OUTBOX_FIELDS = {"id", "kind", "key", "status", "reason", "attempts", "invoice_id",
+                 "created_at", "done_at"}
+
+
+async def test_failed_mail_is_listed_retried_and_delivered_once(svc: Service,
+                                                                mail: MailServer) -> None:
+    mail.answer = "550 5.1.1 No such mailbox"
+    await svc.invoice("inv_1", 10_000)
+    await svc.deliver(session_completed("inv_1", 4_000, "pi_1"))
+    failed = await svc.call("GET", "/v1/ops/outbox?status=failed")
+    [item] = failed["items"]
+    assert set(item) == OUTBOX_FIELDS and failed["next"] is None
+    assert (item["kind"], item["key"], item["status"], item["attempts"], item["invoice_id"]) == (
+        "email", "mail:payment_received:pi_1", "failed", 1, "inv_1")
+    assert "550" in item["reason"] and item["created_at"] and item["done_at"]
+
+    mail.answer = None  # the mailbox was fixed
+    retried = await svc.call("POST", f"/v1/ops/outbox/{item['id']}/retry", expect=202)
+    assert retried == {"id": item["id"], "status": "pending"}
+    assert (await svc.call("GET", "/v1/ops/outbox?status=failed"))["items"] == []
+    await svc.settle()
+    [received] = mail.of_kind("payment_received")
+    # The same notification: the same key, so the same Message-ID.
+    assert received.message["Message-ID"] == message_id("mail:payment_received:pi_1",
+                                                        "billing@localhost")
+    [done] = [i for i in (await svc.call("GET", "/v1/ops/outbox?status=done"))["items"]
+              if i["id"] == item["id"]]
+    assert (done["status"], done["reason"], done["attempts"]) == ("done", None, 1)
+
+    # Retrying what is done changes nothing and sends nothing.
+    again = await svc.call("POST", f"/v1/ops/outbox/{item['id']}/retry", expect=202)
+    assert again == {"id": item["id"], "status": "done"}
+    await svc.settle()
+    assert len(mail.of_kind("payment_received")) == 1
+
+
+async def test_outbox_is_paginated_newest_first_and_names_each_invoice(
+        paying: Service, standin: StripeStandIn) -> None:
+    await paying.invoice("inv_1", 10_000)
+    request = await paying.request("inv_1", 3_000)
+    await paying.open_link(request["url"])
+    await paying.call("POST", f"/v1/payment-requests/{request['id']}/cancel")
+    refunding = Service(paying.client, replace(paying.settings, overpayment_policy="refund"),
+                        paying.db)
+    await paying.invoice("inv_2", 1_000)
+    await refunding.deliver(session_completed("inv_2", 1_500, "pi_2"))
+
+    everything = [i for i in (await paying.call("GET", "/v1/ops/outbox"))["items"]]
+    by_kind = {i["kind"]: i for i in reversed(everything)}
+    assert by_kind["expire_checkout"]["invoice_id"] == "inv_1"
+    assert by_kind["refund"]["invoice_id"] == "inv_2"
+    assert {i["invoice_id"] for i in everything if i["kind"] == "email"} == {"inv_1", "inv_2"}
+    assert all(i["status"] == "done" for i in everything)
+
+    seen: list[int] = []
+    page = await paying.call("GET", "/v1/ops/outbox?limit=2")
+    while True:
+        assert len(page["items"]) <= 2
+        seen += [i["id"] for i in page["items"]]
+        if page["next"] is None:
+            break
+        page = await paying.call("GET", f"/v1/ops/outbox?limit=2&next={page['next']}")
+    assert seen == [i["id"] for i in everything] and len(seen) == len(set(seen)) >= 4
+    stamps = [(i["created_at"], i["id"]) for i in everything]
+    assert stamps == sorted(stamps, reverse=True)
+    [refund] = (await paying.call("GET", "/v1/ops/outbox?kind=refund&status=done"))["items"]
+    assert refund["key"] == "refund-excess:pi_2"
+    assert (await paying.call("GET", "/v1/ops/outbox?kind=webhook"))["items"] == []
+
+
+@pytest.mark.parametrize("query,code", [
+    ("status=weird", "status_invalid"),
+    ("status=processed", "status_invalid"),
+    ("kind=%00", "kind_invalid"),
+    ("kind=" + "e" * 65, "kind_invalid"),
+    ("kind=%ED%A0%80", "kind_invalid"),
+    ("next=garbage", "cursor_invalid"),
+    ("next=" + base64.urlsafe_b64encode(b"2026-01-01T00:00:00+00:00|99999999999999999999")
+     .decode(), "cursor_invalid"),
+    ("next=" + base64.urlsafe_b64encode(b"0001-01-01T00:00:00+05:00|1").decode(),
+     "cursor_invalid"),
+    ("limit=0", "limit_invalid"),
+    ("limit=101", "limit_invalid"),
+    ("limit=abc", "limit_invalid"),
+    ("limit=" + "9" * 5000, "limit_invalid"),
+])
+async def test_outbox_listing_refuses_bad_input(svc: Service, query: str, code: str) -> None:
+    assert (await svc.call("GET", f"/v1/ops/outbox?{query}", expect=422))["error"][
+        "code"] == code
+
+
+@pytest.mark.parametrize("ident,status,code", [
+    ("12345", 404, "not_found"),
+    ("99999999999999999999999", 404, "not_found"),
+    ("9223372036854775808", 404, "not_found"),
+    ("abc", 422, "id_invalid"),
+    ("-1", 422, "id_invalid"),
+    ("1.5", 422, "id_invalid"),
+    ("%00", 422, "id_invalid"),
+])
+async def test_retrying_an_unknown_or_malformed_outbox_id(svc: Service, ident: str, status: int,
+                                                          code: str) -> None:
+    answer = await svc.call("POST", f"/v1/ops/outbox/{ident}/retry", expect=status)
+    assert answer["error"]["code"] == code
+
+
+async def test_cli_lists_and_retries_a_failed_mail(svc: Service, mail: MailServer) -> None:
+    mail.answer = "550 5.1.1 No such mailbox"
+    await svc.invoice("inv_1", 10_000)
+    await svc.deliver(session_completed("inv_1", 4_000, "pi_1"))
+    outbox_id = await svc.db.fetchval(
+        "select id from outbox where key = 'mail:payment_received:pi_1'")
+
+    listed = cli(svc, "outbox", "--status", "failed", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [item] = json.loads(listed.stdout)["items"]
+    assert (item["id"], item["status"], item["invoice_id"]) == (outbox_id, "failed", "inv_1")
+    table = cli(svc, "outbox", "--status", "failed", "--kind", "email")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:4] == ["id", "kind", "status", "attempts"]
+    assert "550" in table.stdout and "mail" not in cli(svc, "outbox", "--kind", "refund").stdout
+
+    mail.answer = None
+    retried = cli(svc, "retry", str(outbox_id))
+    assert retried.returncode == 0 and "queued again" in retried.stdout, retried.stderr
+    await svc.settle()
+    assert len(mail.of_kind("payment_received")) == 1
+    again = cli(svc, "retry", str(outbox_id), "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "done"
+
+    assert cli(svc, "retry", "424242").returncode == 4
+    assert cli(svc, "retry", "abc").returncode == 2
+    assert cli(svc, "outbox", "--status", "bogus").returncode == 2
+    assert cli(svc, "outbox", "--limit", "0").returncode == 1
+    assert cli(svc, "outbox", "--next", "garbage").returncode == 1

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import aiohttp
 import asyncpg
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import (
@@ -91,3 +95,109 @@ async def test_killed_worker_mid_job_event_processed_exactly_once(
         second.send_signal(signal.SIGTERM)
         second.wait(20)
     assert await db.fetchval("select count(*) from test_probe_effects") == 1
+
+
+def probe_worker(settings: Settings, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tests.probe_worker"],
+                            env=process_env(settings, **env), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+async def mid_job(db: asyncpg.Pool) -> bool:
+    """The probe's effect is written, not committed: its job is running."""
+    return bool(await db.fetchval(
+        "select count(*) from pg_stat_activity where query like "
+        "'insert into test_probe_effects%' and state = 'idle in transaction'"))
+
+
+async def stopped(process: subprocess.Popen[str], within: float) -> tuple[float, str]:
+    """SIGTERM, then (seconds until the process was gone, its stderr); a process still
+    there after `within` seconds is killed and reported as taking forever."""
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate(timeout=10)
+        return float("inf"), stderr
+    return time.monotonic() - started, stderr
+
+
+async def test_sigterm_lets_a_running_job_finish_within_the_grace(
+        client: TestClient, db: asyncpg.Pool, settings: Settings) -> None:
+    settings = replace(settings, job_timeout_seconds=60)
+    raw, headers = signed(event("settle.test_probe", {"object": "probe", "sleep": 2}))
+    worker = probe_worker(settings, SHUTDOWN_GRACE_SECONDS="15")
+    try:
+        assert (await client.post("/webhooks/stripe", data=raw, headers=headers)).status == 200
+        await wait_for(lambda: mid_job(db), timeout=30, interval=0.05)
+        took, stderr = await stopped(worker, within=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    # Done by this worker, which then left at once rather than at the end of its grace.
+    assert await db.fetchval("select status from events") == "processed"
+    assert await db.fetchval("select count(*) from test_probe_effects") == 1
+    assert took < 12, (took, stderr[-2000:])
+
+
+async def test_sigterm_mid_job_worker_exits_within_its_grace_and_hands_the_job_back(
+        client: TestClient, db: asyncpg.Pool, settings: Settings) -> None:
+    # A job far longer than the grace, and a job timeout longer still: only the
+    # shutdown grace can end it.
+    settings = replace(settings, job_timeout_seconds=120, inbox_sweep_after_seconds=1)
+    raw, headers = signed(event("settle.test_probe", {"object": "probe", "sleep": 100}))
+    first = probe_worker(settings, SHUTDOWN_GRACE_SECONDS="2")
+    try:
+        assert (await client.post("/webhooks/stripe", data=raw, headers=headers)).status == 200
+        await wait_for(lambda: mid_job(db), timeout=30, interval=0.05)
+        took, stderr = await stopped(first, within=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
+    # The grace (2 s) and a bounded close (5 s at most), with room for a busy machine.
+    assert took < 15, (took, stderr[-2000:])
+    assert await db.fetchval("select status from events") == "pending"
+    assert await db.fetchval("select count(*) from test_probe_effects") == 0
+
+    second = probe_worker(settings, PROBE_SLEEP="0")
+    try:
+        async def processed() -> bool:
+            return await db.fetchval("select status from events") == "processed"
+
+        await wait_for(processed, timeout=60, interval=0.2)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(20)
+    assert await db.fetchval("select count(*) from test_probe_effects") == 1
+
+
+async def test_sigterm_while_redis_does_not_answer_still_stops_the_worker(
+        settings: Settings, db: asyncpg.Pool, tmp_path: Path) -> None:
+    from tests.redis_servers import redis_server
+
+    with redis_server(tmp_path) as (port, redis_process):
+        own = replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+        worker = subprocess.Popen([SETTLE, "worker"], env=process_env(own), cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        master = aioredis.from_url(own.redis_url)
+        try:
+            async def started() -> bool:  # arq writes its health check once running
+                return bool(await master.exists(f"{own.queue_name}:health-check"))
+
+            await wait_for(started, timeout=30)
+            # Stopped, not dead: connections stay open and nothing is ever answered, as
+            # with a master lost behind a network partition.
+            redis_process.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(1)
+            took, stderr = await stopped(worker, within=40)
+        finally:
+            redis_process.send_signal(signal.SIGCONT)
+            await master.aclose()
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
+    assert took < 15, (took, stderr[-2000:])

@@ -61,10 +61,45 @@ def test_values_are_read() -> None:
     ("INBOX_SWEEP_SECONDS", "fast"),
     ("INBOX_SWEEP_AFTER_SECONDS", "-5"),
     ("OVERPAYMENT_POLICY", "keep"),
+    ("SHUTDOWN_GRACE_SECONDS", "-1"),
+    ("SHUTDOWN_GRACE_SECONDS", "soon"),
 ])
 def test_malformed_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as error:
         Settings.from_env({name: value})
+    assert str(error.value).startswith(name)
+    assert "\n" not in str(error.value)
+
+
+def test_statement_cache_and_sentinel_settings() -> None:
+    s = Settings.from_env({})
+    assert s.database_statement_cache_size == 100  # asyncpg's own default
+    assert s.shutdown_grace_seconds == 5
+    assert s.redis_sentinels == () and s.redis_sentinel_master is None
+    s = Settings.from_env({
+        "DATABASE_STATEMENT_CACHE_SIZE": "0",
+        "REDIS_SENTINELS": " sentinel-a:26379, 10.0.0.2:26380 ,[::1]:26381",
+        "REDIS_SENTINEL_MASTER": "settle-primary",
+    })
+    assert s.database_statement_cache_size == 0
+    assert s.redis_sentinels == (("sentinel-a", 26379), ("10.0.0.2", 26380), ("::1", 26381))
+    assert s.redis_sentinel_master == "settle-primary"
+
+
+@pytest.mark.parametrize("env,name", [
+    ({"DATABASE_STATEMENT_CACHE_SIZE": "-1"}, "DATABASE_STATEMENT_CACHE_SIZE"),
+    ({"DATABASE_STATEMENT_CACHE_SIZE": "off"}, "DATABASE_STATEMENT_CACHE_SIZE"),
+    ({"REDIS_SENTINELS": "sentinel-a", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+    ({"REDIS_SENTINELS": "sentinel-a:port", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+    ({"REDIS_SENTINELS": "a:26379,:26379", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+    ({"REDIS_SENTINELS": "a:70000", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+    ({"REDIS_SENTINELS": "a b:26379\n", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+    ({"REDIS_SENTINELS": "a:26379"}, "REDIS_SENTINEL_MASTER"),
+    ({"REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+])
+def test_malformed_failover_setting_names_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env(env)
     assert str(error.value).startswith(name)
     assert "\n" not in str(error.value)
 

@@ -7,20 +7,20 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from core.db import close_pool, create_pool
-from core.queue import queue_client
 from core.settings import Settings
 from handlers import api, health, ops, paylinks, webhooks
 from handlers.intake import Intake
 from handlers.keys import INTAKE, SERVICES
-from handlers.middleware import api_auth, domain_errors
-from worker.services import ACTIVE, make_processor, make_services
+from handlers.middleware import api_auth, domain_errors, unexpected_errors
+from worker.services import ACTIVE, make_processor, make_queue, make_services
 
 
 def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def services(app: web.Application) -> AsyncIterator[None]:
         # min_size=0: the web process starts (and answers 503) while the database is down.
-        pool = await create_pool(settings.database_url, min_size=0, max_size=10)
-        queue = queue_client(settings.redis_url, settings.queue_name)
+        pool = await create_pool(settings.database_url, min_size=0, max_size=10,
+                                 statement_cache_size=settings.database_statement_cache_size)
+        queue = make_queue(settings)
         processor = make_processor(settings)
         app[SERVICES] = make_services(settings, pool, queue, processor)
         app[INTAKE] = Intake(pool, queue, processor.name)
@@ -33,7 +33,8 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[domain_errors, api_auth])
+    # Outermost first: unexpected_errors has the last word on anything the others let by.
+    app = web.Application(middlewares=[unexpected_errors, domain_errors, api_auth])
     app.cleanup_ctx.append(_services(settings))
     webhooks.add_routes(app, ACTIVE)
     app.router.add_get("/healthz", health.healthz)

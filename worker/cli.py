@@ -29,20 +29,20 @@ def cmd_web(settings: Settings) -> None:
 
 
 def cmd_worker(settings: Settings) -> None:
-    from worker.runner import build_worker
+    from worker.runner import run_worker
 
     try:
-        worker = build_worker(settings)
+        run_worker(settings)
     except SettingsError as bad:
         print(f"settle: {bad}", file=sys.stderr)
         sys.exit(2)
-    worker.run()
 
 
 def cmd_migrate(settings: Settings) -> None:
     from worker.migrate import migrate
 
-    applied = asyncio.run(migrate(settings.database_url))
+    applied = asyncio.run(migrate(
+        settings.database_url, statement_cache_size=settings.database_statement_cache_size))
     print(f"settle: {len(applied)} migration(s) applied" + (f": {', '.join(applied)}" if applied else ""))
 
 
@@ -65,9 +65,17 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--next", help="the cursor printed for the following page")
     rp = sub.add_parser("replay", help="apply a failed event again")
     rp.add_argument("event_id")
+    ob = sub.add_parser("outbox", help="list owed side effects (mails, refunds, session "
+                        "expiries), newest first")
+    ob.add_argument("--status", choices=["pending", "done", "failed"])
+    ob.add_argument("--kind", help="one kind, e.g. email, refund, expire_checkout")
+    ob.add_argument("--limit", type=int, default=50, help="a page, from 1 to 100")
+    ob.add_argument("--next", help="the cursor printed for the following page")
+    rt = sub.add_parser("retry", help="try a failed side effect again, under the same key")
+    rt.add_argument("outbox_id", type=int)
     inv = sub.add_parser("invoice", help="an invoice and everything that happened to it")
     inv.add_argument("invoice_id")
-    for command in (rec, ev, rp, inv):
+    for command in (rec, ev, rp, ob, rt, inv):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return top
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from core.db import connect
+from core.db import STATEMENT_CACHE_SIZE, connect
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant works; it only has to be the same for every runner.
@@ -34,9 +34,9 @@ def migration_files(folder: Path = MIGRATIONS) -> list[tuple[int, Path]]:
     return files
 
 
-async def migrate(dsn: str) -> list[str]:
+async def migrate(dsn: str, *, statement_cache_size: int = STATEMENT_CACHE_SIZE) -> list[str]:
     """Apply what is missing; return the names applied by this call."""
-    conn = await connect(dsn, create=True)
+    conn = await connect(dsn, create=True, statement_cache_size=statement_cache_size)
     applied_now: list[str] = []
     try:
         await conn.execute("select pg_advisory_lock($1)", LOCK_KEY)

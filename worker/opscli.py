@@ -1,4 +1,4 @@
-"""The operators' commands of `settle`: reconcile, events, replay, invoice.
+"""The operators' commands of `settle`: reconcile, events, replay, outbox, retry, invoice.
 
 They work on PostgreSQL directly (and Redis to queue), so they answer on a
 bad day even when `web` does not. A reconcile runs in this process through
@@ -13,20 +13,26 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from arq import Retry
 
 from core.db import create_pool
 from core.errors import DomainError
-from core.queue import enqueue, queue_client
+from core.queue import enqueue
 from core.services import WorkerContext
 from core.settings import Settings
 from jobs.reconcile import run_ops_job
 from ledger import backlog, reconcile as reconciling
 from ledger import timeline as timelines
 from ledger.invoices import invoice_view
-from worker.services import make_processor, make_services
+from worker.services import make_processor, make_queue, make_services
 
 OK, FAILED, NOT_FOUND = 0, 1, 4
+
+
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    return await create_pool(settings.database_url,
+                             statement_cache_size=settings.database_statement_cache_size)
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -43,8 +49,8 @@ def emit(data: Any, as_json: bool, human: str) -> None:
 
 
 async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -> int:
-    pool = await create_pool(settings.database_url)
-    queue = queue_client(settings.redis_url, settings.queue_name)
+    pool = await open_pool(settings)
+    queue = make_queue(settings)
     processor = make_processor(settings)
     try:
         if invoice_id:
@@ -82,7 +88,7 @@ async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -
 
 async def events(settings: Settings, status: str | None, cursor: str | None, limit: int,
                  as_json: bool) -> int:
-    pool = await create_pool(settings.database_url)
+    pool = await open_pool(settings)
     try:
         page = await backlog.list_events(pool, status, cursor, limit)
     finally:
@@ -95,8 +101,8 @@ async def events(settings: Settings, status: str | None, cursor: str | None, lim
 
 
 async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
-    pool = await create_pool(settings.database_url)
-    queue = queue_client(settings.redis_url, settings.queue_name)
+    pool = await open_pool(settings)
+    queue = make_queue(settings)
     try:
         pk, status = await backlog.replay_event(pool, event_id)
         queued = status == "pending" and await enqueue(queue, "event", pk)
@@ -109,8 +115,38 @@ async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
     return OK
 
 
+async def outbox(settings: Settings, status: str | None, kind: str | None, cursor: str | None,
+                 limit: int, as_json: bool) -> int:
+    pool = await open_pool(settings)
+    try:
+        page = await backlog.list_outbox(pool, status, kind, cursor, limit)
+    finally:
+        await pool.close()
+    human = table(page["items"], ["id", "kind", "status", "attempts", "invoice_id",
+                                  "created_at", "reason"])
+    if page["next"]:
+        human += f"\nmore: settle outbox --next {page['next']}"
+    emit(page, as_json, human)
+    return OK
+
+
+async def retry(settings: Settings, outbox_id: str, as_json: bool) -> int:
+    pool = await open_pool(settings)
+    queue = make_queue(settings)
+    try:
+        pk, status = await backlog.retry_outbox(pool, outbox_id)
+        queued = status == "pending" and await enqueue(queue, "outbox", pk)
+    finally:
+        await queue.aclose()
+        await pool.close()
+    human = (f"outbox {pk}: queued again" if status == "pending"
+             else f"outbox {pk} is {status}: nothing to retry")
+    emit({"id": pk, "status": status, "queued": queued}, as_json, human)
+    return OK
+
+
 async def invoice(settings: Settings, invoice_id: str, as_json: bool) -> int:
-    pool = await create_pool(settings.database_url)
+    pool = await open_pool(settings)
     try:
         view = await invoice_view(pool, invoice_id, settings.public_url)
         timeline = await timelines.invoice_timeline(pool, invoice_id)
@@ -132,6 +168,11 @@ def run(command: str, settings: Settings, args: Any) -> int:
             return asyncio.run(events(settings, args.status, args.next, args.limit, args.json))
         if command == "replay":
             return asyncio.run(replay(settings, args.event_id, args.json))
+        if command == "outbox":
+            return asyncio.run(outbox(settings, args.status, args.kind, args.next, args.limit,
+                                      args.json))
+        if command == "retry":
+            return asyncio.run(retry(settings, str(args.outbox_id), args.json))
         return asyncio.run(invoice(settings, args.invoice_id, args.json))
     except DomainError as error:
         print(f"settle: {error.message}", file=sys.stderr)

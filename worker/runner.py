@@ -1,14 +1,27 @@
-"""The arq worker: functions, crons, and the context built at start-up."""
+"""The arq worker: functions, crons, the context built at start-up, and a bounded stop.
+
+A worker asked to stop (SIGTERM, at every deploy) is gone within
+SHUTDOWN_GRACE_SECONDS + CLOSE_WITHIN whatever it is doing: it takes no new
+job, lets running ones finish for the grace, then cancels what is left. A
+cancelled job rolls its transaction back, so its row is still pending in
+PostgreSQL and arq hands the job back to the queue for another worker (or the
+sweeper queues it again): nothing is lost. Closing never waits on a pool or a
+client without a bound, even when PostgreSQL or Redis has stopped answering.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import cron, func
+from arq.cron import CronJob
 from arq.worker import Worker, create_worker
 
 from core.db import close_pool, create_pool
-from core.queue import deserialize, redis_settings, serialize
+from core.queue import deserialize, job_id, redis_settings, serialize
 from core.services import WorkerContext
 from core.settings import Settings, check_worker
 from jobs.events import process_event, sweep_inbox
@@ -16,6 +29,14 @@ from jobs.reconcile import run_ops_job, scheduled_reconcile
 from jobs.outbox import deliver_outbox
 from jobs.reminders import send_reminders
 from worker.services import event_handlers, make_processor, make_services
+
+log = logging.getLogger("settle.worker")
+
+# Once the grace is over: the most closing may take (jobs' cancellation, arq's own
+# Redis clean-up, then the processor client and the pool, each bounded inside it).
+CLOSE_WITHIN = 5.0
+PROCESSOR_CLOSE_WITHIN = 1.0
+POOL_CLOSE_WITHIN = 2.0
 
 
 def every(seconds: int) -> dict[str, Any]:
@@ -30,7 +51,8 @@ def every(seconds: int) -> dict[str, Any]:
 
 async def startup(ctx: WorkerContext) -> None:
     settings = ctx["settings"]
-    pool = await create_pool(settings.database_url, min_size=1, max_size=10)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=10,
+                             statement_cache_size=settings.database_statement_cache_size)
     # arq's own client: it carries this queue's name and settle's job serializer.
     ctx["services"] = make_services(settings, pool, ctx["redis"], make_processor(settings))
     ctx.setdefault("handlers", event_handlers())
@@ -39,8 +61,11 @@ async def startup(ctx: WorkerContext) -> None:
 async def shutdown(ctx: WorkerContext) -> None:
     services = ctx.get("services")
     if services is not None:
-        await services.processor.close()
-        await close_pool(services.pool)
+        try:
+            await asyncio.wait_for(services.processor.close(), PROCESSOR_CLOSE_WITHIN)
+        except Exception as exc:  # stopping anyway: its sockets go with the process
+            log.warning("processor client not closed", extra={"error": exc.__class__.__name__})
+        await close_pool(services.pool, POOL_CLOSE_WITHIN)
 
 
 class WorkerSettings:
@@ -66,20 +91,36 @@ class WorkerSettings:
     poll_delay = 0.1
 
 
+def scheduled(function: Callable[[WorkerContext], Awaitable[Any]], settings: Settings,
+              **fields: Any) -> CronJob:
+    """A cron named for this deployment's queue.
+
+    arq names a cron `cron:<function>` and each tick's job `<name>:<ms>`, and job
+    keys are global to a Redis database: without the queue in the name, two
+    deployments sharing one Redis would take each other's ticks, and each tick
+    would run for only one of them.
+    """
+    return cron(function,  # type: ignore[arg-type]
+                name=job_id(settings.queue_name, "cron", function.__name__),
+                timeout=settings.job_timeout_seconds, **fields)
+
+
 def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "redis_settings": redis_settings(settings.redis_url),
+        "redis_settings": redis_settings(settings.redis_url, sentinels=settings.redis_sentinels,
+                                         sentinel_master=settings.redis_sentinel_master),
         "queue_name": settings.queue_name,
         "job_timeout": settings.job_timeout_seconds,
+        # On SIGTERM, running jobs get this long to finish before they are cancelled.
+        "job_completion_wait": settings.shutdown_grace_seconds,
         "ctx": {"settings": settings},
         "cron_jobs": [
-            cron(sweep_inbox, run_at_startup=True,  # type: ignore[arg-type]
-                 timeout=settings.job_timeout_seconds, **every(settings.inbox_sweep_seconds)),
-            cron(send_reminders, run_at_startup=True,  # type: ignore[arg-type]
-                 timeout=settings.job_timeout_seconds, **every(settings.reminder_scan_seconds)),
-            cron(scheduled_reconcile,  # type: ignore[arg-type]
-                 timeout=settings.job_timeout_seconds,
-                 **every(settings.reconcile_interval_seconds)),
+            scheduled(sweep_inbox, settings, run_at_startup=True,
+                      **every(settings.inbox_sweep_seconds)),
+            scheduled(send_reminders, settings, run_at_startup=True,
+                      **every(settings.reminder_scan_seconds)),
+            scheduled(scheduled_reconcile, settings,
+                      **every(settings.reconcile_interval_seconds)),
         ],
     }
     options.update(overrides)
@@ -89,3 +130,21 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
     check_worker(settings)
     return create_worker(WorkerSettings, **worker_options(settings, **overrides))  # type: ignore[arg-type]
+
+
+def run_worker(settings: Settings) -> None:
+    """`settle worker`: arq's `Worker.run`, with closing bounded by CLOSE_WITHIN."""
+    worker = build_worker(settings)
+    worker.main_task = worker.loop.create_task(worker.main())
+    try:
+        worker.loop.run_until_complete(worker.main_task)
+    except asyncio.CancelledError:
+        pass  # how a signal ends main()
+    finally:
+        try:
+            worker.loop.run_until_complete(asyncio.wait_for(worker.close(), CLOSE_WITHIN))
+        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            # Redis or PostgreSQL not answering: leave anyway. Whatever was not handed
+            # back is still pending in PostgreSQL; arq's lock on it expires.
+            log.warning("worker stopped without closing cleanly",
+                        extra={"error": exc.__class__.__name__})

@@ -12,6 +12,7 @@ import asyncpg
 from arq import ArqRedis
 
 from core.processor import Processor
+from core.queue import queue_client
 from core.services import Services
 from core.settings import Settings
 from ledger.inbox import Handlers
@@ -33,6 +34,13 @@ def make_processor(settings: Settings) -> Processor:
 
 def event_handlers() -> Mapping[str, Handlers]:
     return {name: handlers for name, (_, handlers) in PROCESSORS.items()}
+
+
+def make_queue(settings: Settings) -> ArqRedis:
+    """The queue client of `web` and the commands (the worker has arq's own)."""
+    return queue_client(settings.redis_url, settings.queue_name,
+                        sentinels=settings.redis_sentinels,
+                        sentinel_master=settings.redis_sentinel_master)
 
 
 def make_services(settings: Settings, pool: asyncpg.Pool, queue: ArqRedis,
