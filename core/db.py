@@ -31,6 +31,8 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init,
         statement_cache_size=statement_cache_size,
+        # Times rendered by PostgreSQL itself (in JSON) read as UTC, like asyncpg's.
+        server_settings={"timezone": "UTC"},
         # Fail fast when the database is gone: a webhook gets a 503 and a job a retry.
         timeout=5, command_timeout=30,
         # Drop idle connections so a restarted server is found again quickly.

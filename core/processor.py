@@ -49,12 +49,16 @@ class SessionSpec:
     success_url: str
     cancel_url: str
     idempotency_key: str
+    # "customer" when the customer chose the amount on the invoice page.
+    amount_source: str | None = None
 
     @property
     def metadata(self) -> dict[str, str]:
         metadata = {"invoice_id": self.invoice_id}
         if self.payment_request_id:
             metadata["payment_request_id"] = self.payment_request_id
+        if self.amount_source:
+            metadata["amount_source"] = self.amount_source
         return metadata
 
 
@@ -103,6 +107,11 @@ class Processor(Protocol):
 
     @property
     def configured(self) -> bool: ...
+
+    @property
+    def checkout_origins(self) -> tuple[str, ...]:
+        """Where its hosted checkout pages live (`https://checkout.example`): the invoice
+        page's forms may be redirected there (its Content-Security-Policy says so)."""
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         """Raise SignatureError unless the delivery is signed by the processor."""

@@ -30,7 +30,8 @@ class Services:
 
     @property
     def books(self) -> Books:
-        return Books(self.pool, self.after_commit, self.settings.public_url)
+        return Books(self.pool, self.after_commit, self.settings.public_url,
+                     self.processor.configured)
 
 
 class WorkerContext(TypedDict, total=False):

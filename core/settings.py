@@ -59,6 +59,8 @@ class Settings:
     inbox_sweep_seconds: int = 30
     inbox_sweep_after_seconds: int = 60
     overpayment_policy: OverpaymentPolicy = "credit"
+    # The business's name on customer pages, PDFs and mails.
+    merchant_name: str = "settle"
     # Not in the contract's table: how long one job may run before arq gives up on
     # it. A killed worker's job is picked up again this long (+10 s) later.
     job_timeout_seconds: int = 20
@@ -67,6 +69,12 @@ class Settings:
     shutdown_grace_seconds: int = 5
     # Not in the contract's table: how often every open invoice is reconciled.
     reconcile_interval_seconds: int = 86400
+    # Outbound webhook endpoints may be http and on loopback or private addresses
+    # (development and tests only; CONTRACT §9).
+    outbound_allow_private: bool = False
+    # Not in the contract's table: the delays between attempts of an outbound webhook
+    # message (CONTRACT §9's schedule by default), then it is failed. Tests shorten it.
+    webhook_retry_schedule: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -114,9 +122,13 @@ class Settings:
             inbox_sweep_seconds=_int(env, "INBOX_SWEEP_SECONDS", 30, low=1),
             inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 60, low=0),
             overpayment_policy=_choice(env, "OVERPAYMENT_POLICY", ("credit", "refund")),  # type: ignore[arg-type]
+            merchant_name=_name(get("MERCHANT_NAME") or "settle", "MERCHANT_NAME"),
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 20, low=1, high=300),
             shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 5, low=0, high=300),
             reconcile_interval_seconds=_int(env, "RECONCILE_INTERVAL_SECONDS", 86400, low=60),
+            outbound_allow_private=_bool(env, "OUTBOUND_ALLOW_PRIVATE"),
+            webhook_retry_schedule=_delays(get("WEBHOOK_RETRY_SCHEDULE")
+                                           or "5s,5m,30m,2h,5h,10h,10h"),
         )
 
 
@@ -140,6 +152,13 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int,
         bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
         raise SettingsError(f"{name}={raw!r} must be {bounds}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower() or "false"
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"{name}={raw!r} must be true or false")
+    return raw in ("true", "1", "yes")
 
 
 def _url(raw: str | None, name: str, schemes: tuple[str, ...]) -> str:
@@ -179,6 +198,25 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
 def _email(raw: str, name: str) -> str:
     if "@" not in raw or any(c in raw for c in "\r\n"):
         raise SettingsError(f"{name}={raw!r} is not an email address")
+    return raw
+
+
+def _delays(raw: str) -> tuple[int, ...]:
+    """Delays in order, repeats kept: `5s,5m,30m,2h`."""
+    delays: list[int] = []
+    for item in raw.split(","):
+        match = _OFFSET.match(item.strip())
+        if not match or int(match.group(1)) == 0 or len(delays) >= 50:
+            raise SettingsError(f"WEBHOOK_RETRY_SCHEDULE={raw!r} must be delays like "
+                                "5s,5m,30m,2h (units s, m, h, d)")
+        delays.append(int(match.group(1)) * _UNITS[match.group(2)])
+    return tuple(delays)
+
+
+def _name(raw: str, name: str) -> str:
+    """A name people read: printable, one line, not endless."""
+    if len(raw) > 200 or not raw.isprintable():
+        raise SettingsError(f"{name} must be one printable line of at most 200 characters")
     return raw
 
 

@@ -44,11 +44,14 @@ async def transaction(pool: asyncpg.Pool,
 @dataclass(frozen=True, slots=True)
 class Books:
     """What the ledger's operations need from their caller: the pool, where work owed
-    by a commit goes, and the public base URL that links in its answers start with."""
+    by a commit goes, the public base URL that links in its answers start with, and
+    whether payments can be taken through a processor."""
 
     pool: asyncpg.Pool
     after_commit: AfterCommit
     public_url: str
+    # Whether a processor takes payments (an API key is configured): pay links exist.
+    can_pay: bool = True
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
         return transaction(self.pool, self.after_commit)

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from ledger.money import format_amount
+from present.formats import money
 
 
 class DemoError(Exception):
@@ -43,24 +43,33 @@ async def demo(base_url: str, token: str) -> str:
             raise DemoError(f"nothing answers at {base_url}: start it with make run") from None
         suffix = secrets.token_hex(2).upper()
         invoice_id = f"demo-{suffix.lower()}"
-        await _call(http, "PUT", "/v1/customers/demo-customer",
-                    {"email": "customer@example.com", "name": "Dana Demo"})
+        customer = await _call(http, "PUT", "/v1/customers/demo-customer",
+                               {"email": "customer@example.com", "name": "Dana Demo"})
         await _call(http, "PUT", f"/v1/invoices/{invoice_id}", {
             "customer_id": "demo-customer", "number": f"DEMO-{suffix}", "currency": "usd",
             "total": 10_000, "notify_emails": ["accounts@example.com"],
-            "auto_apply_credit": False})
+            "auto_apply_credit": False, "due_date": "2030-01-31",
+            "allow_partial": True, "min_partial_amount": 1_000,
+            "lines": [{"description": "Website redesign", "amount": 8_000},
+                      {"description": "Hosting, first year", "amount": 2_000}]})
         invoice = await _call(http, "POST", f"/v1/invoices/{invoice_id}/send")
         request = await _call(http, "POST", f"/v1/invoices/{invoice_id}/payment-requests", {
             "amount": 3_000, "to": "customer@example.com",
             "note": "First instalment, as agreed. Thank you!"})
 
     def usd(cents: int) -> str:
-        return format_amount(cents, "usd")
+        return money(cents, "usd")
 
     second = json.dumps({"amount": 2_000, "to": "customer@example.com"})
     return f"""
 Invoice DEMO-{suffix} for {usd(10_000)} is sent to Dana Demo, with a request to pay {usd(3_000)} now
-(the payment_request mail is in the make run terminal).
+(the payment_request mail is in the make run terminal, with both links below).
+
+0. Dana's invoice page, where she can choose what to pay (at least {usd(1_000)}), pay the rest,
+   use her credit, and download the PDF:
+     {invoice['invoice_url']}
+   and her page of all her invoices and credit:
+     {customer['portal_url']}
 
 1. Pay the {usd(3_000)} request: open
      {request['url']}
@@ -82,6 +91,7 @@ Invoice DEMO-{suffix} for {usd(10_000)} is sent to Dana Demo, with a request to 
    paid, so the {usd(2_000)} is credited to Dana:
      curl -s {base_url}/v1/customers/demo-customer -H 'Authorization: Bearer {token}'
 
+The invoice page follows every step (reload it); once paid it is the receipt.
 Every step's email is printed in the make run terminal; the whole story is in
      .venv/bin/settle invoice {invoice_id}
 """

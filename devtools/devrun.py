@@ -21,7 +21,11 @@ def main() -> None:
     env.setdefault("API_TOKENS", token)
     secret = (env.get("STRIPE_WEBHOOK_SECRETS") or "whsec_dev").split(",")[0].strip()
     env.setdefault("STRIPE_WEBHOOK_SECRETS", secret)
-    processes = ["web", "worker", "mail"]
+    # The local webhook receiver registers itself as an endpoint on loopback: allowed here.
+    env.setdefault("OUTBOUND_ALLOW_PRIVATE", "true")
+    env.setdefault("SETTLE_API_URL", f"http://127.0.0.1:{port}")
+    receiver_port = env.setdefault("RECEIVER_PORT", "12112")
+    processes = ["web", "worker", "mail", "receiver"]
     if env.get("STRIPE_API_KEY"):
         processor = (f"Stripe, with your key. Forward its webhooks here with:\n"
                      f"               stripe listen --forward-to localhost:{port}/webhooks/stripe\n"
@@ -30,9 +34,12 @@ def main() -> None:
         sandbox_port = env.setdefault("SANDBOX_PORT", "12111")
         env["STRIPE_API_KEY"] = "sk_test_sandbox"
         env["STRIPE_API_BASE"] = f"http://127.0.0.1:{sandbox_port}"
+        # Its checkout pages at the same origin as its API: the invoice page's
+        # Content-Security-Policy lets the pay forms lead there, and nowhere else.
+        env["SANDBOX_PUBLIC_URL"] = env["STRIPE_API_BASE"]
         env.setdefault("SANDBOX_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhooks/stripe")
         processes.append("sandbox")
-        processor = (f"the offline sandbox at http://localhost:{sandbox_port} "
+        processor = (f"the offline sandbox at {env['STRIPE_API_BASE']} "
                      "(no Stripe account needed)")
 
     if subprocess.run(["settle", "migrate"], env=env).returncode:
@@ -44,10 +51,14 @@ settle is starting:
   health       http://localhost:{port}/readyz   metrics http://localhost:{port}/metrics
   processor    {processor}
   mail         caught on 127.0.0.1:{env.get('SMTP_PORT', '1025')} and printed below
+  webhooks out received on http://127.0.0.1:{receiver_port}/webhooks (endpoint dev-receiver),
+               verified with standardwebhooks and printed below
 
 Try the whole story: in another terminal, run
 
   .venv/bin/settle-demo
+
+and open the invoice page it prints, as the customer would.
 """, flush=True)
     os.execvpe("honcho", ["honcho", "start", "-f", "Procfile.dev", *processes], env)
 

@@ -9,9 +9,11 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from core.errors import DomainError, is_transient
+from core.errors import DomainError, NotFound, is_transient
+from handlers import html
 from handlers.errors import error
 from handlers.keys import services
+from handlers.routes import CATALOGUE
 
 log = logging.getLogger("settle.http")
 
@@ -30,8 +32,9 @@ def token_accepted(header: str | None, tokens: tuple[str, ...]) -> bool:
 
 @web.middleware
 async def api_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/v1/") and not token_accepted(
-            request.headers.get("Authorization"), services(request).settings.api_tokens):
+    if request.path.startswith("/v1/") and request.path not in request.app[CATALOGUE].public \
+            and not token_accepted(request.headers.get("Authorization"),
+                                   services(request).settings.api_tokens):
         return error(401, "unauthorized", "a valid bearer token is required")
     return await handler(request)
 
@@ -40,12 +43,30 @@ async def api_auth(request: web.Request, handler: Handler) -> web.StreamResponse
 async def domain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except (NotFound, web.HTTPNotFound) as failure:
+        if html.is_page(request):
+            return not_found_page(request)
+        if isinstance(failure, NotFound):
+            return error(failure.status, failure.code, failure.message)
+        return error(404, "not_found", "no such route")
     except DomainError as failure:
         return error(failure.status, failure.code, failure.message)
-    except web.HTTPNotFound:
-        return error(404, "not_found", "no such route")
-    except web.HTTPMethodNotAllowed:
-        return error(405, "method_not_allowed", "method not allowed on this route")
+    except web.HTTPRequestEntityTooLarge as refused:
+        return error(413, "payload_too_large", refused.text or "the body is too large")
+    except web.HTTPMethodNotAllowed as refused:
+        if html.is_page(request):
+            return html.message(request, "Not here", "This address does not take that "
+                                "kind of request.", 405)
+        answer = error(405, "method_not_allowed", "method not allowed on this route")
+        answer.headers["Allow"] = ", ".join(sorted(refused.allowed_methods))
+        return answer
+
+
+def not_found_page(request: web.Request) -> web.Response:
+    """An unknown token (or any address under a page's path): one page for all, so it
+    says nothing about which tokens exist."""
+    return html.message(request, "Page not found", "This address does not lead to an "
+                        "invoice. Please check it, or ask the sender for a new link.", 404)
 
 
 def route_of(request: web.Request) -> str:
@@ -73,7 +94,13 @@ async def unexpected_errors(request: web.Request, handler: Handler) -> web.Strea
                  "error": exc.__class__.__name__}
         if is_transient(exc):
             log.warning("request failed: unavailable", extra=facts)
+            if html.is_page(request):
+                return html.message(request, "Please try again", "This page is unavailable "
+                                    "for a moment. Please try again in a few minutes.", 503)
             return error(503, "unavailable", "a service settle needs did not answer; "
                          "retry later")
         log.exception("request failed: unexpected error", extra=facts)
+        if html.is_page(request):
+            return html.message(request, "Something went wrong", "This page could not be "
+                                "shown. The problem was logged; please try again later.", 500)
         return error(500, "internal", "an unexpected error occurred; it has been logged")

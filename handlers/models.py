@@ -3,18 +3,41 @@ in `handlers.validation`."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
+from pydantic.json_schema import WithJsonSchema
+from pydantic_core import PydanticCustomError
 
-from handlers.validation import Amount, Body, Currency, Email, Id, IsoDate, Note, Query, Text
+from handlers.validation import (
+    Amount,
+    Body,
+    Currency,
+    Email,
+    Id,
+    IsoDate,
+    LocaleTag,
+    Note,
+    Query,
+    Text,
+)
 
 Emails = Annotated[list[Email], Field(max_length=50)]
 
 
 class CustomerIn(Body):
+    CODES: ClassVar[dict[str, str]] = {"locale": "input_invalid"}
+
     email: Email
     name: Text | None = None
+    locale: LocaleTag = "en"
+
+
+class LineIn(Body):
+    description: Text
+    # Signed: a discount is a line too; the lines add up to the total.
+    amount: Annotated[int, Field(gt=-(2**53), lt=2**53)]
 
 
 class InvoiceIn(Body):
@@ -29,6 +52,9 @@ class InvoiceIn(Body):
     kind: Literal["invoice", "quote_deposit"] = "invoice"
     notify_emails: Emails = []
     auto_apply_credit: bool = True
+    lines: Annotated[list[LineIn], Field(max_length=500)] | None = None
+    allow_partial: bool = False
+    min_partial_amount: Annotated[int, Field(ge=0, lt=2**53)] = 0
 
 
 class ApplyCreditIn(Body):
@@ -57,13 +83,127 @@ class ReconcileIn(Body):
 
 
 class EventsQuery(Query):
+    CODES: ClassVar[dict[str, str]] = {"next": "cursor_invalid"}
+
     status: Literal["pending", "processed", "ignored", "failed"] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
     next: Annotated[str, Field(max_length=200)] | None = None
 
 
 class OutboxQuery(Query):
+    CODES: ClassVar[dict[str, str]] = {"next": "cursor_invalid"}
+
     status: Literal["pending", "done", "failed"] | None = None
     kind: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    next: Annotated[str, Field(max_length=200)] | None = None
+
+
+def _not_zero(value: int) -> int:
+    if value == 0:
+        raise PydanticCustomError("amount_invalid", "an adjustment is not zero")
+    return value
+
+
+# A signed amount for adjustments: never zero, never a float.
+SignedAmount = Annotated[int, Field(gt=-(2**53), lt=2**53), AfterValidator(_not_zero),
+                         WithJsonSchema({"type": "integer", "exclusiveMinimum": -(2**53),
+                                         "exclusiveMaximum": 2**53, "not": {"const": 0},
+                                         "description": "minor units: > 0 gives credit, "
+                                                        "< 0 takes it; never 0"})]
+
+
+def _iso_datetime(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("a time looks like 2026-12-31T09:30:00Z")
+    return datetime.fromisoformat(value)
+
+
+class ManualPaymentIn(Body):
+    CODES: ClassVar[dict[str, str]] = {"amount": "amount_invalid", "id": "id_invalid"}
+
+    id: Id
+    amount: Amount
+    method: Literal["cash", "check", "bank_transfer", "card_offline", "other"]
+    reference: Text | None = None
+    received_at: Annotated[AwareDatetime, BeforeValidator(_iso_datetime)] | None = None
+
+
+class RefundIn(Body):
+    CODES: ClassVar[dict[str, str]] = {"amount": "amount_invalid", "id": "id_invalid"}
+
+    id: Id
+    amount: Amount
+    reason: Note | None = None
+
+
+class CreditNoteIn(Body):
+    CODES: ClassVar[dict[str, str]] = {"amount": "amount_invalid", "id": "id_invalid"}
+
+    id: Id
+    amount: Amount
+    reason: Note | None = None
+    refund: bool = False
+
+
+class AdjustmentIn(Body):
+    CODES: ClassVar[dict[str, str]] = {"amount": "amount_invalid", "id": "id_invalid",
+                                       "reason": "input_invalid"}
+
+    id: Id
+    amount: SignedAmount
+    currency: Currency
+    reason: Note
+
+
+class InvoicesQuery(Query):
+    CODES: ClassVar[dict[str, str]] = {"customer_id": "id_invalid", "next": "cursor_invalid"}
+
+    status: Literal["draft", "sent", "partially_paid", "overdue", "paid", "void"] | None = None
+    customer_id: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    next: Annotated[str, Field(max_length=600)] | None = None
+
+
+class EntriesQuery(Query):
+    CODES: ClassVar[dict[str, str]] = {"next": "cursor_invalid"}
+
+    currency: Currency | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    next: Annotated[str, Field(max_length=200)] | None = None
+
+
+# The event types an endpoint may ask for (CONTRACT §9).
+EventType = Literal["invoice.sent", "invoice.partially_paid", "invoice.paid",
+                    "invoice.reopened", "invoice.overdue", "invoice.voided",
+                    "payment.processing", "payment.succeeded", "payment.failed",
+                    "payment.refunded", "payment_request.created", "payment_request.paid",
+                    "payment_request.superseded", "payment_request.cancelled",
+                    "credit_note.created", "customer.credit_changed"]
+
+
+class EndpointIn(Body):
+    CODES: ClassVar[dict[str, str]] = {"url": "url_invalid", "events": "events_invalid",
+                                       "description": "input_invalid"}
+
+    url: Annotated[str, Field(min_length=1, max_length=2000,
+                              description="https://... (http, loopback and private addresses "
+                                          "only with OUTBOUND_ALLOW_PRIVATE=true)")]
+    events: Annotated[list[EventType], Field(min_length=1, max_length=50)] | None = None
+    description: Text | None = None
+    disabled: bool = False
+
+
+class EndpointsQuery(Query):
+    CODES: ClassVar[dict[str, str]] = {"next": "cursor_invalid"}
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    next: Annotated[str, Field(max_length=600)] | None = None
+
+
+class MessagesQuery(Query):
+    CODES: ClassVar[dict[str, str]] = {"next": "cursor_invalid"}
+
+    status: Literal["pending", "done", "failed"] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
     next: Annotated[str, Field(max_length=200)] | None = None

@@ -1,16 +1,17 @@
-"""GET /pay/{token}: to Stripe Checkout while the link is active, else a plain 410 (§6)."""
+"""GET /pay/{token}: to Checkout while the link is active, else a short 410 page that
+links the invoice page (CONTRACT §6)."""
 
 from __future__ import annotations
 
-import html
 import logging
 
 from aiohttp import web
 
 from core.errors import NotFound, is_transient
+from handlers import html
 from handlers.keys import services
 from handlers.validation import path_token
-from ledger import checkout
+from ledger import checkout, pages
 
 log = logging.getLogger("settle.paylinks")
 
@@ -26,49 +27,44 @@ GONE = {
     "draft": ("Not ready", "This invoice has not been sent yet."),
     "unpayable": ("Cannot be paid online",
                   "This amount cannot be paid online. Please contact the sender."),
+    "no_processor": ("Cannot be paid online",
+                     "Online payment is not available right now. Please contact the sender."),
 }
 
 
-def page(title: str, text: str, status: int) -> web.Response:
-    body = (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{html.escape(title)}</title></head>"
-        "<body style=\"font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto;"
-        " padding: 0 1rem; line-height: 1.5\">"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
-    )
-    return web.Response(text=body, status=status, content_type="text/html",
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+def _token(request: web.Request) -> str:
+    token = path_token(request)
+    if token is None:
+        raise NotFound("pay link", "…")
+    return token
 
 
-async def open_link(request: web.Request) -> web.StreamResponse:
+async def open_link(request: web.Request) -> web.Response:
+    token = _token(request)
+    found = services(request)
     try:
-        token = path_token(request)
-        if token is None:
-            raise NotFound("pay link", "…")
-        found = services(request)
         result = await checkout.open_link(found.books, token, found.processor)
     except NotFound:
-        return page("Link not found", "This payment link does not exist. Please check the "
-                    "address, or ask the sender for a new link.", 404)
+        raise
     except Exception as exc:  # Stripe or the database unreachable: the customer can retry
         # Never the token: it is the link's secret. A traceback only for the unexpected.
         if is_transient(exc):
             log.warning("pay link unavailable", extra={"error": exc.__class__.__name__})
         else:
             log.exception("pay link unavailable", extra={"error": exc.__class__.__name__})
-        return page("Please try again", "Payments are unavailable for a moment. Please try "
-                    "again in a few minutes.", 503)
+        return html.message(request, "Please try again", "Payments are unavailable for a "
+                            "moment. Please try again in a few minutes.", 503)
     if isinstance(result, checkout.Gone):
         title, text = GONE.get(result.reason, GONE["cancelled"])
-        return page(title, text, 410)
-    raise web.HTTPSeeOther(result.url, headers={"Cache-Control": "no-store"})
+        return html.message(request, title, text, 410, invoice_url=result.invoice_url)
+    return html.see_other(request, result.url)
 
 
 async def done(request: web.Request) -> web.Response:
-    return page("Thank you", "Your payment was received and is being processed. You will get "
-                "a receipt by email.", 200)
+    """Where Checkout Sessions made before the invoice page existed came back to: on to
+    the invoice page."""
+    return html.see_other(request, await pages.invoice_url_of_link(
+        services(request).books, _token(request)))
 
 
 def add_routes(app: web.Application) -> None:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_args
 
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from core.errors import Invalid
+from present.formats import known_locale
 
 # --- the rules for text -------------------------------------------------------------
 
@@ -72,8 +74,19 @@ def check_currency(value: str) -> str:
     return value
 
 
+def check_locale(value: str) -> str:
+    if not known_locale(value):
+        raise _fail("input_invalid", f"{value[:40]!r} is not a locale Babel knows "
+                                     "(a BCP 47 tag: en, de-DE, fr-CA)")
+    return value
+
+
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def iso_date(value: Any) -> date:
-    if isinstance(value, str):
+    # Only the extended form: fromisoformat alone also takes 20261231 and 2026-W53-1.
+    if isinstance(value, str) and ISO_DATE.fullmatch(value):
         try:
             return date.fromisoformat(value)
         except ValueError:
@@ -81,15 +94,42 @@ def iso_date(value: Any) -> date:
     raise _fail("date_invalid", "a date looks like 2026-12-31")
 
 
-Id = Annotated[str, AfterValidator(check_id)]
-Text = Annotated[str, Field(max_length=1000), AfterValidator(check_text)]
-Note = Annotated[str, Field(max_length=2000), AfterValidator(check_note)]
-Email = Annotated[str, AfterValidator(check_email)]
-Currency = Annotated[str, AfterValidator(check_currency)]
+# What the checks above accept, as JSON Schema for the OpenAPI document (the checks
+# stay the one authority: a schema's pattern never validates, it only describes).
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+             "pattern": r"^[^\s/\x00-\x1f\x7f-\x9f]+$",
+             "description": "1 to 128 printable characters without whitespace or /"}
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_CONTROL_BUT_LINES = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029"
+
+
+def _described(pattern: str, description: str) -> Any:
+    return {"pattern": pattern, "description": description}
+
+
+Id = Annotated[str, AfterValidator(check_id), WithJsonSchema(ID_SCHEMA)]
+Text = Annotated[str, Field(max_length=1000, json_schema_extra=_described(
+    f"^[^{_CONTROL}]*[^\\s{_CONTROL}][^{_CONTROL}]*$", "not blank, no control characters")),
+    AfterValidator(check_text)]
+Note = Annotated[str, Field(max_length=2000, json_schema_extra=_described(
+    f"^[^{_CONTROL_BUT_LINES}]*$", "no control characters but newline and tab")),
+    AfterValidator(check_note)]
+# EMAIL's classes, without the control characters check_email refuses as well.
+_EMAIL_PATTERN = "^" + EMAIL.pattern.replace(r"[^@\s", f"[^{_CONTROL}@\\s") + "$"
+Email = Annotated[str, AfterValidator(check_email), WithJsonSchema(
+    {"type": "string", "maxLength": 254, "pattern": _EMAIL_PATTERN,
+     "description": "exactly one address"})]
+Currency = Annotated[str, AfterValidator(check_currency), WithJsonSchema(
+    {"type": "string", "pattern": "^[a-z]{3}$", "description": "lowercase ISO 4217"})]
+LocaleTag = Annotated[str, Field(max_length=35), AfterValidator(check_locale),
+                     WithJsonSchema({"type": "string", "maxLength": 35,
+                                     "description": "a BCP 47 tag Babel knows: en, de-DE, fr-CA"})]
 # Minor units: a positive integer, never a float or a string, below what bigint and
 # every sum of them can hold.
-Amount = Annotated[int, Field(gt=0, lt=2**53)]
-IsoDate = Annotated[date, BeforeValidator(iso_date)]
+Amount = Annotated[int, Field(gt=0, lt=2**53, description="minor units, written as an integer "
+                                                       "(100, never 100.0)")]
+IsoDate = Annotated[date, BeforeValidator(iso_date),
+                    WithJsonSchema({"type": "string", "format": "date"})]
 
 
 class Body(BaseModel):
@@ -106,6 +146,8 @@ class Query(BaseModel):
     """A query string: every value arrives as text, so types are converted (lax)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    CODES: ClassVar[dict[str, str]] = {}
 
 
 # --- reading ------------------------------------------------------------------------
@@ -160,6 +202,33 @@ def error_code(model: type[BaseModel], failure: ValidationError) -> tuple[str, s
         return first["type"], message
     codes = getattr(model, "CODES", {})
     return codes.get(field, f"{field}_invalid" if field else "input_invalid"), message
+
+
+# The codes the checks raise themselves, whatever the field (see _SPECIFIC).
+_CHECK_CODES = {check_id: "id_invalid", check_text: "input_invalid", check_note: "input_invalid",
+                check_email: "email_invalid", check_currency: "currency_invalid"}
+
+
+def _check_codes(annotation: Any) -> set[str]:
+    """The codes of the checks anywhere in a type (`Id | None`, `list[Email]`...)."""
+    found = {_CHECK_CODES[item.func] for item in getattr(annotation, "__metadata__", ())
+             if isinstance(item, AfterValidator) and item.func in _CHECK_CODES}
+    for inner in get_args(annotation):
+        found |= _check_codes(inner)
+    return found
+
+
+def codes_of(model: type[BaseModel]) -> set[str]:
+    """Every code `error_code` can give for this model: what the document lists under
+    422 (and what schemathesis then holds the answers to)."""
+    codes: set[str] = set()
+    custom: dict[str, str] = getattr(model, "CODES", {})
+    for name, info in model.model_fields.items():
+        codes.add(custom.get(name, f"{name}_invalid"))
+        for item in info.metadata:
+            codes |= _check_codes(Annotated[Any, item])
+        codes |= _check_codes(info.annotation)
+    return codes
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:

@@ -17,22 +17,25 @@ recorded as failed (listed for operators, retryable).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import aiohttp
 from arq import Retry
 
 from core import metrics
-from core.errors import PermanentError, describe
+from core.errors import PermanentError, describe, is_transient
 from core.retry import backoff
 from core.services import Services, WorkerContext
-from ledger import outbox, refunds
+from ledger import endpoints, outbound, outbox, refunds
 from ledger.checkout import session_finished
 from ledger.reconcile import check_session
-from notify import render
+from notify import render, webhook
 
 log = logging.getLogger("settle.outbox")
 
@@ -40,6 +43,12 @@ GIVE_UP_AFTER = timedelta(hours=24)
 # A processor forgets an idempotency key after 24 hours (Stripe does): a refund retried
 # later than this first asks whether it already happened.
 KEY_FORGOTTEN_AFTER = timedelta(hours=23)
+# How soon a message for a busy endpoint (webhook.PER_ENDPOINT under way) is looked at again.
+BUSY_DELAY = (0.5, 2.0)
+
+
+class Undelivered(Exception):
+    """The endpoint did not take the message (no 2xx in time): tried again."""
 
 # What a performer is given: the services, the row's payload and key, how long it may
 # take, and a way to record success early (a mail, the moment the server accepts it).
@@ -63,6 +72,7 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
     """
     processor = _processor(services, payload).processor
     refund_id = payload.get("refund_id")
+    key = payload.get("idempotency_key", key)
     if refund_id is not None:
         async with services.pool.acquire() as conn:
             if await refunds.given_up(conn, refund_id):
@@ -108,7 +118,7 @@ async def expire_checkout(services: Services, payload: dict[str, Any], key: str,
 async def send_email(services: Services, payload: dict[str, Any], key: str, budget: float,
                      record: Record) -> dict[str, Any]:
     settings = services.settings
-    message = render.render(payload, key, settings.mail_from)
+    message = render.render(payload, key, settings)
     recipients = list(dict.fromkeys(payload["to"] + payload["cc"] + payload["bcc"]))
     result = {"message_id": message["Message-ID"]}
 
@@ -128,7 +138,41 @@ async def send_email(services: Services, payload: dict[str, Any], key: str, budg
     return {**result, "response": response}
 
 
+async def send_webhook(services: Services, payload: dict[str, Any], key: str, budget: float,
+                       record: Record) -> dict[str, Any]:
+    """POST one message to its endpoint, signed; a 2xx is delivered, a 410 disables the
+    endpoint, anything else is tried again on WEBHOOK_SCHEDULE."""
+    pool, settings = services.pool, services.settings
+    endpoint_id = payload["endpoint_id"]
+    target = await endpoints.target(pool, endpoint_id)
+    if target is None:
+        raise PermanentError("the endpoint was deleted")
+    if target.disabled:
+        raise PermanentError("the endpoint is disabled")
+    data = outbound.resolve_links(payload["data"], settings.public_url,
+                                  services.processor.configured)
+    body = json.dumps({"type": payload["type"], "timestamp": payload["timestamp"],
+                       "data": data}, separators=(",", ":"))
+    with webhook.slot(endpoint_id):
+        sent = webhook.headers(target.secrets, payload["message_id"], webhook.now(), body)
+        try:
+            answer = await webhook.post(target.url, body, sent,
+                                        allow_private=settings.outbound_allow_private,
+                                        budget=budget)
+        except (aiohttp.ClientError, TimeoutError, webhook.Refused) as exc:
+            await endpoints.note_status(pool, key, None)
+            raise Undelivered(describe(exc)) from None
+    await endpoints.note_status(pool, key, answer.status)
+    if 200 <= answer.status < 300:
+        return {"status": answer.status, "message_id": payload["message_id"]}
+    if answer.status == 410:
+        await endpoints.disable(pool, endpoint_id, "410 Gone")
+        raise PermanentError("the endpoint answered 410 Gone: it is disabled")
+    raise Undelivered(f"HTTP {answer.status}")
+
+
 PERFORMERS: dict[str, Performer] = {
+    "webhook": send_webhook,
     "refund": refund_through_processor,
     "expire_checkout": expire_checkout,
     "email": send_email,
@@ -137,6 +181,10 @@ PERFORMERS: dict[str, Performer] = {
 GIVEN_UP: dict[str, Callable[[asyncpg.Connection, dict[str, Any], str], Awaitable[None]]] = {
     "refund": refund_given_up,
 }
+
+
+# Tries at recording an effect that happened: about 6 s in all, inside the job's timeout.
+RECORD_TRIES = 7
 
 
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
@@ -151,8 +199,17 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     recorded = False
 
     async def record(result: dict[str, Any]) -> None:
+        # Once the effect happened (a mail accepted), recording it is worth waiting for
+        # through a short database outage: unrecorded, the effect would be done again.
         nonlocal recorded
-        recorded = await outbox.record_done(pool, outbox_id, result) or recorded
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                recorded = await outbox.record_done(pool, outbox_id, result) or recorded
+                return
+            except Exception as exc:
+                if attempt == RECORD_TRIES or not is_transient(exc):
+                    raise
+                await asyncio.sleep(min(backoff(attempt), 2.0) / 2)
 
     try:
         perform = PERFORMERS.get(row["kind"])
@@ -161,6 +218,10 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         payload = {**row["payload"], "attempt": row["attempts"],
                    "age": datetime.now(UTC) - row["created_at"]}
         result = await perform(services, payload, row["key"], budget, record)
+    except webhook.Busy:
+        delay = random.uniform(*BUSY_DELAY)
+        await outbox.record_busy(pool, outbox_id, delay)
+        raise Retry(defer=delay) from None
     except Exception as exc:
         if recorded:  # it happened; what failed after (a QUIT, say) changes nothing
             log.info("side effect done", extra=facts)
@@ -168,6 +229,11 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         reason = describe(exc)
         # An operator's retry (ledger.backlog.retry_outbox) starts the clock again.
         too_old = datetime.now(UTC) - (row["retried_at"] or row["created_at"]) > GIVE_UP_AFTER
+        # Outbound webhooks (CONTRACT §9): the settings' delays after each failed attempt,
+        # then failed.
+        schedule = settings.webhook_retry_schedule
+        if row["kind"] == "webhook":
+            too_old = row["attempts"] > len(schedule)
         if isinstance(exc, PermanentError) or too_old:
             async with services.books.transaction() as conn:
                 await outbox.record_failed(conn, outbox_id, reason)
@@ -176,7 +242,8 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
                     await given_up(conn, row["payload"], reason)
             log.error("side effect failed", extra={**facts, "reason": reason})
             return "failed"
-        delay = backoff(row["attempts"])
+        delay = schedule[row["attempts"] - 1] if row["kind"] == "webhook" \
+            else backoff(row["attempts"])
         await outbox.record_deferred(pool, outbox_id, reason, delay)
         log.warning("side effect deferred", extra={**facts, "reason": reason})
         raise Retry(defer=delay) from exc

@@ -3,14 +3,14 @@ newest first, and replaying or retrying the failed ones."""
 
 from __future__ import annotations
 
-import base64
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from core.errors import Invalid, NotFound
+from ledger.cursors import BIGINT_MAX, decode_row_cursor, encode_cursor
 
 EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
 OUTBOX_STATUSES = ("pending", "done", "failed")
@@ -19,27 +19,10 @@ OUTBOX_PAGE = (1, 100)
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # An outbox id is a bigint (a whole number past its range names no row).
 _OUTBOX_ID = re.compile(r"[0-9]{1,255}")
-_BIGINT_MAX = 2**63 - 1
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _cursor(received_at: datetime, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{received_at.isoformat()}|{pk}".encode()).decode()
-
-
-def _uncursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        stamp, _, pk = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        at, before = datetime.fromisoformat(stamp), int(pk)
-        # Only what _cursor makes: an aware time, a row id PostgreSQL can hold.
-        if at.tzinfo is None or not 0 <= before <= _BIGINT_MAX:
-            raise ValueError(cursor)
-        return at.astimezone(UTC), before
-    except (ValueError, OverflowError):
-        raise Invalid("cursor_invalid", "next is not a cursor this service gave") from None
 
 
 async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None,
@@ -47,7 +30,7 @@ async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None
     """Newest first, `limit` a page, `next` the cursor of the following page (or None)."""
     if status is not None and status not in EVENT_STATUSES:
         raise Invalid("status_invalid", f"status must be one of {', '.join(EVENT_STATUSES)}")
-    before = _uncursor(cursor) if cursor else None
+    before = decode_row_cursor(cursor) if cursor else None
     rows = await pool.fetch(
         """select id, event_id, type, status, reason, attempts, received_at, processed_at
            from events
@@ -62,7 +45,7 @@ async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None
                     "reason": r["reason"], "attempts": r["attempts"],
                     "received_at": iso(r["received_at"]),
                     "processed_at": iso(r["processed_at"])} for r in page],
-        "next": _cursor(page[-1]["received_at"], page[-1]["id"]) if len(rows) > limit else None,
+        "next": encode_cursor(page[-1]["received_at"], page[-1]["id"]) if len(rows) > limit else None,
     }
 
 
@@ -96,7 +79,7 @@ async def list_outbox(pool: asyncpg.Pool, status: str | None, kind: str | None,
     low, high = OUTBOX_PAGE
     if not low <= limit <= high:
         raise Invalid("limit_invalid", f"limit must be from {low} to {high}")
-    before = _uncursor(cursor) if cursor else None
+    before = decode_row_cursor(cursor) if cursor else None
     rows = await pool.fetch(
         """select id, kind, key, status, reason, attempts, invoice_id, created_at, done_at
            from outbox
@@ -112,7 +95,7 @@ async def list_outbox(pool: asyncpg.Pool, status: str | None, kind: str | None,
                    "reason": r["reason"], "attempts": r["attempts"],
                    "invoice_id": r["invoice_id"], "created_at": iso(r["created_at"]),
                    "done_at": iso(r["done_at"])} for r in page],
-        "next": _cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None,
+        "next": encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None,
     }
 
 
@@ -126,7 +109,7 @@ async def retry_outbox(pool: asyncpg.Pool, outbox_id: str) -> tuple[int, str]:
     if not _OUTBOX_ID.fullmatch(outbox_id):
         raise Invalid("id_invalid", "an outbox id is a whole number")
     pk = int(outbox_id)
-    if pk > _BIGINT_MAX:
+    if pk > BIGINT_MAX:
         raise NotFound("outbox entry", outbox_id)
     row = await pool.fetchrow(
         """update outbox set status = 'pending', attempts = 0, done_at = null,

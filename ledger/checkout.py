@@ -8,6 +8,11 @@ transaction open, and it is recorded in a second short transaction that
 checks again that the link still takes payments. Two customers opening one
 link at once plan the same idempotency key, so the processor gives them one
 session.
+
+The invoice page pays through the same three steps: "Pay the rest" is the
+invoice's Pay Now, and "Pay another amount" an amount the customer chose,
+checked against what remains (and against the merchant's minimum) while the
+invoice is locked, at the plan and again at the record.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncpg
 from core.errors import NotFound
 from core.processor import Processor, SessionMade, SessionSpec
 from core.tx import Books
+from ledger import money
 from ledger.outbox import owe_expiry
 from ledger.status import is_open, locked, remaining_of, status_of
 
@@ -31,102 +37,173 @@ class Redirect:
 
 @dataclass(frozen=True, slots=True)
 class Gone:
-    """Why the link no longer takes payments: a request or an invoice status, or
-    "unpayable" (an amount the processor would refuse)."""
+    """Why the link no longer takes payments: a request or an invoice status,
+    "unpayable" (an amount the processor would refuse) or "no_processor"; and the
+    invoice page, which a person is sent to instead."""
 
     reason: str
+    invoice_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why an amount the customer chose cannot be paid now (`money.partial_refusal`,
+    "partial_not_allowed" or "unpayable", with the processor's words in `detail`)."""
+
+    reason: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """What a session is to pay: a request's link, the invoice's Pay Now link (what
+    remains), or an amount the customer chose on the invoice page."""
+
+    invoice_id: str
+    request_id: str | None = None
+    chosen: int | None = None
+
+    @property
+    def source(self) -> str:
+        return "link" if self.chosen is None else "customer"
 
 
 async def open_link(books: Books, token: str, processor: Processor) -> Redirect | Gone:
-    planned = await _plan(books, token, processor)
+    """GET /pay/{token}: a request's link or an invoice's Pay Now link."""
+    async with books.pool.acquire() as conn:
+        want = await _link(conn, token)
+    made = await _open(books, want, processor)
+    assert not isinstance(made, Refused)  # a link's amount is never the customer's
+    return made
+
+
+async def pay_on_page(books: Books, view_token: str, processor: Processor,
+                      chosen: int | None) -> Redirect | Gone | Refused:
+    """The invoice page's "Pay the rest" (`chosen` None: what remains, as Pay Now) or
+    "Pay another amount" (`chosen`, in minor units)."""
+    invoice_id = await books.pool.fetchval(
+        "select id from invoices where view_token = $1", view_token)
+    if invoice_id is None:
+        raise NotFound("invoice page", "…")  # never echo a token
+    return await _open(books, Want(invoice_id, chosen=chosen), processor)
+
+
+async def _open(books: Books, want: Want, processor: Processor) -> Redirect | Gone | Refused:
+    planned = await _plan(books, want, processor)
     if not isinstance(planned, SessionSpec):
         return planned
     made = await processor.create_checkout(planned)  # no transaction is open
-    return await _record(books, planned, made, processor)
+    return await _record(books, want, planned, made, processor)
 
 
-async def _link(conn: asyncpg.Connection, token: str) -> tuple[str, str | None]:
-    """(invoice id, request id or None for Pay Now) of a link token."""
+async def _link(conn: asyncpg.Connection, token: str) -> Want:
+    """What a link token pays: a request, or the invoice's Pay Now."""
     request = await conn.fetchrow(
         "select id, invoice_id from payment_requests where token = $1", token)
     if request is not None:
-        return request["invoice_id"], request["id"]
+        return Want(request["invoice_id"], request_id=request["id"])
     invoice_id = await conn.fetchval("select id from invoices where pay_token = $1", token)
     if invoice_id is None:
         raise NotFound("pay link", "…")  # never echo a token
-    return invoice_id, None
+    return Want(invoice_id)
 
 
-async def _still_payable(conn: asyncpg.Connection, invoice_id: str,
-                         request_id: str | None) -> tuple[asyncpg.Record, int] | Gone:
-    """The locked invoice and what the link charges now, or why it takes nothing."""
-    invoice = await locked(conn, invoice_id)
+def _page(books: Books, invoice: asyncpg.Record) -> str:
+    return f"{books.public_url}/i/{invoice['view_token']}"
+
+
+async def _still_payable(conn: asyncpg.Connection, books: Books,
+                         want: Want) -> tuple[asyncpg.Record, int] | Gone | Refused:
+    """The locked invoice and what the session charges now, or why it takes nothing."""
+    invoice = await locked(conn, want.invoice_id)
     request = None
-    if request_id is not None:
+    if want.request_id is not None:
         request = await conn.fetchrow(
-            "select status, amount from payment_requests where id = $1 for update", request_id)
+            "select status, amount from payment_requests where id = $1 for update",
+            want.request_id)
         if request["status"] != "active":
-            return Gone(request["status"])
+            return Gone(request["status"], _page(books, invoice))
     if not is_open(invoice):
-        return Gone(status_of(invoice))
-    # Pay Now pays what is outstanding; a request its amount, never more than remains.
+        return Gone(status_of(invoice), _page(books, invoice))
     left = remaining_of(invoice)
+    if want.chosen is not None:
+        if not invoice["allow_partial"]:
+            return Refused("partial_not_allowed")
+        refusal = money.partial_refusal(want.chosen, left=left,
+                                        minimum=invoice["min_partial_amount"])
+        if refusal is not None:
+            return Refused(refusal)
+        return invoice, want.chosen
+    # Pay Now pays what is outstanding; a request its amount, never more than remains.
     return invoice, left if request is None else min(request["amount"], left)
 
 
-async def _plan(books: Books, token: str, processor: Processor) -> SessionSpec | Redirect | Gone:
+async def _plan(books: Books, want: Want,
+                processor: Processor) -> SessionSpec | Redirect | Gone | Refused:
     async with books.transaction() as conn:
-        invoice_id, request_id = await _link(conn, token)
-        payable = await _still_payable(conn, invoice_id, request_id)
-        if isinstance(payable, Gone):
+        payable = await _still_payable(conn, books, want)
+        if isinstance(payable, (Gone, Refused)):
             return payable
         invoice, amount = payable
-        if processor.amount_refused(amount, invoice["currency"]):
-            return Gone("unpayable")
+        if not processor.configured:
+            return Gone("no_processor", _page(books, invoice))
+        refused = processor.amount_refused(amount, invoice["currency"])
+        if refused and want.chosen is not None:
+            return Refused("unpayable", refused)
+        if refused:
+            return Gone("unpayable", _page(books, invoice))
         session = await conn.fetchrow(
             """select id, url, amount from checkout_sessions
                where invoice_id = $1 and payment_request_id is not distinct from $2
-                 and status = 'open'
+                 and amount_source = $3 and status = 'open'
                  and (expires_at is null or expires_at > now() + interval '10 minutes')
                order by created_at desc limit 1""",
-            invoice_id, request_id,
+            want.invoice_id, want.request_id, want.source,
         )
         if session is not None and session["amount"] == amount:
             return Redirect(session["url"])
         if session is not None:
-            # An amount no longer outstanding: retire that session.
-            await owe_expiry(conn, invoice_id, session_id=session["id"])
+            # An amount no longer outstanding (or no longer chosen): retire that session.
+            await owe_expiry(conn, want.invoice_id, session_id=session["id"])
         made_before = await conn.fetchval(
             """select count(*) from checkout_sessions
-               where invoice_id = $1 and payment_request_id is not distinct from $2""",
-            invoice_id, request_id,
+               where invoice_id = $1 and payment_request_id is not distinct from $2
+                 and amount_source = $3""",
+            want.invoice_id, want.request_id, want.source,
         )
         email = await conn.fetchval("select email from customers where id = $1",
                                     invoice["customer_id"])
-        link = f"{books.public_url}/pay/{token}"
+        page = _page(books, invoice)
+        link = want.request_id or ("pay-now" if want.chosen is None else "customer")
         return SessionSpec(
-            invoice_id=invoice_id, invoice_number=invoice["number"],
-            payment_request_id=request_id, amount=amount, currency=invoice["currency"],
-            customer_email=email, success_url=f"{link}/done", cancel_url=link,
-            idempotency_key=f"checkout:{invoice_id}:{request_id or 'pay-now'}:{amount}:{made_before}",
+            invoice_id=want.invoice_id, invoice_number=invoice["number"],
+            payment_request_id=want.request_id, amount=amount, currency=invoice["currency"],
+            customer_email=email,
+            # Back to the invoice page either way; Stripe fills in the session's id, so
+            # the page can say that payment is being confirmed until it is applied.
+            success_url=f"{page}?session={{CHECKOUT_SESSION_ID}}", cancel_url=page,
+            idempotency_key=f"checkout:{want.invoice_id}:{link}:{amount}:{made_before}",
+            amount_source="customer" if want.chosen is not None else None,
         )
 
 
-async def _record(books: Books, spec: SessionSpec, made: SessionMade,
-                  processor: Processor) -> Redirect | Gone:
+async def _record(books: Books, want: Want, spec: SessionSpec, made: SessionMade,
+                  processor: Processor) -> Redirect | Gone | Refused:
     async with books.transaction() as conn:
         # Checked again: the link may have been paid, cancelled or voided meanwhile.
-        payable = await _still_payable(conn, spec.invoice_id, spec.payment_request_id)
+        payable = await _still_payable(conn, books, want)
         await conn.execute(
             """insert into checkout_sessions (id, processor, invoice_id, payment_request_id,
-                                              amount, currency, url, expires_at)
-               values ($1, $2, $3, $4, $5, $6, $7, $8)
+                                              amount, currency, url, expires_at,
+                                              amount_source)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                on conflict (id) do nothing""",
             made.id, processor.name, spec.invoice_id, spec.payment_request_id, spec.amount,
             spec.currency, made.url,
             datetime.fromtimestamp(made.expires_at, UTC) if made.expires_at else None,
+            want.source,
         )
-        if isinstance(payable, Gone):
+        if isinstance(payable, (Gone, Refused)):
             await owe_expiry(conn, spec.invoice_id, session_id=made.id)
             return payable
         return Redirect(made.url)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import asyncpg
+
+from core.errors import Conflict, NotFound
+from core.tx import Books
+from ledger.cursors import decode_row_cursor, encode_cursor
+from ledger.outbound import owe_event
+from ledger.repeats import check_same_request
 
 CreditKind = Literal["overpayment", "applied", "taken_back", "adjustment", "credit_note",
                      "refund_fallback"]
@@ -48,6 +56,8 @@ async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: st
         customer_id, currency, amount, kind, payment_id, invoice_id, credit_note_id, ref,
         reason, request, balance,
     )
+    await owe_event(conn, "customer.credit_changed", customer_id=customer_id,
+                    invoice_id=invoice_id)
     return balance
 
 
@@ -58,3 +68,65 @@ async def balances(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) ->
         customer_id,
     )
     return {r["currency"]: r["balance"] for r in rows}
+
+
+# --- what the merchant does with credit, and the ledger it can read -----------------------
+
+
+def entry_view(row: asyncpg.Record) -> dict[str, Any]:
+    """A credit entry as the API shows it (CONTRACT §5): an adjustment by the caller's id,
+    any other entry by settle's."""
+    return {"id": row["ref"] or f"ce_{row['id']}", "amount": row["amount"],
+            "currency": row["currency"], "kind": row["kind"], "invoice_id": row["invoice_id"],
+            "payment_id": row["payment_id"], "reason": row["reason"],
+            "created_at": row["created_at"].isoformat(), "balance_after": row["balance_after"]}
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    id: str
+    amount: int  # > 0 goodwill credit, < 0 a deduction
+    currency: str
+    reason: str
+    request: dict[str, Any]
+
+
+async def adjust(books: Books, customer_id: str, data: Adjustment) -> tuple[dict[str, Any], bool]:
+    """Give or take credit by hand; (the entry, created?). Never below zero."""
+    async with books.transaction() as conn:
+        existing = await conn.fetchrow("select * from credit_entries where ref = $1", data.id)
+        if existing is not None:
+            check_same_request(existing, "customer_id", customer_id, data.request, "adjustment",
+                               data.id)
+            return entry_view(existing), False
+        if not await conn.fetchval("select 1 from customers where id = $1", customer_id):
+            raise NotFound("customer", customer_id)
+        balance = await locked_balance(conn, customer_id, data.currency)
+        if balance + data.amount < 0:
+            raise Conflict("insufficient_credit",
+                           f"the customer holds {balance} in {data.currency}")
+        try:
+            await change_credit(conn, customer_id, data.currency, data.amount, "adjustment",
+                                ref=data.id, reason=data.reason, request=json.dumps(data.request))
+        except asyncpg.UniqueViolationError:  # the same id, a moment earlier
+            raise Conflict("id_conflict", f"adjustment {data.id!r} exists") from None
+        row = await conn.fetchrow("select * from credit_entries where ref = $1", data.id)
+        return entry_view(row), True
+
+
+async def list_entries(books: Books, customer_id: str, *, currency: str | None,
+                       cursor: str | None, limit: int) -> dict[str, Any]:
+    """A customer's credit entries, newest first, each with the balance after it."""
+    if not await books.pool.fetchval("select 1 from customers where id = $1", customer_id):
+        raise NotFound("customer", customer_id)
+    before = decode_row_cursor(cursor) if cursor else None
+    rows = await books.pool.fetch(
+        """select * from credit_entries
+           where customer_id = $1 and ($2::text is null or currency = $2)
+             and ($3::bigint is null or id < $3)
+           order by id desc limit $4""",
+        customer_id, currency, before[1] if before else None, limit + 1)
+    page = rows[:limit]
+    return {"entries": [entry_view(r) for r in page],
+            "next": encode_cursor(page[-1]["created_at"], page[-1]["id"])
+            if len(rows) > limit else None}

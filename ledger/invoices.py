@@ -17,9 +17,18 @@ from core.processor import Processor
 from core.tx import Books
 from ledger import money
 from ledger.credit import change_credit, locked_balance
+from ledger.outbound import invoice_changed, owe_event
 from ledger.outbox import invoice_audience, owe_email
-from ledger.requests import end_active_requests, new_token, pay_url, request_view
-from ledger.status import is_open, locked, remaining_of, status_of
+from ledger.requests import end_active_requests, new_token
+from ledger.cursors import decode_cursor, encode_cursor
+from ledger.status import STATUS_SQL, is_open, locked, remaining_of, status_of
+from ledger.views import VIEW_SQL, credit_note_view, invoice_url, iso, payment_view, view_of
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    description: str
+    amount: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,16 @@ class InvoiceInput:
     kind: str = "invoice"
     notify_emails: tuple[str, ...] = ()
     auto_apply_credit: bool = True
+    lines: tuple[Line, ...] | None = None
+    # The customer may choose what to pay on the invoice page, at least this much.
+    allow_partial: bool = False
+    min_partial_amount: int = 0
+
+    def lines_json(self) -> list[dict[str, Any]] | None:
+        if self.lines is None:
+            return None
+        return [{"description": line.description, "amount": line.amount}
+                for line in self.lines]
 
 
 async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
@@ -49,13 +68,15 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
     if remaining_of(before) > 0 and remaining_of(after) == 0 and after["sent_at"] is not None \
             and after["voided_at"] is None:
         after = await conn.fetchrow(
-            "update invoices set times_paid = times_paid + 1 where id = $1 returning *",
+            """update invoices set times_paid = times_paid + 1, paid_at = now()
+               where id = $1 returning *""",
             before["id"])
         await end_active_requests(conn, before["id"], "superseded")
         audience = await invoice_audience(conn, before["id"])
         await owe_email(conn, "invoice_paid", f"{before['id']}:{after['times_paid']}",
                         invoice_id=before["id"], to=audience["to"], number=audience["number"],
                         total=after["total"], currency=after["currency"])
+    await invoice_changed(conn, status_of(before), status_of(after), before["id"])
     return after
 
 
@@ -68,28 +89,61 @@ async def upsert_invoice(books: Books, invoice_id: str, data: InvoiceInput,
         else None
     if refused:
         raise Invalid("total_invalid", refused)
+    if data.lines is not None and sum(line.amount for line in data.lines) != data.total:
+        raise Invalid("lines_mismatch", "the lines do not add up to the total")
+    if data.allow_partial and data.kind == "quote_deposit":
+        raise Invalid("partial_not_allowed", "a quote deposit is paid in full")
     async with books.transaction() as conn:
         if not await conn.fetchval("select 1 from customers where id = $1", data.customer_id):
             raise Invalid("customer_not_found", f"no customer {data.customer_id!r}")
         values = (invoice_id, data.customer_id, data.number, data.currency, data.total,
-                  data.due_date, data.kind, list(data.notify_emails), data.auto_apply_credit)
+                  data.due_date, data.kind, list(data.notify_emails), data.auto_apply_credit,
+                  data.lines_json(), data.allow_partial, data.min_partial_amount)
         # One statement decides between two concurrent creations: no check-then-insert race.
         created = await conn.fetchval(
             """insert into invoices (id, customer_id, number, currency, total, due_date,
-                                     kind, notify_emails, auto_apply_credit, pay_token)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                     kind, notify_emails, auto_apply_credit, lines,
+                                     allow_partial, min_partial_amount, pay_token)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                on conflict (id) do nothing returning true""",
             *values, new_token(),
         )
         if not created:
-            await _update_draft(conn, await locked(conn, invoice_id), data, values)
-        return await invoice_view(conn, invoice_id, books.public_url), bool(created)
+            existing = await locked(conn, invoice_id)
+            if existing["sent_at"] is None and existing["voided_at"] is None:
+                await _update_draft(conn, existing, data, values)
+            else:
+                await _update_terms(conn, existing, data)
+        return await invoice_view(conn, invoice_id, books), bool(created)
+
+
+async def _update_terms(conn: asyncpg.Connection, existing: asyncpg.Record,
+                        data: InvoiceInput) -> None:
+    """A sent invoice no longer changes, but for the customer's freedom to choose what to
+    pay (`allow_partial`, `min_partial_amount`) while it is open. The same body again
+    changes nothing (an idempotent PUT)."""
+    fixed = (existing["customer_id"], existing["number"], existing["currency"],
+             existing["total"], existing["due_date"], existing["kind"],
+             list(existing["notify_emails"]), existing["auto_apply_credit"], existing["lines"])
+    asked = (data.customer_id, data.number, data.currency, data.total, data.due_date,
+             data.kind, list(data.notify_emails), data.auto_apply_credit, data.lines_json())
+    partial = (data.allow_partial, data.min_partial_amount)
+    if fixed != asked:
+        raise Conflict("invoice_not_draft", "the invoice was sent; only allow_partial and "
+                       "min_partial_amount may change while it is open")
+    if partial == (existing["allow_partial"], existing["min_partial_amount"]):
+        return
+    if not is_open(existing):
+        raise Conflict("invoice_not_draft", f"the invoice is {status_of(existing)}: "
+                       "allow_partial and min_partial_amount change only while it is open")
+    await conn.execute(
+        """update invoices set allow_partial = $2, min_partial_amount = $3, updated_at = now()
+           where id = $1""",
+        existing["id"], *partial)
 
 
 async def _update_draft(conn: asyncpg.Connection, existing: asyncpg.Record, data: InvoiceInput,
                         values: tuple[Any, ...]) -> None:
-    if existing["sent_at"] is not None or existing["voided_at"] is not None:
-        raise Conflict("invoice_not_draft", "the invoice was sent; it can no longer change")
     if data.total < existing["amount_paid"] + existing["amount_credited"]:
         raise Conflict("invoice_has_payments",
                        "the total is below what was already paid on the invoice")
@@ -104,7 +158,7 @@ async def _update_draft(conn: asyncpg.Connection, existing: asyncpg.Record, data
     await conn.execute(
         """update invoices set customer_id = $2, number = $3, currency = $4, total = $5,
                   due_date = $6, kind = $7, notify_emails = $8, auto_apply_credit = $9,
-                  updated_at = now()
+                  lines = $10, allow_partial = $11, min_partial_amount = $12, updated_at = now()
            where id = $1""",
         *values,
     )
@@ -118,9 +172,10 @@ async def send_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
         if row["sent_at"] is None:
             row = await conn.fetchrow(
                 "update invoices set sent_at = now() where id = $1 returning *", invoice_id)
+            await owe_event(conn, "invoice.sent", invoice_id=invoice_id)
             if row["auto_apply_credit"]:
                 await _apply_credit(conn, row, None)
-        return await invoice_view(conn, invoice_id, books.public_url)
+        return await invoice_view(conn, invoice_id, books)
 
 
 async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
@@ -144,7 +199,8 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
                 invoice_id,
             )
             await end_active_requests(conn, invoice_id, "cancelled")
-        return await invoice_view(conn, invoice_id, books.public_url)
+            await owe_event(conn, "invoice.voided", invoice_id=invoice_id)
+        return await invoice_view(conn, invoice_id, books)
 
 
 async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dict[str, Any]:
@@ -154,7 +210,7 @@ async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dic
             raise Invalid("invoice_not_open", f"the invoice is {status_of(row)}")
         if await _apply_credit(conn, row, amount) == 0:
             raise Invalid("no_credit", "the customer has no credit in this currency")
-        return await invoice_view(conn, invoice_id, books.public_url)
+        return await invoice_view(conn, invoice_id, books)
 
 
 async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: int | None) -> int:
@@ -176,44 +232,35 @@ async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: i
 
 
 async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str,
-                       public_url: str) -> dict[str, Any]:
-    row = await conn.fetchrow("select * from invoices where id = $1", invoice_id)
+                       books: Books) -> dict[str, Any]:
+    row = await conn.fetchrow(VIEW_SQL + " where i.id = $1", invoice_id)
     if row is None:
         raise NotFound("invoice", invoice_id)
-    payments = await conn.fetch(
-        "select * from payments where invoice_id = $1 order by created_at, id", invoice_id)
-    requests = await conn.fetch(
-        "select * from payment_requests where invoice_id = $1 order by created_at, id", invoice_id)
-    return {
-        "id": row["id"],
-        "number": row["number"],
-        "customer_id": row["customer_id"],
-        "currency": row["currency"],
-        "total": row["total"],
-        "amount_paid": row["amount_paid"],
-        "amount_credited": row["amount_credited"],
-        "amount_remaining": remaining_of(row),
-        "status": status_of(row),
-        "kind": row["kind"],
-        "due_date": row["due_date"].isoformat() if row["due_date"] else None,
-        "notify_emails": list(row["notify_emails"]),
-        "auto_apply_credit": row["auto_apply_credit"],
-        "pay_url": pay_url(public_url, row["pay_token"]) if is_open(row) else None,
-        "payment_requests": [request_view(r, public_url) for r in requests],
-        "payments": [payment_view(p) for p in payments],
-    }
+    return view_of(row, books)
 
 
 async def get_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
-    return await invoice_view(books.pool, invoice_id, books.public_url)
+    return await invoice_view(books.pool, invoice_id, books)
 
 
-def payment_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    """A payment as the API shows it (CONTRACT §5)."""
-    return {
-        "id": row["id"], "source": row["source"], "method": row["method"],
-        "amount": row["amount"], "applied": row["applied"], "credited": row["credited"],
-        "refunded": row["refunded"], "status": row["status"],
-        "payment_request_id": row["payment_request_id"],
-        "created_at": row["created_at"].isoformat(),
-    }
+async def list_invoices(books: Books, *, status: str | None, customer_id: str | None,
+                        cursor: str | None, limit: int) -> dict[str, Any]:
+    """Invoices newest first, by status and customer, a page in one query."""
+    before = decode_cursor(cursor) if cursor else None
+    rows = await books.pool.fetch(
+        VIEW_SQL + f"""
+        where ($1::text is null or ({STATUS_SQL}) = $1)
+          and ($2::text is null or i.customer_id = $2)
+          and ($3::timestamptz is null or (i.created_at, i.id) < ($3, $4))
+        order by i.created_at desc, i.id desc limit $5""",
+        status, customer_id, before[0] if before else None, before[1] if before else "",
+        limit + 1)
+    page = rows[:limit]
+    return {"invoices": [view_of(r, books) for r in page],
+            "next": encode_cursor(page[-1]["created_at"], page[-1]["id"])
+            if len(rows) > limit else None}
+
+
+__all__ = ["VIEW_SQL", "credit_note_view", "invoice_url", "iso", "payment_view", "view_of",
+           "changed",
+           "invoice_view", "get_invoice", "list_invoices"]

@@ -7,6 +7,7 @@ tested on their own (including by property tests) and used in one place.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -15,18 +16,22 @@ InvoiceStatus = Literal["void", "draft", "paid", "overdue", "partially_paid", "s
 OPEN_STATUSES: frozenset[str] = frozenset({"sent", "partially_paid", "overdue"})
 
 
-def remaining(total: int, amount_paid: int, amount_credited: int) -> int:
-    return max(0, total - amount_paid - amount_credited)
+def remaining(total: int, amount_paid: int, amount_credited: int,
+              amount_credit_noted: int = 0) -> int:
+    """amount_remaining = total - amount_paid - amount_credited - amount_credit_noted,
+    never below 0 (§4)."""
+    return max(0, total - amount_paid - amount_credited - amount_credit_noted)
 
 
 def invoice_status(*, voided: bool, sent: bool, total: int, amount_paid: int,
-                   amount_credited: int, due_date: date | None, today: date) -> InvoiceStatus:
+                   amount_credited: int, due_date: date | None, today: date,
+                   amount_credit_noted: int = 0) -> InvoiceStatus:
     """The precedence of §4: void, draft, paid, overdue, partially_paid, sent."""
     if voided:
         return "void"
     if not sent:
         return "draft"
-    left = remaining(total, amount_paid, amount_credited)
+    left = remaining(total, amount_paid, amount_credited, amount_credit_noted)
     if left == 0:
         return "paid"
     if due_date is not None and today > due_date:
@@ -136,6 +141,24 @@ def split_refund(increase: int, *, credit_from_payment: int, balance: int,
     return RefundSplit(from_credit, from_paid, increase - from_credit - from_paid)
 
 
+@dataclass(frozen=True, slots=True)
+class CreditNoteSplit:
+    pre_payment: int  # taken off what is owed
+    post_payment: int  # given back: credited, or refunded
+
+
+def split_credit_note(amount: int, *, left: int, returnable: int) -> CreditNoteSplit | None:
+    """A credit note takes min(amount, remaining) off what is owed; the rest goes back
+    to the customer, never more than what was paid or credited and not yet given back
+    by earlier credit notes (`returnable`). None when it asks for more (§4)."""
+    if amount <= 0 or left < 0:
+        raise ValueError("a credit note is positive")
+    pre = min(amount, left)
+    if amount - pre > returnable:
+        return None
+    return CreditNoteSplit(pre, amount - pre)
+
+
 def credit_to_apply(requested: int | None, balance: int, left: int) -> int:
     """apply-credit applies min(amount, credit balance, remaining)."""
     if requested is not None and requested <= 0:
@@ -150,15 +173,64 @@ def exponent(currency: str) -> int:
     return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
 
 
-def format_amount(amount: int, currency: str) -> str:
-    """Minor units for a person: $1,234.50, €12.00, ¥500, 1.250 KWD."""
-    symbol = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}.get(
-        currency.lower())
+class AmountRefused(ValueError):
+    """Why a typed amount is not one: `code` names it (not_a_number, too_many_decimals,
+    not_positive, too_large), for a message in the person's words."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+_TYPED = re.compile(r"([0-9]{1,16})(?:[.]([0-9]{1,20}))?")
+# Below what bigint and every sum of amounts can hold, as the API's own limit.
+LARGEST = 2**53 - 1
+
+
+def parse_amount(text: str, currency: str, *, decimal_comma: bool = False) -> int:
+    """Minor units from what a person typed in the currency's usual form (§6): `25.50`,
+    `1.250` for a three-decimal currency, `500` for a zero-decimal one.
+
+    A point is always the decimal separator; a comma is one too for locales that write
+    `25,50` (`decimal_comma`). Thousands separators are refused rather than guessed at:
+    `1,250` is 1.25 in one locale and 1250 in another. Digits past the currency's
+    exponent are refused unless they are zeros (`500.00` yen is 500 yen).
+    """
+    typed = text.strip()
+    if decimal_comma and typed.count(",") == 1 and "." not in typed:
+        typed = typed.replace(",", ".")
+    match = _TYPED.fullmatch(typed)
+    if match is None:
+        raise AmountRefused("not_a_number")
+    whole, fraction = match.group(1), (match.group(2) or "")
     digits = exponent(currency)
-    sign = "-" if amount < 0 else ""
-    whole, fraction = divmod(abs(amount), 10**digits)
-    text = f"{whole:,}" + (f".{fraction:0{digits}d}" if digits else "")
-    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+    if fraction[digits:].strip("0"):
+        raise AmountRefused("too_many_decimals")
+    fraction = fraction[:digits].ljust(digits, "0")
+    amount: int = int(whole) * 10**digits + (int(fraction) if fraction else 0)
+    if amount <= 0:
+        raise AmountRefused("not_positive")
+    if amount > LARGEST:
+        raise AmountRefused("too_large")
+    return amount
+
+
+PartialRefusal = Literal["below_minimum", "above_remaining"]
+
+
+def partial_refusal(amount: int, *, left: int, minimum: int) -> PartialRefusal | None:
+    """A customer's own amount is at least `minimum` (or what remains, if less) and at
+    most what remains (§6); why not, or None."""
+    if amount > left:
+        return "above_remaining"
+    if amount < min(minimum, left):
+        return "below_minimum"
+    return None
+
+
+def partial_floor(left: int, minimum: int) -> int:
+    """The least a customer may choose to pay now."""
+    return max(1, min(minimum, left))
 
 
 # Stripe's zero-decimal currencies: amounts are in whole units.

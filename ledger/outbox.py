@@ -32,7 +32,15 @@ async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, 
 async def owe_email(conn: asyncpg.Connection, kind: MailKind, key: str, *, invoice_id: str,
                     to: list[str], cc: list[str] | None = None, bcc: list[str] | None = None,
                     **context: Any) -> None:
-    """A mail; the payload holds what the mail says, as of this moment."""
+    """A mail; the payload holds what the mail says, as of this moment: with the
+    customer's locale (amounts and dates are formatted in it), the invoice's due date,
+    and the token of its page, which every mail links (CONTRACT §7)."""
+    page = await conn.fetchrow(
+        """select i.view_token, i.due_date, c.locale
+           from invoices i join customers c on c.id = i.customer_id where i.id = $1""",
+        invoice_id)
+    context = {**context, "locale": page["locale"], "invoice_token": page["view_token"],
+               "due_date": page["due_date"].isoformat() if page["due_date"] else None}
     await owe(conn, "email", f"mail:{kind}:{key}",
               {"kind": kind, "invoice_id": invoice_id, "to": to, "cc": cc or [],
                "bcc": bcc or [], "context": context}, invoice_id=invoice_id)
@@ -41,12 +49,13 @@ async def owe_email(conn: asyncpg.Connection, kind: MailKind, key: str, *, invoi
 async def owe_refund(conn: asyncpg.Connection, processor: str, payment_id: str,
                      amount: int, *, key: str, reason: str, refund_id: str,
                      invoice_id: str) -> None:
-    """A refund of a payment of `invoice_id` through the processor, with `key` as its
-    idempotency key; `refund_id` is settle's row for it (`ledger.refunds`), which the
-    processor's answer completes."""
+    """A refund of a payment of `invoice_id` through the processor, owed once under `key`;
+    `refund_id` is settle's row for it (`ledger.refunds`), which the processor's answer
+    completes, and the processor's idempotency key."""
     await owe(conn, "refund", key, {"processor": processor, "payment_id": payment_id,
                                     "amount": amount, "reason": reason,
-                                    "refund_id": refund_id}, invoice_id=invoice_id)
+                                    "refund_id": refund_id, "idempotency_key": refund_id},
+              invoice_id=invoice_id)
 
 
 async def owe_expiry(conn: asyncpg.Connection, invoice_id: str, *,
@@ -126,6 +135,16 @@ async def record_failed(conn: asyncpg.Connection, outbox_id: int, reason: str) -
         """update outbox set status = 'failed', reason = $2, lease_until = null, done_at = now()
            where id = $1 and status = 'pending'""",
         outbox_id, reason)
+
+
+async def record_busy(pool: asyncpg.Pool, outbox_id: int, delay: float) -> None:
+    """Not attempted at all (its destination was busy): the claim's attempt is given back,
+    and the row is due again after `delay` seconds."""
+    await pool.execute(
+        """update outbox set attempts = greatest(attempts - 1, 0), lease_until = null,
+                  next_attempt_at = now() + make_interval(secs => $2)
+           where id = $1 and status = 'pending'""",
+        outbox_id, delay)
 
 
 async def record_deferred(pool: asyncpg.Pool, outbox_id: int, reason: str,

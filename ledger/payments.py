@@ -9,12 +9,16 @@ transaction (the event's, or the API call's).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
 
-from core.errors import PermanentError
+from core.errors import Invalid, PermanentError
+from core.tx import Books
 from ledger import money, refunds
 from ledger.checkout import session_finished
 from ledger.credit import change_credit
@@ -30,10 +34,12 @@ from ledger.facts import (
     Refunded,
 )
 from ledger.inbox import Outcome, Policy
-from ledger.invoices import changed
+from ledger.invoices import changed, payment_view
+from ledger.outbound import owe_event
 from ledger.outbox import invoice_audience, owe_email
 from ledger.requests import request_paid
-from ledger.status import invoice_for, is_open, remaining_of
+from ledger.status import invoice_for, is_open, locked, remaining_of, status_of
+from ledger.repeats import check_same_request
 
 
 async def _lock_payment(conn: asyncpg.Connection, payment_id: str) -> asyncpg.Record | None:
@@ -111,6 +117,7 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                         remaining=remaining_of(after), currency=facts.currency)
     # Refunds reported before this capture arrived are taken back now.
     await refunds.settle_payment(conn, invoice["id"], facts.payment_id)
+    await owe_event(conn, "payment.succeeded", invoice_id=invoice["id"], object_id=facts.payment_id)
     return f"captured {facts.amount}: applied {split.applied}, excess {split.excess}"
 
 
@@ -128,6 +135,8 @@ async def processing(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
         facts.payment_id, facts.invoice_id, facts.payment_request_id, facts.currency, facts.amount,
         facts.source,
     )
+    await owe_event(conn, "payment.processing", invoice_id=facts.invoice_id,
+                    object_id=facts.payment_id)
     return f"payment processing: {facts.amount}"
 
 
@@ -145,6 +154,8 @@ async def failed(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
         facts.payment_id, facts.invoice_id, facts.payment_request_id, facts.currency, facts.amount,
         facts.source,
     )
+    await owe_event(conn, "payment.failed", invoice_id=facts.invoice_id,
+                    object_id=facts.payment_id)
     return "payment failed"
 
 
@@ -174,3 +185,44 @@ async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: P
     if notes or not ignored:
         return Outcome("processed", "; ".join(notes) or None)
     return Outcome("ignored", ignored[0])
+
+
+# --- payments made outside the processor ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ManualPayment:
+    id: str
+    amount: int
+    method: str
+    reference: str | None
+    received_at: datetime | None
+    # The caller's body, to tell a repeat (the same body) from a conflict (another one).
+    request: dict[str, Any]
+
+
+async def record_manual(books: Books, invoice_id: str,
+                        data: ManualPayment) -> tuple[dict[str, Any], bool]:
+    """Money received outside the processor (a cheque, a transfer), applied exactly like a
+    capture; (the payment, created?). The same id and body again is a no-op."""
+    async with books.transaction() as conn:
+        invoice = await locked(conn, invoice_id)
+        # The id is claimed first, in one statement: two calls with one id never both pass.
+        claimed = await conn.fetchval(
+            """insert into payments (id, invoice_id, currency, status, amount, processor,
+                                     source, method, reference, received_at, request)
+               values ($1, $2, $3, 'processing', $4, 'manual', 'manual', $5, $6, $7, $8)
+               on conflict (id) do nothing returning true""",
+            data.id, invoice_id, invoice["currency"], data.amount, data.method, data.reference,
+            data.received_at, json.dumps(data.request))
+        if not claimed:
+            existing = await conn.fetchrow("select * from payments where id = $1", data.id)
+            check_same_request(existing, "invoice_id", invoice_id, data.request, "payment", data.id)
+            return payment_view(existing), False
+        if status_of(invoice) in ("draft", "void"):
+            raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
+        await capture(conn, PaymentFacts(data.id, invoice_id, data.amount, invoice["currency"],
+                                         "manual", method=data.method, reference=data.reference),
+                      "credit")
+        row = await conn.fetchrow("select * from payments where id = $1", data.id)
+        return payment_view(row), True

@@ -83,15 +83,20 @@ async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, An
     credited = await conn.fetchval(
         """select coalesce(-sum(amount), 0) from credit_entries
            where invoice_id = $1 and kind = 'applied'""", invoice_id)
+    credit_noted = await conn.fetchval(
+        "select coalesce(sum(pre_payment_amount), 0) from credit_notes where invoice_id = $1",
+        invoice_id)
     repairs = []
-    for name, should in (("amount_paid", paid), ("amount_credited", credited)):
+    for name, should in (("amount_paid", paid), ("amount_credited", credited),
+                         ("amount_credit_noted", credit_noted)):
         if invoice[name] != should:
             repairs.append({"invoice_id": invoice_id, "field": name, "was": invoice[name],
                             "now": int(should)})
     if repairs:
         await conn.execute(
-            "update invoices set amount_paid = $2, amount_credited = $3 where id = $1",
-            invoice_id, paid, credited)
+            """update invoices set amount_paid = $2, amount_credited = $3,
+                      amount_credit_noted = $4 where id = $1""",
+            invoice_id, paid, credited, credit_noted)
     balance = await conn.fetchrow(
         """select b.balance, coalesce((select sum(amount) from credit_entries e
                                        where e.customer_id = b.customer_id

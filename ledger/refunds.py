@@ -23,17 +23,22 @@ Callers hold the invoice lock, then the payment's (the order everywhere).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
-from core.errors import PermanentError, RetryLater
+from core.errors import Conflict, Invalid, NotFound, PermanentError, RetryLater
+from core.tx import Books
 from ledger import money
 from ledger.credit import change_credit, locked_balance
 from ledger.facts import RefundState
 from ledger.invoices import changed
+from ledger.outbound import owe_event
 from ledger.outbox import invoice_audience, owe_email, owe_refund
 from ledger.status import invoice_for, lock_invoice, remaining_of
+from ledger.repeats import check_same_request
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,10 @@ async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount:
     if manual:
         await settle_payment(conn, held.invoice["id"], payment["id"])
     else:
-        await owe_refund(conn, payment["processor"], payment["id"], amount, key=refund_id,
+        # The refund's id is the processor's idempotency key; the outbox row's own key
+        # is kept apart from the mails' and expiries' keys.
+        await owe_refund(conn, payment["processor"], payment["id"], amount,
+                         key=refund_id if refund_id.startswith("refund-") else f"refund:{refund_id}",
                          reason=purpose, refund_id=refund_id, invoice_id=payment["invoice_id"])
 
 
@@ -207,8 +215,11 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
                          r["processor_refund_id"] is not None) for r in rows])
     taken = (payment["refund_from_credit"] + payment["refund_from_paid"]
              + payment["refund_unrecovered"])
+    refunded = min(totals.refunded, payment["amount"])
     await conn.execute("update payments set refunded = $2, updated_at = now() where id = $1",
-                       payment_id, min(totals.refunded, payment["amount"]))
+                       payment_id, refunded)
+    if refunded != payment["refunded"]:
+        await owe_event(conn, "payment.refunded", invoice_id=invoice_id, object_id=payment_id)
     if totals.by_rule > taken:
         return await _take_back(conn, invoice, payment, totals.by_rule - taken)
     if totals.by_rule < taken:
@@ -320,3 +331,74 @@ async def _give_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
                             payment_id=payment["id"], invoice_id=invoice["id"])
     return (f"refund -{amount} did not happen: {back.to_invoice} back to the invoice, "
             f"{back.overflow + back.to_credit} to credit")
+
+
+# --- refunds the merchant asks for ---------------------------------------------------------
+
+
+def api_status(status: str) -> str:
+    """pending (asked, or the processor is still on it), succeeded, or failed."""
+    return "succeeded" if status == "succeeded" else "failed" if status in money.FAILED \
+        else "pending"
+
+
+def refund_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "payment_id": row["payment_id"], "amount": row["amount"],
+            "status": api_status(row["status"]), "reason": row["reason"]}
+
+
+async def refundable(conn: asyncpg.Connection, payment: asyncpg.Record) -> int:
+    """What may still be refunded from a payment: what it received, less every refund
+    made, confirmed or asked for (whatever its purpose)."""
+    if payment["status"] != "succeeded":
+        return 0
+    rows = await conn.fetch("select amount, status from refunds where payment_id = $1",
+                            payment["id"])
+    counted: int = sum(r["amount"] for r in rows if r["status"] in money.COUNTED)
+    asked: int = sum(r["amount"] for r in rows if r["status"] == "requested")
+    done: int = max(counted, payment["refunded"])
+    received: int = payment["amount"]
+    return max(0, received - done - asked)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    id: str
+    amount: int
+    reason: str | None
+    request: dict[str, Any]
+
+
+async def request_refund(books: Books, payment_id: str, data: RefundRequest,
+                         processor_configured: bool) -> tuple[dict[str, Any], bool]:
+    """A merchant's refund of a payment; (the refund, created?). It moves the books once,
+    when the processor confirms it (at once for a manual payment), by the refund rule."""
+    async with books.transaction() as conn:
+        existing = await conn.fetchrow("select * from refunds where id = $1", data.id)
+        if existing is not None:
+            check_same_request(existing, "payment_id", payment_id, data.request, "refund", data.id)
+            return refund_view(existing), False
+        held = await lock(conn, payment_id)
+        if held is None:
+            raise NotFound("payment", payment_id)
+        if held.payment["source"] != "manual" and not processor_configured:
+            raise Conflict("processor_not_configured",
+                           "refunds of processor payments need STRIPE_API_KEY")
+        left = await refundable(conn, held.payment)
+        if data.amount > left:
+            raise Invalid("amount_exceeds_refundable",
+                          f"{left} of this payment may still be refunded")
+        try:
+            await ask(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant",
+                      reason=data.reason, request=json.dumps(data.request))
+        except asyncpg.UniqueViolationError:  # the same id, a moment earlier
+            raise Conflict("id_conflict", f"refund {data.id!r} exists") from None
+        row = await conn.fetchrow("select * from refunds where id = $1", data.id)
+        return refund_view(row), True
+
+
+async def get_refund(books: Books, refund_id: str) -> dict[str, Any]:
+    row = await books.pool.fetchrow("select * from refunds where id = $1", refund_id)
+    if row is None:
+        raise NotFound("refund", refund_id)
+    return refund_view(row)

@@ -18,8 +18,10 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
+from ledger.outbound import owe_event
 from ledger.outbox import owe_expiry, owe_request_mail
 from ledger.status import is_open, locked, remaining_of, status_of
+from ledger.views import pay_url, request_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,37 +43,18 @@ def new_request_id() -> str:
     return f"pr_{secrets.token_hex(12)}"
 
 
-def pay_url(public_url: str, token: str) -> str:
-    return f"{public_url}/pay/{token}"
-
-
-def request_view(row: asyncpg.Record, public_url: str) -> dict[str, Any]:
-    recipients = row["recipients"]
-    return {
-        "id": row["id"],
-        "invoice_id": row["invoice_id"],
-        "amount": row["amount"],
-        "currency": row["currency"],
-        "status": row["status"],
-        "url": pay_url(public_url, row["token"]),
-        "to": recipients["to"],
-        "cc": recipients["cc"],
-        "bcc": recipients["bcc"],
-        "note": row["note"],
-        "reminders_sent": row["reminders_sent"],
-        "created_at": row["created_at"].isoformat(),
-    }
-
-
 async def end_active_requests(conn: asyncpg.Connection, invoice_id: str, status: str) -> None:
     """Supersede (invoice paid) or cancel (invoice voided) the active request, at once,
     and owe the expiry of every open checkout session of the invoice."""
-    await conn.execute(
+    ended = await conn.fetch(
         """update payment_requests set status = $2, ended_at = now(), updated_at = now()
-           where invoice_id = $1 and status = 'active'""",
+           where invoice_id = $1 and status = 'active' returning id""",
         invoice_id, status,
     )
     await owe_expiry(conn, invoice_id)
+    for row in ended:
+        await owe_event(conn, f"payment_request.{status}", invoice_id=invoice_id,
+                        object_id=row["id"])
 
 
 async def create_request(books: Books, invoice_id: str, data: RequestInput,
@@ -80,6 +63,10 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
         async with books.transaction() as conn:
             # The invoice lock serialises creations; the partial unique index is the backstop.
             invoice = await locked(conn, invoice_id)
+            if not processor.configured:
+                # Nothing is created or mailed: the link could not take the payment.
+                raise Conflict("processor_not_configured",
+                               "payment requests need a processor: set STRIPE_API_KEY")
             if not is_open(invoice):
                 raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
             left = remaining_of(invoice)
@@ -108,6 +95,8 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
             )
             await owe_request_mail(conn, row, "payment_request", f"{row['id']}:0",
                                    pay_url(books.public_url, row["token"]))
+            await owe_event(conn, "payment_request.created", invoice_id=invoice_id,
+                            object_id=row["id"])
             return request_view(row, books.public_url)
     except asyncpg.UniqueViolationError:
         raise Conflict("active_request_exists", "another request became active first") from None
@@ -139,6 +128,8 @@ async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, statu
         request_id, status,
     )
     await owe_expiry(conn, invoice_id, request_id=request_id)
+    await owe_event(conn, f"payment_request.{status}", invoice_id=invoice_id,
+                    object_id=request_id)
 
 
 async def request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: str) -> None:
@@ -154,6 +145,8 @@ async def request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: st
     )
     if paid:
         await owe_expiry(conn, invoice_id, request_id=request_id)
+        await owe_event(conn, "payment_request.paid", invoice_id=invoice_id,
+                        object_id=request_id)
 
 
 async def cancel_request(books: Books, request_id: str) -> dict[str, Any]:

@@ -25,11 +25,13 @@ def status_of(row: asyncpg.Record | dict[str, Any], on: date | None = None) -> m
         voided=row["voided_at"] is not None, sent=row["sent_at"] is not None,
         total=row["total"], amount_paid=row["amount_paid"],
         amount_credited=row["amount_credited"], due_date=row["due_date"], today=on or today(),
+        amount_credit_noted=row["amount_credit_noted"],
     )
 
 
 def remaining_of(row: asyncpg.Record | dict[str, Any]) -> int:
-    return money.remaining(row["total"], row["amount_paid"], row["amount_credited"])
+    return money.remaining(row["total"], row["amount_paid"], row["amount_credited"],
+                           row["amount_credit_noted"])
 
 
 def is_open(row: asyncpg.Record | dict[str, Any]) -> bool:
@@ -57,3 +59,14 @@ async def invoice_for(conn: asyncpg.Connection, invoice_id: str, currency: str) 
         raise PermanentError(
             f"currency {currency} does not match invoice {invoice_id} currency {invoice['currency']}")
     return invoice
+
+
+# The same status in SQL (for lists filtered by status in one query); keep the two in step
+# (tests/test_merchant.py checks them against each other).
+STATUS_SQL = """case when i.voided_at is not null then 'void'
+     when i.sent_at is null then 'draft'
+     when i.total - i.amount_paid - i.amount_credited - i.amount_credit_noted <= 0 then 'paid'
+     when i.due_date is not null and (now() at time zone 'UTC')::date > i.due_date
+          then 'overdue'
+     when i.amount_paid + i.amount_credited > 0 then 'partially_paid'
+     else 'sent' end"""

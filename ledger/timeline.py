@@ -31,12 +31,23 @@ async def invoice_timeline(pool: asyncpg.Pool, invoice_id: str) -> list[dict[str
              from events
             where invoice_id = $1
            union all
-           select created_at, 'payment', id || ' ' || status || ': amount ' || amount
+           select created_at, 'payment', source || ' ' || id || coalesce(' (' || method || ')', '')
+                  || ' ' || status || ': amount ' || amount
                   || ', applied ' || applied || ', credited ' || credited
                   || ', refunded ' || refunded
              from payments where invoice_id = $1
            union all
+           select created_at, 'refund', purpose || ' ' || id || ' of ' || payment_id || ' for '
+                  || amount || ': ' || status || coalesce(' (' || reason || ')', '')
+             from refunds where invoice_id = $1
+           union all
+           select created_at, 'credit note', id || ' for ' || amount || ': '
+                  || pre_payment_amount || ' off what is owed, ' || credited_amount
+                  || ' credited, ' || refunded_amount || ' refunded'
+             from credit_notes where invoice_id = $1
+           union all
            select created_at, 'credit', kind || ' ' || amount || ' ' || currency
+                  || ', balance ' || balance_after
              from credit_entries where invoice_id = $1
            union all
            select created_at, 'request', id || ' for ' || amount || ': ' || status
@@ -45,7 +56,7 @@ async def invoice_timeline(pool: asyncpg.Pool, invoice_id: str) -> list[dict[str
            union all
            select created_at, 'email', (payload ->> 'kind') || ' to '
                   || (payload ->> 'to') || ': ' || status || coalesce(' (' || reason || ')', '')
-             from outbox where kind = 'email' and payload ->> 'invoice_id' = $1
+             from outbox where kind = 'email' and invoice_id = $1
            order by 1, 2""",
         invoice_id)
     return [{"at": iso(r["at"]), "what": r["what"], "detail": r["detail"]} for r in rows]

@@ -1,7 +1,10 @@
 """Rendering notifications: a plain-text and an HTML part from templates.
 
-HTML templates autoescape, so anything a caller wrote (a note, a name) is
-shown as text and can never add markup or links.
+Mails render through the one environment of `present` (the customer pages'
+own), from `present/templates/mail/`. HTML templates autoescape, so anything a
+caller wrote (a note, a name) is shown as text and can never add markup or
+links. Amounts and dates are formatted in the customer's locale, which the
+outbox row carries, and every mail links the invoice page (CONTRACT §7).
 """
 
 from __future__ import annotations
@@ -9,12 +12,11 @@ from __future__ import annotations
 import hashlib
 from email.message import EmailMessage
 from email.utils import formatdate
-from functools import cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-from ledger.money import format_amount
+from core.settings import Settings
+from present import formats
+from present.templating import render as render_template
 
 SUBJECTS = {
     "payment_request": "Payment request: {amount} for invoice {number}",
@@ -27,43 +29,42 @@ SUBJECTS = {
 }
 
 
-@cache
-def environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("notify", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    env.filters["money"] = format_amount
-    return env
-
-
 def message_id(key: str, mail_from: str) -> str:
     """Stable for one notification: every retry carries the same Message-ID."""
     domain = mail_from.rpartition("@")[2] or "settle"
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
 
 
-def render(payload: dict[str, Any], key: str, mail_from: str) -> EmailMessage:
+def context_of(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """What the templates are given: the row's context, with what a row owed before
+    mails carried a locale and an invoice page lacks."""
+    context: dict[str, Any] = {"locale": formats.DEFAULT_LOCALE, "invoice_token": None,
+                               "due_date": None, **payload["context"]}
+    token = context.pop("invoice_token")
+    context["invoice_url"] = f"{settings.public_url}/i/{token}" if token else None
+    context["merchant"] = settings.merchant_name
+    return context
+
+
+def render(payload: dict[str, Any], key: str, settings: Settings) -> EmailMessage:
     kind = payload["kind"]
-    context = dict(payload["context"])
-    env = environment()
-    money = {name: format_amount(context[name], context["currency"])
-             for name in ("amount", "credited") if name in context}
+    context = context_of(payload, settings)
+    fields: dict[str, Any] = dict(context)
+    fields.update({name: formats.money(context[name], context["currency"], context["locale"])
+                   for name in ("amount", "credited") if name in context})
     # Header values come from our own rows, but a number or name is the caller's:
     # no line breaks may reach a header.
-    subject = SUBJECTS[kind].format(**{**context, **money}).replace("\r", " ").replace("\n", " ")
+    subject = SUBJECTS[kind].format(**fields).replace("\r", " ").replace("\n", " ")
     message = EmailMessage()
-    message["From"] = mail_from
+    message["From"] = settings.mail_from
     message["To"] = ", ".join(payload["to"])
     if payload["cc"]:
         message["Cc"] = ", ".join(payload["cc"])
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = message_id(key, mail_from)
+    message["Message-ID"] = message_id(key, settings.mail_from)
     message["X-Notification-Kind"] = kind
     message["X-Invoice-Id"] = payload["invoice_id"]
-    message.set_content(env.get_template(f"{kind}.txt").render(**context))
-    message.add_alternative(env.get_template(f"{kind}.html").render(**context), subtype="html")
+    message.set_content(render_template(f"mail/{kind}.txt", **context))
+    message.add_alternative(render_template(f"mail/{kind}.html", **context), subtype="html")
     return message

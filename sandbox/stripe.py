@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ledger.money import format_amount
+from present.formats import money
 from sandbox.events import event, signed, stripe_object
 
 log = logging.getLogger("settle.sandbox")
@@ -130,6 +130,12 @@ class StripeStandIn:
         refund["status"] = status
         return event("refund.failed" if status == "failed" else "refund.updated", dict(refund))
 
+    def success_url(self, session_id: str) -> str:
+        """Where Stripe sends the customer after paying: the session's success_url with
+        `{CHECKOUT_SESSION_ID}` filled in, as Stripe does."""
+        url: str = self.sessions[session_id]["success_url"]
+        return url.replace("{CHECKOUT_SESSION_ID}", session_id)
+
     def session_for_url(self, url: str) -> dict[str, Any]:
         return self.sessions[url.rstrip("/").rsplit("/", 1)[1]]
 
@@ -181,14 +187,19 @@ class StripeStandIn:
     # --- the checkout page a person sees ---------------------------------------------
 
     def _page(self, session: dict[str, Any], body: str) -> web.Response:
-        amount = format_amount(session["amount_total"], session["currency"])
+        amount = money(session["amount_total"], session["currency"])
         invoice = html.escape(session["metadata"].get("invoice_id", ""))
+        back = html.escape(session.get("cancel_url") or "", quote=True)
         return web.Response(content_type="text/html", text=(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<title>Sandbox checkout</title></head>"
-            "<body style=\"font-family: system-ui, sans-serif; max-width: 30rem; margin: 3rem auto\">"
-            "<p style=\"color: #a60\">Sandbox: no real money moves.</p>"
-            f"<h1>Pay {html.escape(amount)}</h1><p>Invoice {invoice}</p>{body}</body></html>"))
+            "<body style=\"font-family: system-ui, sans-serif; max-width: 30rem; margin: 3rem auto;"
+            " padding: 0 1rem\"><main>"
+            "<p style=\"color: #8a4b00\">Sandbox: no real money moves.</p>"
+            f"<h1>Pay {html.escape(amount)}</h1><p>Invoice {invoice}</p>{body}"
+            + (f"<p><a href=\"{back}\">Cancel and go back</a></p>" if back else "")
+            + "</main></body></html>"))
 
     async def checkout_page(self, request: web.Request) -> web.Response:
         session = self.sessions.get(request.match_info["id"])
@@ -220,7 +231,7 @@ class StripeStandIn:
         events = self.pay(session_id, payment_status="paid" if method == "card" else "unpaid")
         await self.post_events(events)
         if method == "card":
-            raise web.HTTPSeeOther(self.sessions[session_id]["success_url"])
+            raise web.HTTPSeeOther(self.success_url(session_id))
         raise web.HTTPSeeOther(f"/checkout/{session_id}")
 
     async def checkout_transfer(self, request: web.Request) -> web.Response:
@@ -232,7 +243,7 @@ class StripeStandIn:
             raise web.HTTPSeeOther(f"/checkout/{session_id}") from None
         await self.post_events(events)
         if outcome == "succeeded":
-            raise web.HTTPSeeOther(self.sessions[session_id]["success_url"])
+            raise web.HTTPSeeOther(self.success_url(session_id))
         self.sessions[session_id]["payment_status"] = "failed"
         raise web.HTTPSeeOther(f"/checkout/{session_id}")
 

@@ -128,6 +128,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, min_size=1, max_size=4)
     await pool.execute(
         """truncate events, test_probe_effects, outbox, credit_entries, credit_balances,
+                    webhook_endpoints, webhook_sequences,
                     payments, invoices, customers restart identity cascade"""
     )
     yield pool
@@ -221,6 +222,11 @@ async def running_worker(settings: Settings,
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # Let the jobs still running finish (a mail accepted but not yet recorded, say):
+        # close() cancels whatever is left, and gathering a cancelled job raises.
+        running = [job for job in worker.tasks.values() if not job.done()]
+        if running:
+            await asyncio.wait(running, timeout=settings.job_timeout_seconds + 1)
         await worker.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -33,12 +34,18 @@ async def test_customer_upsert_and_read(svc: Service) -> None:
     created = await svc.client.put("/v1/customers/cus_2", json={"email": "a@example.com"},
                                    headers=AUTH)
     assert created.status == 201
-    assert await created.json() == {"id": "cus_2", "email": "a@example.com", "name": None,
-                                    "credit_balance": {}}
+    first = await created.json()
+    portal = first.pop("portal_url")
+    assert first == {"id": "cus_2", "email": "a@example.com", "name": None, "locale": "en",
+                     "credit_balance": {}}
+    assert re.fullmatch(r"http://localhost:8080/c/[A-Za-z0-9_-]{32,}", portal)
     updated = await svc.client.put("/v1/customers/cus_2",
-                                   json={"email": "b@example.com", "name": "Bea"}, headers=AUTH)
+                                   json={"email": "b@example.com", "name": "Bea",
+                                         "locale": "de-DE"}, headers=AUTH)
     assert updated.status == 200
-    assert (await svc.call("GET", "/v1/customers/cus_2"))["email"] == "b@example.com"
+    again = await svc.call("GET", "/v1/customers/cus_2")
+    assert (again["email"], again["locale"]) == ("b@example.com", "de-DE")
+    assert again["portal_url"] == portal  # the page's address never changes
     missing = await svc.call("GET", "/v1/customers/nobody", expect=404)
     assert missing["error"]["code"] == "not_found"
 

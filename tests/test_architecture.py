@@ -16,13 +16,14 @@ from tests.conftest import ROOT
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "ledger": {"core"},
-    "notify": {"core", "ledger"},
+    "present": {"core", "ledger"},
+    "notify": {"core", "ledger", "present"},
     "processors": {"core", "ledger"},
-    "handlers": {"core", "ledger"},
+    "handlers": {"core", "ledger", "present"},
     "jobs": {"core", "ledger", "notify"},
-    "worker": {"core", "ledger", "notify", "processors", "handlers", "jobs"},
-    "sandbox": {"core", "ledger", "processors"},
-    "devtools": {"core", "ledger"},
+    "worker": {"core", "ledger", "present", "notify", "processors", "handlers", "jobs"},
+    "sandbox": {"core", "ledger", "processors", "present"},
+    "devtools": {"core", "ledger", "present"},
 }
 OURS = set(ALLOWED) | {"tests", "bench"}
 

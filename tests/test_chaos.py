@@ -7,6 +7,11 @@ until they get a 200. Meanwhile a worker is SIGKILLed and restarted, Redis is
 flushed, the database refuses connections for a few seconds, and the mail
 server answers 451 for a while. At the end the books must equal what this
 test computed on its own, and each "paid" notice must exist exactly once.
+
+An outbound webhook endpoint (a receiver in this process that fails a third of
+the messages it is first sent) must at the end have every message, one
+`webhook-id` per change, and for each invoice the highest `sequence` received
+must carry its final status.
 """
 
 from __future__ import annotations
@@ -22,9 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import hashlib
+
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from aiohttp import web
+from standardwebhooks import Webhook
 
 from sandbox.events import charge_refunded, event, signed
 from sandbox.stripe import StripeStandIn
@@ -33,6 +42,7 @@ from tests.conftest import (
 from tests.mailserver import MailServer
 from tests.test_webhook_intake import refuse_connections
 from core.settings import Settings
+from ledger.status import STATUS_SQL
 
 INVOICES = 150
 CUSTOMERS = 50
@@ -85,10 +95,34 @@ def owner_of(port: int, processes: dict[str, subprocess.Popen[bytes]]) -> str | 
     return None
 
 
+@dataclass
+class FlakyReceiver:
+    """The application's webhook endpoint: verifies every message, and fails the first
+    attempt of a third of them (500), so they are delivered on a retry."""
+
+    secret: str = ""
+    failed: set[str] = field(default_factory=set)
+    got: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        raw = await request.read()
+        message = Webhook(self.secret).verify(raw, dict(request.headers))
+        message_id = request.headers["webhook-id"]
+        if int(hashlib.sha256(message_id.encode()).hexdigest(), 16) % 3 == 0 \
+                and message_id not in self.failed:
+            self.failed.add(message_id)
+            return web.Response(status=500)
+        self.got[message_id] = message
+        return web.Response(status=204)
+
+
 def spawner(settings: Settings, port: int) -> Callable[[str], subprocess.Popen[bytes]]:
     """Starts the Procfile's processes (`settle web`, `settle worker`) for these settings."""
     env = process_env(settings, PORT=str(port), INBOX_SWEEP_AFTER_SECONDS="3",
-                      JOB_TIMEOUT_SECONDS="5")
+                      JOB_TIMEOUT_SECONDS="5", OUTBOUND_ALLOW_PRIVATE="true",
+                      WEBHOOK_RETRY_SCHEDULE="1s,1s,1s,1s,1s,1s,1s,1s,1s,1s")
 
     def spawn(kind: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([SETTLE, kind], env=env, cwd=ROOT,
@@ -201,8 +235,13 @@ async def send_all(base: str, events: list[dict[str, Any]], rng: random.Random,
 
 async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncpg.Pool,
                                                   redis: aioredis.Redis, mail: MailServer,
-                                                  standin: StripeStandIn) -> None:
+                                                  standin: StripeStandIn,
+                                                  aiohttp_server: Any) -> None:
     rng = random.Random(20261121)
+    receiver = FlakyReceiver()
+    receiving = web.Application()
+    receiving.router.add_post("/hooks", receiver.handle)
+    hook_url = str((await aiohttp_server(receiving)).make_url("/hooks"))
     sandbox = standin
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -213,6 +252,10 @@ async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncp
     try:
         async with aiohttp.ClientSession(base) as http:
             await wait_until_answers(http, "/readyz")
+            async with http.put("/v1/webhook-endpoints/app", json={"url": hook_url},
+                                headers=AUTH) as r:
+                assert r.status == 201
+                receiver.secret = (await r.json())["secret"]
             truths, events = await scenario(http, sandbox, rng)
 
         fired: set[str] = set()
@@ -271,7 +314,17 @@ async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncp
                               (select count(*) from outbox where status = 'pending') as owed""")
                 return row["events"] == 0 and row["owed"] == 0
 
-            await wait_for(settled, timeout=180, interval=0.5)
+            try:
+                await wait_for(settled, timeout=180, interval=0.5)
+            except AssertionError:
+                left = await check.fetch(
+                    """select kind, count(*) as n, max(attempts) as attempts, min(reason) as reason
+                       from outbox where status = 'pending' group by kind""")
+                events_left = await check.fetchval(
+                    "select count(*) from events where status = 'pending'")
+                raise AssertionError(f"not settled: {events_left} events pending, outbox "
+                                     f"{[dict(r) for r in left]}; receiver "
+                                     f"{receiver.requests} requests") from None
             settle_seconds = time.perf_counter() - sent_at
 
             # Never lost: every acknowledged event is recorded, and applied or ignored.
@@ -286,6 +339,10 @@ async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncp
                 "select id, total, amount_paid, amount_credited from invoices")}
             balances = {r["customer_id"]: r["balance"] for r in await check.fetch(
                 "select customer_id, balance from credit_balances where currency = 'usd'")}
+            owed_messages = {r["id"]: r["status"] for r in await check.fetch(
+                "select payload ->> 'message_id' as id, status from outbox where kind = 'webhook'")}
+            final_status = {r["id"]: r["status"] for r in await check.fetch(
+                f"select i.id, {STATUS_SQL} as status from invoices i")}
         finally:
             await check.close()
 
@@ -304,6 +361,28 @@ async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncp
         # One worker was killed while the server held its mail: at most one message
         # (accepted, not yet recorded) went out twice, under one Message-ID (§7).
         assert mail.resends() <= 1
+
+        # Every message owed was delivered; the receiver saw no id that was not owed.
+        assert set(owed_messages.values()) == {"done"}
+        assert set(receiver.got) == set(owed_messages) and receiver.failed
+        # For each invoice, the invoice.* message with the highest sequence is its final state.
+        latest: dict[str, dict[str, Any]] = {}
+        for message in receiver.got.values():
+            data = message["data"]
+            if message["type"].startswith("invoice.") and (
+                    data["id"] not in latest or data["sequence"] > latest[data["id"]]["sequence"]):
+                latest[data["id"]] = data
+        assert set(latest) == set(truths)
+        assert {i: d["status"] for i, d in latest.items()} == \
+            {i: final_status[i] for i in truths}
+        # One sequence number per message about an invoice: never two alike.
+        per_invoice: dict[str, list[int]] = {}
+        for message in receiver.got.values():
+            data = message["data"]
+            if not message["type"].startswith("customer."):
+                per_invoice.setdefault(data.get("invoice_id") or data["id"], []).append(
+                    data["sequence"])
+        assert all(len(set(s)) == len(s) for s in per_invoice.values())
     finally:
         for process in processes.values():
             process.send_signal(signal.SIGTERM)
@@ -320,4 +399,6 @@ async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncp
           f"ack p50 {statistics.median(acks) * 1000:.1f} ms, "
           f"p99 {acks[int(len(acks) * 0.99)] * 1000:.1f} ms; "
           f"sent in {sent_at - started:.1f} s, settled {settle_seconds:.1f} s after; "
-          f"{sum(t.becomes_paid for t in truths.values())} paid notices")
+          f"{sum(t.becomes_paid for t in truths.values())} paid notices; "
+          f"{len(receiver.got)} webhook messages in {receiver.requests} requests "
+          f"({len(receiver.failed)} refused once)")

@@ -94,9 +94,13 @@ async def test_a_slow_mail_server_holds_no_row_and_no_transaction(
         await wait_for(sending, timeout=20, interval=0.02)
         assert not await locked_elsewhere(
             svc.db, "select 1 from outbox where key = $1", "mail:payment_received:pi_1")
+        # Well into the 1.5 s the server takes, no transaction has been left waiting on it
+        # (another job's transaction may be between two statements at any instant).
+        await asyncio.sleep(0.6)
         assert await svc.db.fetchval(
             """select count(*) from pg_stat_activity
-               where datname = current_database() and state = 'idle in transaction'""") == 0
+               where datname = current_database() and state = 'idle in transaction'
+                 and state_change < now() - interval '400 milliseconds'""") == 0
 
         async def delivered() -> list[Any]:
             return mail.of_kind("payment_received")

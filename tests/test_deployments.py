@@ -46,7 +46,8 @@ async def pending_event_only_the_sweeper_can_queue(db: asyncpg.Pool) -> str:
 
 
 async def test_two_deployments_on_one_redis_each_run_their_own_crons_every_tick(
-        svc: Service, aiohttp_client: Any, other_database: str) -> None:
+        paying: Service, aiohttp_client: Any, other_database: str) -> None:
+    svc = paying  # payment requests need a processor (§5)
     a = replace(svc.settings, queue_name=f"settle-a-{uuid.uuid4().hex[:6]}")
     b = replace(svc.settings, queue_name=f"settle-b-{uuid.uuid4().hex[:6]}",
                 database_url=other_database)

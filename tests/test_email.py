@@ -22,7 +22,8 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("jobs.events.backoff", lambda job_try: 0.05)
 
 
-async def test_each_kind_with_its_recipients_and_headers(svc: Service, mail: MailServer) -> None:
+async def test_each_kind_with_its_recipients_and_headers(paying: Service, mail: MailServer) -> None:
+    svc = paying  # payment requests need a processor (§5)
     await svc.invoice("inv_1", 10_000, notify_emails=["books@example.com"])
     request = await svc.request("inv_1", 3_000, to=["payer@example.com"], cc=["cc@example.com"],
                                 bcc=["audit@example.com"],
@@ -202,7 +203,8 @@ async def test_login_when_a_username_is_set(aiohttp_client: Any, svc: Service) -
     assert [r.kind for r in handler.received] == ["payment_received"]
 
 
-async def test_reminders_two_workers_one_mail_per_offset(svc: Service, mail: MailServer) -> None:
+async def test_reminders_two_workers_one_mail_per_offset(paying: Service, mail: MailServer) -> None:
+    svc = paying  # payment requests need a processor (§5)
     await svc.invoice("inv_due", 10_000)
     await svc.invoice("inv_cancelled", 10_000)
     await svc.invoice("inv_paid", 10_000)

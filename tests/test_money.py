@@ -108,13 +108,46 @@ def test_credit_to_apply() -> None:
         money.credit_to_apply(0, 10, 10)
 
 
-@pytest.mark.parametrize("amount,currency,text", [
-    (123_450, "usd", "$1,234.50"), (1_200, "eur", "€12.00"), (5, "usd", "$0.05"),
-    (500, "jpy", "¥500"), (100_000, "chf", "1,000.00 CHF"), (-250, "gbp", "-£2.50"),
-    (1_250, "kwd", "1.250 KWD"), (5, "bhd", "0.005 BHD"), (123_450, "tnd", "123.450 TND"),
+@pytest.mark.parametrize("typed,currency,amount", [
+    ("25.50", "usd", 2_550), ("25.5", "usd", 2_550), ("25", "usd", 2_500), (" 0.01 ", "usd", 1),
+    ("1.250", "kwd", 1_250), ("1.25", "kwd", 1_250), ("0.005", "bhd", 5), ("500", "jpy", 500),
+    ("500.00", "jpy", 500), ("25.500", "usd", 2_550), ("007.10", "eur", 710),
 ])
-def test_amounts_for_people(amount: int, currency: str, text: str) -> None:
-    assert money.format_amount(amount, currency) == text
+def test_a_typed_amount_by_the_currencys_exponent(typed: str, currency: str, amount: int) -> None:
+    assert money.parse_amount(typed, currency) == amount
+
+
+@pytest.mark.parametrize("typed,currency,code", [
+    ("", "usd", "not_a_number"), ("abc", "usd", "not_a_number"), ("1,250.00", "usd", "not_a_number"),
+    ("25,50", "usd", "not_a_number"), ("-5", "usd", "not_a_number"), ("1e3", "usd", "not_a_number"),
+    ("$25", "usd", "not_a_number"), ("25.", "usd", "not_a_number"), (".5", "usd", "not_a_number"),
+    ("٢٥", "usd", "not_a_number"), ("2 5", "usd", "not_a_number"), ("25.505", "usd", "too_many_decimals"),
+    ("500.5", "jpy", "too_many_decimals"), ("1.2505", "kwd", "too_many_decimals"),
+    ("0", "usd", "not_positive"), ("0.00", "usd", "not_positive"),
+    ("9999999999999999", "usd", "too_large"),
+])
+def test_a_typed_amount_that_is_not_one(typed: str, currency: str, code: str) -> None:
+    with pytest.raises(money.AmountRefused) as refused:
+        money.parse_amount(typed, currency)
+    assert refused.value.code == code
+
+
+def test_a_decimal_comma_where_the_locale_writes_one() -> None:
+    assert money.parse_amount("25,50", "eur", decimal_comma=True) == 2_550
+    assert money.parse_amount("25.50", "eur", decimal_comma=True) == 2_550
+    with pytest.raises(money.AmountRefused):  # grouping is never guessed at
+        money.parse_amount("1.250,50", "eur", decimal_comma=True)
+
+
+@pytest.mark.parametrize("amount,left,minimum,why", [
+    (1_000, 7_000, 1_000, None), (7_000, 7_000, 1_000, None), (999, 7_000, 1_000, "below_minimum"),
+    (7_001, 7_000, 1_000, "above_remaining"), (500, 500, 1_000, None), (400, 500, 1_000, "below_minimum"),
+    (1, 7_000, 0, None),
+])
+def test_a_customers_own_amount(amount: int, left: int, minimum: int, why: str | None) -> None:
+    assert money.partial_refusal(amount, left=left, minimum=minimum) == why
+    if why is None:
+        assert money.partial_floor(left, minimum) <= amount <= left
 
 
 # --- property: any sequence of steps keeps the books balanced -----------------------

@@ -117,3 +117,17 @@ def test_process_stops_at_start_with_one_line(command: str) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "settle: SMTP_TLS='maybe' must be one of none, starttls, tls"]
+
+
+def test_outbound_webhook_settings() -> None:
+    default = Settings.from_env({})
+    assert default.outbound_allow_private is False
+    assert default.webhook_retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    custom = Settings.from_env({"OUTBOUND_ALLOW_PRIVATE": "true",
+                                "WEBHOOK_RETRY_SCHEDULE": "1s,1s,2m"})
+    assert custom.outbound_allow_private is True and custom.webhook_retry_schedule == (1, 1, 120)
+    for name, value in (("OUTBOUND_ALLOW_PRIVATE", "perhaps"),
+                        ("WEBHOOK_RETRY_SCHEDULE", "5s,soon")):
+        with pytest.raises(SettingsError) as bad:
+            Settings.from_env({name: value})
+        assert str(bad.value).startswith(name)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from core.db import close_pool, create_pool
 from core.settings import Settings
-from handlers import api, health, ops, paylinks, webhooks
+from handlers import api, endpoints, health, merchant, openapi, ops, pages, paylinks, webhooks
 from handlers.intake import Intake
 from handlers.keys import INTAKE, SERVICES
 from handlers.middleware import api_auth, domain_errors, unexpected_errors
@@ -41,6 +41,10 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics_text)
     api.add_routes(app)
+    merchant.add_routes(app)
     paylinks.add_routes(app)
+    pages.add_routes(app)
     ops.add_routes(app)
+    endpoints.add_routes(app)
+    openapi.add_routes(app)
     return app

@@ -75,7 +75,16 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("outbox_id", type=int)
     inv = sub.add_parser("invoice", help="an invoice and everything that happened to it")
     inv.add_argument("invoice_id")
-    for command in (rec, ev, rp, ob, rt, inv):
+    eps = sub.add_parser("endpoints", help="list outbound webhook endpoints, newest first")
+    eps.add_argument("--limit", type=int, default=50, help="a page, from 1 to 100")
+    eps.add_argument("--next", help="the cursor printed for the following page")
+    msg = sub.add_parser("messages", help="list an outbound webhook endpoint's messages, "
+                         "newest first")
+    msg.add_argument("endpoint_id")
+    msg.add_argument("--status", choices=["pending", "done", "failed"])
+    msg.add_argument("--limit", type=int, default=50, help="a page, from 1 to 100")
+    msg.add_argument("--next", help="the cursor printed for the following page")
+    for command in (rec, ev, rp, ob, rt, inv, eps, msg):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return top
 

@@ -1,4 +1,5 @@
-"""The operators' commands of `settle`: reconcile, events, replay, outbox, retry, invoice.
+"""The operators' commands of `settle`: reconcile, events, replay, outbox, retry, invoice,
+endpoints and messages (outbound webhooks).
 
 They work on PostgreSQL directly (and Redis to queue), so they answer on a
 bad day even when `web` does not. A reconcile runs in this process through
@@ -10,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -21,10 +23,12 @@ from core.errors import DomainError
 from core.queue import enqueue
 from core.services import WorkerContext
 from core.settings import Settings
+from core.tx import Books, nothing
 from jobs.reconcile import run_ops_job
-from ledger import backlog, reconcile as reconciling
+from ledger import backlog, endpoints as webhook_endpoints, reconcile as reconciling
 from ledger import timeline as timelines
 from ledger.invoices import invoice_view
+from ledger.outbound import EVENT_TYPES
 from worker.services import make_processor, make_queue, make_services
 
 OK, FAILED, NOT_FOUND = 0, 1, 4
@@ -33,6 +37,16 @@ OK, FAILED, NOT_FOUND = 0, 1, 4
 async def open_pool(settings: Settings) -> asyncpg.Pool:
     return await create_pool(settings.database_url,
                              statement_cache_size=settings.database_statement_cache_size)
+
+
+@asynccontextmanager
+async def pooled(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool for one command, closed when it is done."""
+    pool = await open_pool(settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -88,11 +102,8 @@ async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -
 
 async def events(settings: Settings, status: str | None, cursor: str | None, limit: int,
                  as_json: bool) -> int:
-    pool = await open_pool(settings)
-    try:
+    async with pooled(settings) as pool:
         page = await backlog.list_events(pool, status, cursor, limit)
-    finally:
-        await pool.close()
     human = table(page["events"], ["id", "type", "status", "attempts", "received_at", "reason"])
     if page["next"]:
         human += f"\nmore: settle events --next {page['next']}"
@@ -117,11 +128,8 @@ async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
 
 async def outbox(settings: Settings, status: str | None, kind: str | None, cursor: str | None,
                  limit: int, as_json: bool) -> int:
-    pool = await open_pool(settings)
-    try:
+    async with pooled(settings) as pool:
         page = await backlog.list_outbox(pool, status, kind, cursor, limit)
-    finally:
-        await pool.close()
     human = table(page["items"], ["id", "kind", "status", "attempts", "invoice_id",
                                   "created_at", "reason"])
     if page["next"]:
@@ -146,17 +154,44 @@ async def retry(settings: Settings, outbox_id: str, as_json: bool) -> int:
 
 
 async def invoice(settings: Settings, invoice_id: str, as_json: bool) -> int:
-    pool = await open_pool(settings)
-    try:
-        view = await invoice_view(pool, invoice_id, settings.public_url)
+    async with pooled(settings) as pool:
+        view = await invoice_view(pool, invoice_id, Books(
+            pool, nothing, settings.public_url, can_pay=bool(settings.stripe_api_key)))
         timeline = await timelines.invoice_timeline(pool, invoice_id)
-    finally:
-        await pool.close()
     head = (f"invoice {view['id']} ({view['number']}): {view['status']}, total {view['total']}, "
             f"paid {view['amount_paid']}, credited {view['amount_credited']}, "
+            f"credit-noted {view['amount_credit_noted']}, "
             f"remaining {view['amount_remaining']} {view['currency']}")
     emit({"invoice": view, "timeline": timeline}, as_json,
          head + "\n\n" + table(timeline, ["at", "what", "detail"]))
+    return OK
+
+
+async def endpoints(settings: Settings, cursor: str | None, limit: int, as_json: bool) -> int:
+    """The webhook endpoints, newest first; their secrets are never printed."""
+    async with pooled(settings) as pool:
+        page = await webhook_endpoints.list_endpoints(pool, cursor, limit)
+    rows = [{k: v for k, v in e.items() if k != "secret"} for e in page["endpoints"]]
+    for row in rows:
+        row["events"] = "all" if len(row["events"]) == len(EVENT_TYPES) \
+            else ",".join(row["events"])
+    human = table(rows, ["id", "url", "disabled", "events", "created_at"])
+    if page["next"]:
+        human += f"\nmore: settle endpoints --next {page['next']}"
+    emit({"endpoints": rows, "next": page["next"]}, as_json, human)
+    return OK
+
+
+async def messages(settings: Settings, endpoint_id: str, status: str | None,
+                   cursor: str | None, limit: int, as_json: bool) -> int:
+    """An endpoint's messages, newest first (retry a failed one with `settle retry`)."""
+    async with pooled(settings) as pool:
+        page = await webhook_endpoints.messages(pool, endpoint_id, status, cursor, limit)
+    human = table(page["messages"], ["id", "outbox_id", "type", "status", "attempts",
+                                     "last_status_code", "next_attempt_at", "last_error"])
+    if page["next"]:
+        human += f"\nmore: settle messages {endpoint_id} --next {page['next']}"
+    emit(page, as_json, human)
     return OK
 
 
@@ -173,6 +208,11 @@ def run(command: str, settings: Settings, args: Any) -> int:
                                       args.json))
         if command == "retry":
             return asyncio.run(retry(settings, str(args.outbox_id), args.json))
+        if command == "endpoints":
+            return asyncio.run(endpoints(settings, args.next, args.limit, args.json))
+        if command == "messages":
+            return asyncio.run(messages(settings, args.endpoint_id, args.status, args.next,
+                                        args.limit, args.json))
         return asyncio.run(invoice(settings, args.invoice_id, args.json))
     except DomainError as error:
         print(f"settle: {error.message}", file=sys.stderr)

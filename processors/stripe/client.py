@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -48,6 +49,9 @@ class StripeProcessor:
     def __init__(self, *, api_key: str | None, api_base: str | None,
                  webhook_secrets: Sequence[str], tolerance: int, timeout: float = 20) -> None:
         self.webhook_secrets = tuple(webhook_secrets)
+        base = urlsplit(api_base) if api_base else None
+        self._checkout_origin = f"{base.scheme}://{base.netloc}" if base \
+            else "https://checkout.stripe.com"
         self.tolerance = tolerance
         self._http = stripe.AIOHTTPClient(timeout=timeout)
         self._client = stripe.StripeClient(
@@ -61,6 +65,11 @@ class StripeProcessor:
     @property
     def configured(self) -> bool:
         return self._client is not None
+
+    @property
+    def checkout_origins(self) -> tuple[str, ...]:
+        # A sandbox or stand-in at STRIPE_API_BASE serves its checkout pages there too.
+        return (self._checkout_origin,)
 
     def _api(self) -> stripe.StripeClient:
         if self._client is None:

@@ -1,0 +1,87 @@
+"""What every customer page shares (CONTRACT §6): rendering through `present`, the
+headers that keep a page private and its content to itself, and the check that a
+form was sent from settle's own page.
+
+The pages are reached by secret tokens in their paths, so they are never
+cached (`no-store`), never framed, send no Referer to another site, and load
+nothing from another host: the Content-Security-Policy allows only this
+origin's own stylesheet and script, and lets a form lead only here or to the
+processor's checkout page (a `303` to Checkout follows the "Pay" forms).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from handlers.keys import services
+from present.templating import render
+
+# Paths whose answers are customer pages (HTML, private), never the API's JSON.
+PAGE_PREFIXES = ("/i/", "/c/", "/pay/")
+
+
+def is_page(request: web.Request) -> bool:
+    return request.path.startswith(PAGE_PREFIXES)
+
+
+def content_policy(checkout_origins: tuple[str, ...]) -> str:
+    forms = " ".join(("'self'", *checkout_origins))
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            f"connect-src 'self'; form-action {forms}; base-uri 'none'; "
+            "frame-ancestors 'none'")
+
+
+def private_headers(request: web.Request) -> dict[str, str]:
+    return {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": content_policy(services(request).processor.checkout_origins),
+        # same-origin: the browser still sends Origin on our own forms (no-referrer
+        # would make it "null"), and no page address ever leaves for another site.
+        "Referrer-Policy": "same-origin",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+
+
+def respond(request: web.Request, template: str, status: int = 200,
+            **context: Any) -> web.Response:
+    """A page rendered from `present/templates/pages`, with the private headers."""
+    body = render(template, merchant=services(request).settings.merchant_name,
+                  locale=context.pop("locale", None), **context)
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8",
+                        headers=private_headers(request))
+
+
+def message(request: web.Request, title: str, text: str, status: int, *,
+            invoice_url: str | None = None) -> web.Response:
+    """A short page that says one thing (not found, gone, try again)."""
+    return respond(request, "pages/message.html", status, title=title, text=text,
+                   invoice_url=invoice_url)
+
+
+def see_other(request: web.Request, location: str) -> web.Response:
+    return web.Response(status=303, headers={**private_headers(request), "Location": location})
+
+
+def from_our_page(request: web.Request) -> bool:
+    """Whether a POST was sent by a page of this origin: the protection of every form
+    against cross-site requests. The pages set no cookie, so nothing rides along with
+    a forged request but its own address; still, only settle's own page may post.
+
+    A browser that says where a request comes from (`Sec-Fetch-Site`) is believed;
+    otherwise its `Origin` must be settle's, as PUBLIC_URL or the Host it was sent to.
+    A request saying neither is refused.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    public = urlsplit(services(request).settings.public_url)
+    return origin in (f"{public.scheme}://{public.netloc}", f"{request.scheme}://{request.host}")

@@ -1,0 +1,100 @@
+"""What settle tells the invoicing application (CONTRACT §9), as pydantic models for the
+document's `webhooks` section.
+
+Every message is `{"type", "timestamp", "data"}`, signed as Standard Webhooks
+says (the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers);
+`data` is the object as the API would answer for it at that moment plus a
+`sequence` that grows with each message about the same invoice (or customer),
+so a receiver can drop one older than what it has. The messages are owed by
+`ledger.outbound.owe_event` and sent by `jobs.outbox` (`notify.webhook`); this
+module says what they hold, and `tests/test_outbound_webhooks.py` holds every
+delivered message to it. `docs/webhooks.md` is the receiver's page.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from handlers.answers import CreditNote, Customer, Invoice, Payment, PaymentRequest
+
+Sequence = int
+
+
+class InvoiceData(Invoice):
+    sequence: Sequence
+
+
+class PaymentData(Payment):
+    invoice_id: str
+    sequence: Sequence
+
+
+class PaymentRequestData(PaymentRequest):
+    sequence: Sequence
+
+
+class CreditNoteData(CreditNote):
+    sequence: Sequence
+
+
+class CustomerData(Customer):
+    sequence: Sequence
+
+
+class PingData(BaseModel):
+    """The contract does not say what a ping holds: settle sends the endpoint's id."""
+
+    model_config = ConfigDict(extra="allow")
+
+    endpoint_id: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    timestamp: AwareDatetime = Field(description="when the message was made (ISO 8601)")
+
+
+class InvoiceMessage(Message):
+    type: Literal["invoice.sent", "invoice.partially_paid", "invoice.paid", "invoice.reopened",
+                  "invoice.overdue", "invoice.voided"]
+    data: InvoiceData
+
+
+class PaymentMessage(Message):
+    type: Literal["payment.processing", "payment.succeeded", "payment.failed",
+                  "payment.refunded"]
+    data: PaymentData
+
+
+class PaymentRequestMessage(Message):
+    type: Literal["payment_request.created", "payment_request.paid",
+                  "payment_request.superseded", "payment_request.cancelled"]
+    data: PaymentRequestData
+
+
+class CreditNoteMessage(Message):
+    type: Literal["credit_note.created"]
+    data: CreditNoteData
+
+
+class CustomerMessage(Message):
+    type: Literal["customer.credit_changed"]
+    data: CustomerData
+
+
+class PingMessage(Message):
+    type: Literal["ping"]
+    data: PingData
+
+
+MESSAGES: tuple[type[Message], ...] = (InvoiceMessage, PaymentMessage, PaymentRequestMessage,
+                                       CreditNoteMessage, CustomerMessage, PingMessage)
+
+
+def event_types(message: type[Message]) -> tuple[str, ...]:
+    """The types (`invoice.paid`...) a message model carries."""
+    schema = message.model_json_schema()["properties"]["type"]
+    return tuple(schema["enum"]) if "enum" in schema else (schema["const"],)

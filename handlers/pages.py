@@ -1,0 +1,156 @@
+"""The customer's pages (CONTRACT §6): the invoice page and its PDF, its two forms
+(pay, use my credit), the customer's page, and their static files.
+
+Only the POSTs change anything, and each answers with a `303` (to Checkout, or
+back to the page) or with the page again and the reason it refused. An unknown
+token is the one 404 page (`handlers.middleware`); a token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from typing import Any
+
+from aiohttp import web
+
+from core.errors import Conflict, Invalid, NotFound
+from handlers import html
+from handlers.keys import books, services
+from handlers.validation import path_token
+from ledger import checkout, invoices, pages
+from ledger.money import AmountRefused, parse_amount
+from present import formats, pdf
+from present.templating import static_file
+
+# What a refusal answers with: 422 for an amount that is not acceptable, 409 for an
+# invoice that no longer takes it.
+STATUS = {"partial_not_allowed": 422, "below_minimum": 422, "above_remaining": 422,
+          "not_a_number": 422, "too_many_decimals": 422, "not_positive": 422,
+          "too_large": 422, "unpayable": 422, "no_credit": 422}
+
+
+def _token(request: web.Request) -> str:
+    token = path_token(request)
+    if token is None:
+        raise NotFound("page", "…")
+    return token
+
+
+def _session(request: web.Request) -> str | None:
+    """The Checkout Session a customer is back from (`?session=`), if it looks like one."""
+    value = request.query.get("session", "")
+    return value if 0 < len(value) <= 255 and value.isascii() and value.isprintable() \
+        and " " not in value else None
+
+
+def _invoice(request: web.Request, token: str, page: dict[str, Any], *, status: int = 200,
+             problem: dict[str, Any] | None = None, typed: str | None = None,
+             notice: str | None = None) -> web.Response:
+    return html.respond(request, "pages/invoice.html", status, page=page, path=f"/i/{token}",
+                        can_pay=services(request).processor.configured,
+                        locale=page["customer"]["locale"], problem=problem, typed=typed,
+                        notice=notice)
+
+
+async def invoice_page(request: web.Request) -> web.Response:
+    token = _token(request)
+    page = await pages.invoice_page(books(request), token, _session(request))
+    notice = "credit" if request.query.get("done") == "credit" else None
+    return _invoice(request, token, page, notice=notice)
+
+
+async def invoice_pdf(request: web.Request) -> web.Response:
+    token = _token(request)
+    page = await pages.invoice_page(books(request), token, None)
+    merchant = services(request).settings.merchant_name
+    # A few tens of milliseconds of Python: off the event loop.
+    body = await asyncio.to_thread(pdf.invoice_pdf, page, merchant, page["customer"]["locale"])
+    return web.Response(body=body, content_type="application/pdf", headers={
+        **html.private_headers(request),
+        "Content-Disposition": f'inline; filename="{page["pdf_name"]}"'})
+
+
+def _refused(request: web.Request) -> web.Response:
+    return html.message(request, "Please use the invoice page",
+                        "This form must be sent from the invoice page itself. Please open "
+                        "the invoice again and use its buttons.", 403)
+
+
+async def _again(request: web.Request, token: str, problem: dict[str, Any],
+                 typed: str | None = None) -> web.Response:
+    """The invoice page again, saying why it refused."""
+    page = await pages.invoice_page(books(request), token, None)
+    return _invoice(request, token, page, status=STATUS.get(problem["code"], 409),
+                    problem=problem, typed=typed)
+
+
+async def pay(request: web.Request) -> web.Response:
+    """"Pay the rest" or "Pay another amount": a 303 to a Checkout Session."""
+    token = _token(request)
+    if not html.from_our_page(request):
+        return _refused(request)
+    form = await request.post()
+    chosen: int | None = None
+    typed: str | None = None
+    if form.get("what") == "amount":
+        typed = str(form.get("amount", ""))[:64]
+        page = await pages.invoice_page(books(request), token, None)
+        invoice, locale = page["invoice"], page["customer"]["locale"]
+        try:
+            chosen = parse_amount(typed, invoice["currency"],
+                                  decimal_comma=formats.decimal_comma(locale))
+        except AmountRefused as refused:
+            return _invoice(request, token, page, status=422, typed=typed, problem={
+                "code": refused.code, "field": "amount"})
+    made = await checkout.pay_on_page(books(request), token, services(request).processor,
+                                      chosen)
+    if isinstance(made, checkout.Redirect):
+        return html.see_other(request, made.url)
+    if isinstance(made, checkout.Refused):
+        return await _again(request, token, {
+            "code": made.reason, "field": "amount" if chosen is not None else None,
+            "detail": made.detail}, typed)
+    return await _again(request, token, {"code": made.reason, "field": None}, typed)
+
+
+async def use_credit(request: web.Request) -> web.Response:
+    """"Use my credit": applies min(balance, remaining), then the page again."""
+    token = _token(request)
+    if not html.from_our_page(request):
+        return _refused(request)
+    invoice_id = await pages.invoice_id_of(books(request), token)
+    try:
+        # The ledger's own credit code: the invoice row locked first, then the balance.
+        await invoices.apply_credit(books(request), invoice_id, None)
+    except (Invalid, Conflict) as refused:
+        return await _again(request, token, {"code": refused.code, "field": None})
+    return html.see_other(request, f"/i/{token}?done=credit")
+
+
+async def customer_page(request: web.Request) -> web.Response:
+    page = await pages.customer_page(books(request), _token(request))
+    return html.respond(request, "pages/customer.html", page=page, most=pages.MOST,
+                        locale=page["customer"]["locale"])
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    content = static_file(name)
+    if content is None:
+        raise web.HTTPNotFound()
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    # Addressed by a digest of their content (`asset_url`): cached for a year.
+    return web.Response(body=content, content_type=kind, charset="utf-8", headers={
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff"})
+
+
+def add_routes(app: web.Application) -> None:
+    # The PDF first: "/i/{token}" would otherwise take "x.pdf" as a token.
+    app.router.add_get("/i/{token}.pdf", invoice_pdf)
+    app.router.add_get("/i/{token}", invoice_page)
+    app.router.add_post("/i/{token}/pay", pay)
+    app.router.add_post("/i/{token}/credit", use_credit)
+    app.router.add_get("/c/{token}", customer_page)
+    app.router.add_get("/static/{name}", static)

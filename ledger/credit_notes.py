@@ -1,0 +1,112 @@
+"""Credit notes: taking part of an invoice back, before or after it was paid (§4).
+
+A credit note of A takes min(A, remaining) off what is owed (pre-payment,
+counted in `amount_credit_noted`); the rest (post-payment), never more than
+what was paid or credited and not yet given back by earlier credit notes,
+goes to the customer's credit balance, or with `refund` is refunded through
+the processor against the invoice's processor payments, newest first. That
+refund belongs to the credit note: it never lowers `amount_paid` nor reopens
+the invoice (`ledger.refunds`, purpose `credit_note`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from core.errors import Conflict, Invalid
+from core.tx import Books
+from ledger import money, refunds
+from ledger.credit import change_credit
+from ledger.invoices import changed, credit_note_view
+from ledger.outbound import owe_event
+from ledger.outbox import invoice_audience, owe_email
+from ledger.status import locked, remaining_of, status_of
+from ledger.repeats import check_same_request
+
+
+@dataclass(frozen=True, slots=True)
+class CreditNoteInput:
+    id: str
+    amount: int
+    reason: str | None
+    refund: bool
+    request: dict[str, Any]
+
+
+async def issue(books: Books, invoice_id: str,
+                data: CreditNoteInput) -> tuple[dict[str, Any], bool]:
+    """Issue a credit note; (the credit note, created?). The same id and body again is a
+    no-op; another body under the same id is a conflict."""
+    async with books.transaction() as conn:
+        invoice = await locked(conn, invoice_id)
+        existing = await conn.fetchrow("select * from credit_notes where id = $1", data.id)
+        if existing is not None:
+            check_same_request(existing, "invoice_id", invoice_id, data.request, "credit note",
+                               data.id)
+            return credit_note_view(existing), False
+        if status_of(invoice) in ("draft", "void"):
+            raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
+        earlier = await conn.fetchrow(
+            """select coalesce(sum(amount), 0) as amount,
+                      coalesce(sum(post_payment_amount), 0) as post
+               from credit_notes where invoice_id = $1""", invoice_id)
+        returnable = invoice["amount_paid"] + invoice["amount_credited"] - earlier["post"]
+        split = money.split_credit_note(data.amount, left=remaining_of(invoice),
+                                        returnable=max(0, returnable))
+        if split is None or earlier["amount"] + data.amount > invoice["total"]:
+            raise Invalid("amount_exceeds_creditable",
+                          "credit notes never add up to more than the invoice, nor give back "
+                          "more than was paid")
+        sources = await _refund_sources(conn, invoice_id) if data.refund else []
+        if data.refund and sources and not books.can_pay:
+            raise Conflict("processor_not_configured",
+                           "refunds through the processor need STRIPE_API_KEY")
+        await conn.execute(
+            """insert into credit_notes (id, invoice_id, amount, pre_payment_amount,
+                                         post_payment_amount, refund, reason, request)
+               values ($1, $2, $3, $4, $5, $6, $7, $8)""",
+            data.id, invoice_id, data.amount, split.pre_payment, split.post_payment,
+            data.refund, data.reason, json.dumps(data.request))
+        if split.pre_payment:
+            await conn.execute(
+                "update invoices set amount_credit_noted = amount_credit_noted + $2 where id = $1",
+                invoice_id, split.pre_payment)
+        left = split.post_payment
+        for payment in sources:
+            take = min(left, await refunds.refundable(conn, payment))
+            if take:
+                await refunds.ask(conn, refunds.Locked(invoice, payment),
+                                  refund_id=f"cn:{data.id}:{payment['id']}", amount=take,
+                                  purpose="credit_note", reason=data.reason,
+                                  credit_note_id=data.id)
+                left -= take
+        credited = left  # not refunded (or nothing to refund through): credited
+        if credited:
+            await change_credit(conn, invoice["customer_id"], invoice["currency"], credited,
+                                "credit_note", invoice_id=invoice_id, credit_note_id=data.id,
+                                reason=data.reason)
+            await conn.execute(
+                "update credit_notes set credited_amount = credited_amount + $2 where id = $1",
+                data.id, credited)
+        await changed(conn, invoice)
+        audience = await invoice_audience(conn, invoice_id)
+        await owe_email(conn, "credit_note_issued", data.id, invoice_id=invoice_id,
+                        to=audience["to"], number=audience["number"], amount=data.amount,
+                        pre_payment=split.pre_payment, credited=credited,
+                        refunded=split.post_payment - credited, reason=data.reason,
+                        currency=invoice["currency"])
+        await owe_event(conn, "credit_note.created", invoice_id=invoice_id, object_id=data.id)
+        row = await conn.fetchrow("select * from credit_notes where id = $1", data.id)
+        return credit_note_view(row), True
+
+
+async def _refund_sources(conn: asyncpg.Connection, invoice_id: str) -> list[asyncpg.Record]:
+    """The invoice's processor payments, newest first, locked (after the invoice)."""
+    return list(await conn.fetch(
+        """select * from payments
+           where invoice_id = $1 and status = 'succeeded' and source <> 'manual'
+           order by created_at desc, id desc for update""", invoice_id))

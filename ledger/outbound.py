@@ -1,0 +1,172 @@
+"""Owing outbound webhook messages (CONTRACT §9), in the transaction of the change.
+
+`owe_event` is the one way a change of the books tells the invoicing
+application: it takes a snapshot of the object as the API would answer for it
+now, gives it the next `sequence` of its invoice (or customer), and writes one
+outbox row (kind `webhook`) per endpoint subscribed to the type, each with its
+own message id (the `webhook-id` of every attempt). `jobs.outbox` performs the
+rows (claim, perform, record), signed by `jobs.webhooks`.
+
+Links in a snapshot are written against `PUBLIC_URL_MARK` and resolved when the
+message is sent (`resolve_links`): the books do not know the public URL.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import asyncpg
+
+from core.tx import Books
+from ledger.status import STATUS_SQL
+from ledger.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
+
+EVENT_TYPES: Final = (
+    "invoice.sent", "invoice.partially_paid", "invoice.paid", "invoice.reopened",
+    "invoice.overdue", "invoice.voided",
+    "payment.processing", "payment.succeeded", "payment.failed", "payment.refunded",
+    "payment_request.created", "payment_request.paid", "payment_request.superseded",
+    "payment_request.cancelled",
+    "credit_note.created", "customer.credit_changed",
+)
+PING: Final = "ping"
+PUBLIC_URL_MARK: Final = "settle-public-url:"
+
+
+class _Marked:
+    public_url = PUBLIC_URL_MARK.rstrip(":")
+    can_pay = True
+
+
+def new_message_id() -> str:
+    return f"msg_{secrets.token_hex(12)}"
+
+
+async def _snapshot(conn: asyncpg.Connection, kind: str, object_id: str) -> dict[str, Any] | None:
+    if kind == "invoice":
+        row = await conn.fetchrow(VIEW_SQL + " where i.id = $1", object_id)
+        return view_of(row, _Marked()) if row is not None else None
+    if kind == "payment":
+        row = await conn.fetchrow("select * from payments where id = $1", object_id)
+        return {**payment_view(row), "invoice_id": row["invoice_id"]} if row else None
+    if kind == "payment_request":
+        row = await conn.fetchrow("select * from payment_requests where id = $1", object_id)
+        return request_view(row, _Marked.public_url) if row is not None else None
+    if kind == "credit_note":
+        row = await conn.fetchrow("select * from credit_notes where id = $1", object_id)
+        return credit_note_view(row) if row is not None else None
+    # As ledger.customers.customer_view says it (which this module cannot import: a cycle
+    # through ledger.credit).
+    row = await conn.fetchrow(
+        "select id, email, name, locale, portal_token from customers where id = $1", object_id)
+    if row is None:
+        return None
+    balances = await conn.fetch(
+        """select currency, balance from credit_balances
+           where customer_id = $1 and balance > 0 order by currency""", object_id)
+    return {"id": row["id"], "email": row["email"], "name": row["name"],
+            "locale": row["locale"],
+            "credit_balance": {b["currency"]: b["balance"] for b in balances},
+            "portal_url": f"{_Marked.public_url}/c/{row['portal_token']}"}
+
+
+async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | None = None,
+                    customer_id: str | None = None, object_id: str | None = None) -> int:
+    """Owe `type` about an object (the invoice itself when `object_id` is None; the
+    customer for `customer.*`) to every endpoint that wants it; how many messages.
+
+    Call inside the transaction that makes it true, after the change: the snapshot
+    is read in that transaction.
+    """
+    endpoints = await conn.fetch(
+        """select id from webhook_endpoints
+           where not disabled and (events is null or $1 = any(events)) order by id""", type)
+    if not endpoints:
+        return 0
+    kind = type.split(".", 1)[0]
+    if kind == "customer":
+        subject, the_id = f"customer:{customer_id}", customer_id
+    else:
+        subject, the_id = f"invoice:{invoice_id}", object_id or invoice_id
+    assert the_id is not None
+    data = await _snapshot(conn, kind, the_id)
+    if data is None:
+        return 0
+    sequence: int = await conn.fetchval(
+        """insert into webhook_sequences (subject, last) values ($1, 1)
+           on conflict (subject) do update set last = webhook_sequences.last + 1
+           returning last""", subject)
+    timestamp = datetime.now(UTC).isoformat()
+    for endpoint in endpoints:
+        message_id = new_message_id()
+        await conn.execute(
+            """insert into outbox (kind, key, payload, invoice_id, endpoint_id)
+               values ('webhook', $1, $2, $3, $4)""",
+            f"webhook:{message_id}",
+            json.dumps({"endpoint_id": endpoint["id"], "message_id": message_id, "type": type,
+                        "timestamp": timestamp, "data": {**data, "sequence": sequence}}),
+            invoice_id, endpoint["id"])
+    return len(endpoints)
+
+
+async def owe_ping(conn: asyncpg.Connection, endpoint_id: str) -> str:
+    """A ping to one endpoint (whatever its filter); the message id."""
+    message_id = new_message_id()
+    await conn.execute(
+        """insert into outbox (kind, key, payload, endpoint_id) values ('webhook', $1, $2, $3)""",
+        f"webhook:{message_id}",
+        json.dumps({"endpoint_id": endpoint_id, "message_id": message_id, "type": PING,
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "data": {"endpoint_id": endpoint_id}}),
+        endpoint_id)
+    return message_id
+
+
+async def invoice_changed(conn: asyncpg.Connection, before: str, after: str,
+                          invoice_id: str) -> None:
+    """The invoice.* message for a change of status (`ledger.status.status_of` values)."""
+    if before == after:
+        return
+    if after == "paid":
+        await owe_event(conn, "invoice.paid", invoice_id=invoice_id)
+    elif before == "paid" and after in ("sent", "partially_paid", "overdue"):
+        await owe_event(conn, "invoice.reopened", invoice_id=invoice_id)
+    elif after == "partially_paid":
+        await owe_event(conn, "invoice.partially_paid", invoice_id=invoice_id)
+
+
+async def owe_overdue(books: Books, limit: int = 500) -> int:
+    """Owe `invoice.overdue` for every open invoice past its due date not yet told about
+    (a scan, since no change of the books makes an invoice overdue); how many."""
+    async with books.transaction() as conn:
+        rows = await conn.fetch(
+            f"""update invoices set overdue_owed_for = due_date
+                where id in (select i.id from invoices i
+                             where i.due_date < (now() at time zone 'UTC')::date
+                               and ({STATUS_SQL}) = 'overdue'
+                               and i.overdue_owed_for is distinct from i.due_date
+                             order by i.due_date, i.id limit $1
+                             for update skip locked)
+                returning id""", limit)
+        for row in rows:
+            await owe_event(conn, "invoice.overdue", invoice_id=row["id"])
+        return len(rows)
+
+
+def resolve_links(value: Any, public_url: str, can_pay: bool) -> Any:
+    """A snapshot with its links written against the public URL (and no pay_url when no
+    processor takes payments)."""
+    mark = _Marked.public_url
+    if isinstance(value, dict):
+        out = {k: resolve_links(v, public_url, can_pay) for k, v in value.items()}
+        if "pay_url" in out and not can_pay:
+            out["pay_url"] = None
+        return out
+    if isinstance(value, list):
+        return [resolve_links(v, public_url, can_pay) for v in value]
+    if isinstance(value, str) and value.startswith(mark + "/"):
+        return public_url + value[len(mark):]
+    return value

@@ -1,0 +1,518 @@
+"""Outbound webhooks (CONTRACT §9) against real receivers on loopback: every message verified
+with the `standardwebhooks` library, as the application would."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from standardwebhooks import Webhook
+
+from core.settings import Settings
+from handlers import messages
+from notify import webhook
+from sandbox.events import payment_intent_succeeded
+from tests.conftest import replace, run_burst, running_worker, wait_for
+from tests.service import AUTH, Service
+from worker.app import create_app
+from worker.runner import WorkerSettings
+
+MODELS: dict[str, type[messages.Message]] = {
+    t: m for m in messages.MESSAGES for t in messages.event_types(m)}
+
+
+@dataclass
+class Receiver:
+    """An application's endpoint: verifies each message with the current secret (and any
+    other given), and answers as `answer` says."""
+
+    secrets: list[str] = field(default_factory=list)
+    answer: Callable[[int], Awaitable[int]] | None = None
+    got: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)
+    requests: int = 0
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        raw = await request.read()
+        for secret in self.secrets:  # every secret given must verify the message
+            Webhook(secret).verify(raw, dict(request.headers))
+        status = await self.answer(self.requests) if self.answer else 200
+        if 200 <= status < 300:
+            body = json.loads(raw)
+            self.got.append(body)
+            self.ids.append(request.headers["webhook-id"])
+            self.signatures.append(request.headers["webhook-signature"])
+        return web.json_response({}, status=status)
+
+
+@pytest.fixture
+def allowed(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    return replace(settings, outbound_allow_private=True, webhook_retry_schedule=(1, 1, 1))
+
+
+@pytest.fixture
+async def app(aiohttp_client: Any, allowed: Settings, db: asyncpg.Pool) -> Service:
+    service = Service(await aiohttp_client(create_app(allowed)), allowed, db)
+    await service.customer()
+    return service
+
+
+async def listen(aiohttp_server: Any, receiver: Receiver, path: str = "/hook") -> Receiver:
+    web_app = web.Application()
+    web_app.router.add_post(path, receiver.handle)
+    server = await aiohttp_server(web_app)
+    receiver.url = str(server.make_url(path))
+    return receiver
+
+
+async def register(svc: Service, endpoint_id: str, receiver: Receiver, **fields: Any) -> Any:
+    endpoint = await svc.call("PUT", f"/v1/webhook-endpoints/{endpoint_id}",
+                              {"url": receiver.url, **fields}, expect=201)
+    receiver.secrets = [endpoint["secret"]]
+    return endpoint
+
+
+async def test_endpoints_api(app: Service, client: TestClient) -> None:
+    url = "https://hooks.example.com/settle"
+    endpoint = await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                              {"url": url, "events": ["invoice.paid"]}, expect=201)
+    assert endpoint["secret"].startswith("whsec_")
+    assert len(base64.b64decode(endpoint["secret"][6:])) >= 24
+    assert endpoint["events"] == ["invoice.paid"] and endpoint["disabled"] is False
+    again = await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                           {"url": url, "description": "books"}, expect=200)
+    assert again["secret"] == endpoint["secret"] and again["description"] == "books"
+    assert "payment.refunded" in again["events"] and "ping" not in again["events"]
+    assert (await app.call("GET", "/v1/webhook-endpoints/ep_1"))["url"] == url
+    listed = await app.call("GET", "/v1/webhook-endpoints")
+    assert [e["id"] for e in listed["endpoints"]] == ["ep_1"] and listed["next"] is None
+    rotated = await app.call("POST", "/v1/webhook-endpoints/ep_1/rotate-secret")
+    assert rotated["secret"] != endpoint["secret"]
+    for bad, code in (("ftp://x.example.com/", "url_invalid"), ("not a url", "url_invalid"),
+                      ("https://", "url_invalid")):
+        answer = await app.call("PUT", "/v1/webhook-endpoints/ep_2", {"url": bad}, expect=422)
+        assert answer["error"]["code"] == code
+    for events in (["invoice.eaten"], [], "invoice.paid"):
+        answer = await app.call("PUT", "/v1/webhook-endpoints/ep_2",
+                                {"url": url, "events": events}, expect=422)
+        assert answer["error"]["code"] == "events_invalid"
+    deleted = await app.client.delete("/v1/webhook-endpoints/ep_1", headers=AUTH)
+    assert deleted.status == 204
+    await app.call("GET", "/v1/webhook-endpoints/ep_1", expect=404)
+    # Without OUTBOUND_ALLOW_PRIVATE: https only, and no loopback or private address.
+    for bad in ("http://hooks.example.com/x", "https://127.0.0.1/x", "https://10.1.2.3/x",
+                "https://169.254.169.254/latest", "https://[::1]/x", "https://localhost/x"):
+        response = await client.put("/v1/webhook-endpoints/ep_3", json={"url": bad},
+                                    headers=AUTH)
+        assert response.status == 422, bad
+        assert (await response.json())["error"]["code"] == "url_invalid"
+
+
+async def test_a_story_arrives_signed_in_sequence(app: Service, aiohttp_server: Any) -> None:
+    receiver = await listen(aiohttp_server, Receiver())
+    await register(app, "ep_app", receiver)
+    await app.invoice("inv_1", 5000)
+    await app.call("POST", "/v1/invoices/inv_1/payments",
+                   {"id": "pay_cash", "amount": 2000, "method": "cash"}, expect=201)
+    await app.call("POST", "/v1/invoices/inv_1/payments",
+                   {"id": "pay_check", "amount": 3500, "method": "check"}, expect=201)
+    await app.call("POST", "/v1/invoices/inv_1/credit-notes",
+                   {"id": "cn_1", "amount": 500}, expect=201)
+    await app.call("POST", "/v1/payments/pay_check/refunds",
+                   {"id": "re_1", "amount": 1000}, expect=202)
+    await app.call("POST", "/v1/customers/cus_1/credit-adjustments",
+                   {"id": "adj_1", "amount": 100, "currency": "usd", "reason": "sorry"},
+                   expect=201)
+    await app.invoice("inv_2", 100)
+    await app.call("POST", "/v1/invoices/inv_2/void")
+    await app.settle()
+
+    types = [m["type"] for m in receiver.got]
+    for expected in ("invoice.sent", "payment.succeeded", "invoice.partially_paid",
+                     "invoice.paid", "customer.credit_changed", "credit_note.created",
+                     "payment.refunded", "invoice.voided"):
+        assert expected in types, (expected, types)
+    for message in receiver.got:  # each as handlers.messages describes it
+        MODELS[message["type"]].model_validate(message)
+    assert len(set(receiver.ids)) == len(receiver.ids) and all(
+        i.startswith("msg_") for i in receiver.ids)
+    # Each invoice's messages carry a sequence that grows; the highest is its final state.
+    about_1 = [m for m in receiver.got if m["type"].startswith("invoice.")
+               and m["data"]["id"] == "inv_1"]
+    sequences = [m["data"]["sequence"] for m in receiver.got
+                 if m["type"] != "customer.credit_changed"
+                 and (m["data"].get("invoice_id") or m["data"]["id"]) == "inv_1"]
+    assert len(set(sequences)) == len(sequences)
+    last = max(about_1, key=lambda m: m["data"]["sequence"])
+    final = await app.get_invoice("inv_1")
+    assert (last["data"]["status"], last["data"]["amount_paid"]) == \
+        (final["status"], final["amount_paid"])
+    succeeded = next(m for m in receiver.got if m["type"] == "payment.succeeded")
+    assert succeeded["data"]["invoice_id"] == "inv_1"
+    # The log: every message done, with the answer's status.
+    log = await app.call("GET", "/v1/webhook-endpoints/ep_app/messages")
+    assert {m["status"] for m in log["messages"]} == {"done"}
+    assert {m["last_status_code"] for m in log["messages"]} == {200}
+    assert {m["id"] for m in log["messages"]} == set(receiver.ids)
+
+
+async def test_filters_and_disabled_endpoints_get_nothing_else(app: Service,
+                                                               aiohttp_server: Any) -> None:
+    paid_only = await listen(aiohttp_server, Receiver())
+    off = await listen(aiohttp_server, Receiver())
+    await register(app, "ep_paid", paid_only, events=["invoice.paid"])
+    await register(app, "ep_off", off, disabled=True)
+    await app.invoice("inv_1", 1000)
+    await app.call("POST", "/v1/invoices/inv_1/payments",
+                   {"id": "pay_1", "amount": 1000, "method": "cash"}, expect=201)
+    await app.settle()
+    assert [m["type"] for m in paid_only.got] == ["invoice.paid"]
+    assert off.requests == 0
+
+
+async def test_a_failed_attempt_is_retried_under_the_same_id(app: Service,
+                                                            aiohttp_server: Any) -> None:
+    async def fail_first(n: int) -> int:
+        return 500 if n == 1 else 200
+
+    receiver = await listen(aiohttp_server, Receiver(answer=fail_first))
+    await register(app, "ep_1", receiver)
+    pinged = await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await app.settle()
+    assert receiver.requests == 2 and receiver.ids == [pinged["message_id"]]
+    assert receiver.got[0]["type"] == "ping"
+    log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages")
+    assert log["messages"][0]["attempts"] == 2 and log["messages"][0]["status"] == "done"
+
+
+async def test_an_endpoint_that_never_succeeds_ends_failed_and_is_retryable(
+        app: Service, aiohttp_server: Any) -> None:
+    async def down(n: int) -> int:
+        return 503
+
+    receiver = await listen(aiohttp_server, Receiver(answer=down))
+    await register(app, "ep_1", receiver)
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await app.settle()
+    # Three delays in this test's schedule: four attempts, then failed.
+    assert receiver.requests == 4
+    log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages?status=failed")
+    [message] = log["messages"]
+    assert message["last_status_code"] == 503 and "HTTP 503" in message["last_error"]
+    failed = await app.call("GET", "/v1/ops/outbox?status=failed&kind=webhook")
+    assert [i["id"] for i in failed["items"]] == [message["outbox_id"]]
+    receiver.answer = None
+    await app.call("POST", f"/v1/ops/outbox/{message['outbox_id']}/retry", expect=202)
+    await app.settle()
+    assert len(receiver.got) == 1
+
+
+async def test_410_disables_the_endpoint(app: Service, aiohttp_server: Any) -> None:
+    async def gone(n: int) -> int:
+        return 410
+
+    receiver = await listen(aiohttp_server, Receiver(answer=gone))
+    await register(app, "ep_1", receiver)
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await app.settle()
+    assert receiver.requests == 1
+    assert (await app.call("GET", "/v1/webhook-endpoints/ep_1"))["disabled"] is True
+    await app.invoice("inv_1", 1000)
+    await app.settle()
+    assert receiver.requests == 1
+
+
+async def test_a_hung_endpoint_times_out_and_is_tried_again(app: Service,
+                                                           aiohttp_server: Any) -> None:
+    release = asyncio.Event()
+
+    async def hang_first(n: int) -> int:
+        if n == 1:
+            await release.wait()  # past the attempt's timeout
+        return 200
+
+    receiver = await listen(aiohttp_server, Receiver(answer=hang_first))
+    await register(app, "ep_1", receiver)
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await app.settle()
+    release.set()
+    assert receiver.requests == 2 and len(receiver.got) == 1
+    row = await app.db.fetchrow("select status, attempts, result from outbox")
+    assert row["status"] == "done" and row["attempts"] == 2
+
+
+async def test_during_a_rotation_both_secrets_sign(app: Service, aiohttp_server: Any) -> None:
+    receiver = await listen(aiohttp_server, Receiver())
+    old = (await register(app, "ep_1", receiver))["secret"]
+    new = (await app.call("POST", "/v1/webhook-endpoints/ep_1/rotate-secret"))["secret"]
+    receiver.secrets = [old, new]  # each alone verifies the message
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await app.settle()
+    assert len(receiver.got) == 1 and len(receiver.signatures[0].split(" ")) == 2
+    # Once the overlap has passed, only the new secret signs.
+    await app.db.execute("update webhook_endpoints set previous_until = now() - interval '1s'")
+    receiver.secrets = [new]
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await app.settle()
+    assert len(receiver.got) == 2 and len(receiver.signatures[1].split(" ")) == 1
+
+
+async def test_a_private_address_is_refused_at_sending_without_the_setting(
+        app: Service, aiohttp_server: Any, allowed: Settings) -> None:
+    receiver = await listen(aiohttp_server, Receiver())
+    await register(app, "ep_1", receiver)
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await run_burst(replace(allowed, outbound_allow_private=False))
+    assert receiver.requests == 0
+    log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages")
+    assert "refused" in log["messages"][0]["last_error"]
+    assert log["messages"][0]["last_status_code"] is None
+
+
+class Gate:
+    """A receiver's answer that holds every delivery until released, counting how many
+    are held now and the most at once."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.now = 0
+        self.most = 0
+
+    async def answer(self, n: int) -> int:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await self.release.wait()
+        finally:
+            self.now -= 1
+        return 200
+
+
+async def test_a_slow_endpoint_never_holds_up_a_fast_one(
+        app: Service, aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("jobs.outbox.BUSY_DELAY", (0.02, 0.1))
+    gate = Gate()
+    slow_receiver = await listen(aiohttp_server, Receiver(answer=gate.answer))
+    fast_receiver = await listen(aiohttp_server, Receiver())
+    await register(app, "ep_slow", slow_receiver)
+    await register(app, "ep_fast", fast_receiver)
+    for _ in range(200):
+        await app.call("POST", "/v1/webhook-endpoints/ep_slow/ping", expect=202)
+    for _ in range(5):
+        await app.call("POST", "/v1/webhook-endpoints/ep_fast/ping", expect=202)
+    await app.invoice("inv_1", 1000)
+    async with running_worker(app.settings):
+        await wait_for(lambda: _count(fast_receiver, 6))
+        # The slow one holds at most its share of places; nothing of it is delivered yet.
+        assert gate.most <= 4 and slow_receiver.got == []
+        gate.release.set()
+        # Then the slow one gets all of its messages, each once, never more than 4 at once.
+        await wait_for(lambda: _count(slow_receiver, 201), timeout=120)  # and invoice.sent
+    assert gate.most <= 4
+    assert len(set(slow_receiver.ids)) == len(slow_receiver.ids) == 201
+
+
+async def _count(receiver: Receiver, n: int) -> bool:
+    return len(receiver.got) >= n
+
+
+async def test_many_slow_endpoints_leave_room_for_the_mail_and_the_books(
+        app: Service, aiohttp_server: Any, mail: Any) -> None:
+    # Six hung endpoints could hold 6 x PER_ENDPOINT = 24 deliveries, more than a worker's
+    # 20 job places; the process's AT_ONCE keeps half of them for the mail and the books.
+    assert webhook.AT_ONCE < WorkerSettings.max_jobs
+    gate = Gate()
+    hung = [await listen(aiohttp_server, Receiver(answer=gate.answer)) for _ in range(6)]
+    for i, receiver in enumerate(hung):  # pings only: a filter none of the books' events match
+        await register(app, f"ep_hung_{i}", receiver, events=["credit_note.created"])
+        for _ in range(5):
+            await app.call("POST", f"/v1/webhook-endpoints/ep_hung_{i}/ping", expect=202)
+    await app.invoice("inv_1", 1000)
+    # Attempts time out after 15 s, not the tests' 3 s: every hung attempt stays hung.
+    patient = replace(app.settings, job_timeout_seconds=60)
+
+    async def full() -> bool:
+        return gate.now >= webhook.AT_ONCE
+
+    async def told_paid() -> bool:
+        return bool(mail.of_kind("invoice_paid"))
+
+    async with running_worker(patient):
+        await wait_for(full)
+        await app.deliver(payment_intent_succeeded("inv_1", 1000, "pi_1"), settle=False)
+        await wait_for(told_paid)
+        # The capture was applied and its mail sent while every hung delivery was still
+        # hung: no attempt had ended, and never more than AT_ONCE were under way.
+        assert sum(r.requests for r in hung) == webhook.AT_ONCE and gate.most <= \
+            webhook.AT_ONCE
+        assert all(r.got == [] for r in hung)
+        assert (await app.get_invoice("inv_1"))["status"] == "paid"
+        gate.release.set()
+
+        async def all_delivered() -> bool:
+            return all(len(r.got) == 5 for r in hung)
+
+        await wait_for(all_delivered, timeout=120)
+    assert gate.most <= webhook.AT_ONCE
+    assert all(len(set(r.ids)) == 5 for r in hung)
+
+
+async def test_cli_lists_endpoints_and_messages_without_secrets(app: Service,
+                                                                aiohttp_server: Any) -> None:
+    from tests.test_operations import cli
+
+    async def down(n: int) -> int:
+        return 500
+
+    receiver = await listen(aiohttp_server, Receiver(answer=down))
+    endpoint = await register(app, "ep_cli", receiver)
+    await app.call("POST", "/v1/webhook-endpoints/ep_cli/ping", expect=202)
+    await app.settle()
+    listed = cli(app, "endpoints")  # type: ignore[arg-type]
+    assert listed.returncode == 0 and "ep_cli" in listed.stdout
+    assert endpoint["secret"] not in listed.stdout
+    as_json = json.loads(cli(app, "endpoints", "--json").stdout)  # type: ignore[arg-type]
+    assert [e["id"] for e in as_json["endpoints"]] == ["ep_cli"]
+    assert "secret" not in as_json["endpoints"][0]
+    log = cli(app, "messages", "ep_cli", "--status", "failed")  # type: ignore[arg-type]
+    assert log.returncode == 0 and "ping" in log.stdout and "HTTP 500" in log.stdout
+    assert cli(app, "messages", "nope").returncode == 4  # type: ignore[arg-type]
+
+
+async def test_the_processor_stories_arrive(paying: Service, standin: Any, aiohttp_server: Any,
+                                            aiohttp_client: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 and 12's stories through the Stripe stand-in: requests, payments through
+    links and Pay Now, supersession, cancellation, a refund, an asynchronous payment."""
+    from sandbox.events import charge_refunded, session_completed
+    from tests.test_payment_requests import session_of
+
+    settings = replace(paying.settings, outbound_allow_private=True,
+                       webhook_retry_schedule=(1,))
+    svc = Service(await aiohttp_client(create_app(settings)), settings, paying.db)
+    receiver = await listen(aiohttp_server, Receiver())
+    await register(svc, "ep_app", receiver)
+    await svc.invoice("inv_1", 10_000)
+    first = await svc.request("inv_1", 3_000)
+    await svc.deliver(*standin.pay((await session_of(svc, standin, first["url"]))["id"]))
+    second = await svc.request("inv_1", 2_000)
+    invoice = await svc.get_invoice("inv_1")
+    pay_now = await session_of(svc, standin, invoice["pay_url"])
+    await svc.deliver(*standin.pay(pay_now["id"]))
+    paid = await svc.get_invoice("inv_1")
+    big = next(p for p in paid["payments"] if p["amount"] == 7_000)
+    await svc.deliver(charge_refunded(big["id"], 7_000, 1_000, invoice_id="inv_1"))
+    await svc.invoice("inv_2", 500)
+    third = await svc.request("inv_2", 500)
+    await svc.call("POST", f"/v1/payment-requests/{third['id']}/cancel")
+    await svc.deliver(session_completed("inv_2", 500, "pi_slow", payment_status="unpaid"))
+    await svc.deliver(session_completed("inv_2", 500, "pi_slow", payment_status="unpaid",
+                                        event_type="checkout.session.async_payment_failed"))
+    await svc.settle()
+
+    seen = {(m["type"], m["data"]["id"]) for m in receiver.got}
+    for expected in (("payment_request.created", first["id"]),
+                     ("payment_request.paid", first["id"]),
+                     ("payment_request.superseded", second["id"]),
+                     ("payment_request.cancelled", third["id"]),
+                     ("invoice.partially_paid", "inv_1"), ("invoice.paid", "inv_1"),
+                     ("invoice.reopened", "inv_1"), ("payment.refunded", big["id"]),
+                     ("payment.succeeded", big["id"]), ("payment.processing", "pi_slow"),
+                     ("payment.failed", "pi_slow")):
+        assert expected in seen, (expected, sorted(seen))
+    for message in receiver.got:
+        MODELS[message["type"]].model_validate(message)
+    # Links are the public ones, as the API writes them.
+    created = next(m for m in receiver.got if m["type"] == "payment_request.created")
+    assert created["data"]["url"] == first["url"]
+    partially = next(m for m in receiver.got if m["type"] == "invoice.partially_paid")
+    assert partially["data"]["pay_url"] == invoice["pay_url"]
+    refunded = next(m for m in receiver.got if m["type"] == "payment.refunded")
+    assert refunded["data"]["refunded"] == 1_000 and refunded["data"]["invoice_id"] == "inv_1"
+    # Within one invoice, the later message has the higher sequence.
+    about_1 = sorted((m for m in receiver.got if m["type"].startswith("invoice.")
+                      and m["data"]["id"] == "inv_1"), key=lambda m: m["data"]["sequence"])
+    assert [m["type"] for m in about_1] == ["invoice.sent", "invoice.partially_paid",
+                                            "invoice.paid", "invoice.reopened"]
+
+
+async def test_an_invoice_past_its_due_date_is_told_overdue_once(app: Service,
+                                                                 aiohttp_server: Any) -> None:
+    from core.queue import queue_client
+    from jobs.reminders import send_reminders
+    from tests.conftest import worker_ctx
+
+    receiver = await listen(aiohttp_server, Receiver())
+    await register(app, "ep_1", receiver, events=["invoice.overdue"])
+    await app.invoice("inv_late", 1000, due_date="2020-01-31")
+    await app.invoice("inv_draft", 1000, due_date="2020-01-31", send=False)
+    await app.invoice("inv_future", 1000, due_date="2999-01-31")
+    queue = queue_client(app.settings.redis_url, app.settings.queue_name)
+    try:
+        for _ in range(2):  # a second scan owes nothing more
+            await send_reminders(worker_ctx(app.settings, app.db, queue))
+            await app.settle()
+    finally:
+        await queue.aclose()
+    assert [(m["type"], m["data"]["id"], m["data"]["status"]) for m in receiver.got] == [
+        ("invoice.overdue", "inv_late", "overdue")]
+
+
+async def test_make_runs_receiver_registers_itself_and_prints_verified_messages(
+        app: Service, aiohttp_server: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from devtools import receiver as dev
+
+    local = dev.Receiver()
+    web_app = web.Application()
+    web_app.router.add_post("/webhooks", local.handle)
+    server = await aiohttp_server(web_app)
+    api = str(app.client.make_url("")).rstrip("/")
+    await dev.register(local, api, "test-token", str(server.make_url("/webhooks")))
+    await app.invoice("inv_1", 1000)
+    await app.settle()
+    out = capsys.readouterr().out
+    assert "registered as webhook endpoint dev-receiver" in out
+    assert "webhook: invoice.sent" in out and "verified (1 signature(s))" in out
+    assert "REFUSED" not in out
+
+
+async def test_redirects_are_not_followed(app: Service, aiohttp_server: Any) -> None:
+    target = await listen(aiohttp_server, Receiver())
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound(target.url)
+
+    web_app = web.Application()
+    web_app.router.add_post("/moved", moved)
+    server = await aiohttp_server(web_app)
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1", {"url": str(server.make_url("/moved"))},
+                   expect=201)
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await app.settle()
+    assert target.requests == 0
+    [message] = (await app.call("GET", "/v1/webhook-endpoints/ep_1/messages"))["messages"]
+    assert (message["status"], message["last_status_code"]) == ("failed", 302)
+
+
+async def test_a_name_that_resolves_to_loopback_is_refused_after_resolution(
+        app: Service, allowed: Settings) -> None:
+    # https and a name, so only the resolved address can refuse it.
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1", {"url": "https://localhost:9/hook"},
+                   expect=201)
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    await run_burst(replace(allowed, outbound_allow_private=False))
+    [message] = (await app.call("GET", "/v1/webhook-endpoints/ep_1/messages"))["messages"]
+    assert message["status"] == "failed" and message["attempts"] == 4
+    assert "refused address 127.0.0.1" in message["last_error"] or \
+        "refused address ::1" in message["last_error"]
