@@ -38,8 +38,9 @@ from worker.services import make_processor, make_services
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTLE = str(Path(sys.executable).parent / "settle")
-# Tests flush this Redis database; keep it away from a developer's db 0.
-TEST_REDIS_DB = 13
+# Tests flush this Redis database; keep it away from a developer's db 0. Two runs at once
+# on one Redis (two checkouts) each need their own: SETTLE_TEST_REDIS_DB.
+TEST_REDIS_DB = int(os.environ.get("SETTLE_TEST_REDIS_DB", "13"))
 
 PROBE_TABLE = """create table if not exists test_probe_effects (
     id serial primary key, event_id text not null, created_at timestamptz default now())"""
