@@ -2,18 +2,24 @@
 
 This is settle's one way to owe work after a commit, used alike by the
 webhook's event job, the API and the crons. Code deep inside a transaction
-(an invoice becoming paid, say) writes outbox rows and returns nothing about
-them; the rows carry the id of the transaction that wrote them, so the
-transaction finds them again at its end and, once committed, passes their ids
-on to be queued. If that hand-over is lost, the sweeper finds the rows still
-pending: the row is the promise, the queue only a nudge.
+(an invoice becoming paid, say) writes outbox rows and notes their ids with
+`owed`; once the transaction has committed, `transaction` passes those ids
+on to be queued. If that hand-over is lost (the process dies between the
+commit and the queue), the sweeper finds the rows still pending: the row is
+the promise, the queue only a nudge.
+
+The transaction also keeps a small scratchpad (`kept`) for rows the domain
+already read in it, so that one statement can do the work of two (the event
+job locks its event and its invoice at once) without a second read.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -24,21 +30,48 @@ async def nothing(_: list[int]) -> None:
     return None
 
 
-async def owed_here(conn: asyncpg.Connection) -> list[int]:
-    """Outbox rows written by the current transaction."""
-    rows = await conn.fetch("select id from outbox where txid = txid_current() order by id")
-    return [r["id"] for r in rows]
+@dataclass(slots=True)
+class _Open:
+    """What the transaction running in this task has noted so far."""
+
+    conn: asyncpg.Connection
+    outbox_ids: list[int] = field(default_factory=list)
+    kept: dict[str, Any] = field(default_factory=dict)
+
+
+# The transaction open in this task, if any (asyncio gives each task its own context).
+_OPEN: ContextVar[_Open | None] = ContextVar("settle_open_transaction", default=None)
+
+
+def owed(outbox_id: int | None) -> None:
+    """Note an outbox row the current transaction wrote: it is queued once the transaction
+    commits. Outside `transaction` (or for None: nothing was written) it does nothing, and
+    the sweeper queues the row."""
+    current = _OPEN.get()
+    if current is not None and outbox_id is not None:
+        current.outbox_ids.append(outbox_id)
+
+
+def kept(conn: asyncpg.Connection) -> dict[str, Any]:
+    """The scratchpad of the transaction open on `conn` in this task ({} when none is, so
+    whatever is put there is simply forgotten)."""
+    current = _OPEN.get()
+    return current.kept if current is not None and current.conn is conn else {}
 
 
 @contextlib.asynccontextmanager
 async def transaction(pool: asyncpg.Pool,
                       after_commit: AfterCommit) -> AsyncIterator[asyncpg.Connection]:
     async with pool.acquire() as conn:
-        async with conn.transaction():
-            yield conn
-            owed = await owed_here(conn)
-        if owed:
-            await after_commit(owed)
+        state = _Open(conn)
+        token = _OPEN.set(state)
+        try:
+            async with conn.transaction():
+                yield conn
+        finally:
+            _OPEN.reset(token)
+    if state.outbox_ids:
+        await after_commit(sorted(set(state.outbox_ids)))
 
 
 @dataclass(frozen=True, slots=True)

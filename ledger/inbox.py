@@ -20,6 +20,9 @@ import asyncpg
 from core.errors import PermanentError, RetryLater, describe, is_transient
 from core.processor import InboundEvent
 from core.tx import AfterCommit, transaction
+from ledger.outbound import keep_endpoints
+from ledger.outbox import keep_audience
+from ledger.status import keep_locked_invoice
 
 log = logging.getLogger("settle.inbox")
 
@@ -115,19 +118,19 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handle
     """
     try:
         async with transaction(pool, after_commit) as conn:
-            row = await conn.fetchrow(
-                """select id, processor, event_id, type, invoice_id, payload, status, attempts,
-                          received_at
-                   from events where id = $1 for update""",
-                pk,
-            )
+            row = await _claim(conn, pk)
             if row is None:
                 return Outcome("ignored", "no such event")
-            if row["status"] != "pending":
+            if row["event_status"] != "pending":
                 # Done by an earlier run (a duplicate job, a replay of a finished event).
-                return Outcome(row["status"], "already applied", row["type"])
-            event = Event(pk, row["event_id"], row["type"], row["payload"], row["attempts"],
-                          row["received_at"], row["processor"], row["invoice_id"])
+                return Outcome(row["event_status"], "already applied", row["event_type"])
+            event = Event(pk, row["event_id"], row["event_type"], row["event_payload"],
+                          row["event_attempts"], row["event_received_at"],
+                          row["event_processor"], row["event_invoice_id"])
+            if row["id"] is not None:
+                keep_locked_invoice(conn, row)
+                keep_audience(conn, row)
+            keep_endpoints(conn, row["event_endpoints"] or [])
             outcome = await _dispatch(conn, event, handlers.get(event.processor, {}), policy)
             await _finish(conn, pk, outcome)
             return replace(outcome, event_type=event.type)
@@ -147,6 +150,38 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handle
         if attempts is not None and attempts >= UNEXPECTED_ERROR_ATTEMPTS:
             return await _give_up(pool, pk, f"error: {describe(exc)}", counted=True)
         raise
+
+
+async def _claim(conn: asyncpg.Connection, pk: int) -> asyncpg.Record | None:
+    """Lock the event and, while it is pending, the invoice it names, and read what the
+    handler will want next (the invoice's customer, the webhook endpoints to tell): one
+    round trip for what every handler does first. The event is locked first (the CTE is
+    evaluated before the join), as everywhere else. The answer is the invoice's row (all
+    null when the invoice is unknown) beside the event's columns (event_*) and the
+    customer's (customer_*)."""
+    return await conn.fetchrow(
+        """with event as materialized (
+               select id, processor, event_id, type, invoice_id, payload, status, attempts,
+                      received_at
+               from events where id = $1 for update)
+           select event.processor as event_processor, event.event_id,
+                  event.type as event_type, event.invoice_id as event_invoice_id,
+                  event.payload as event_payload, event.status as event_status,
+                  event.attempts as event_attempts, event.received_at as event_received_at,
+                  customer.email as customer_email, customer.name as customer_name,
+                  customer.locale as customer_locale,
+                  (select jsonb_agg(jsonb_build_object('id', e.id, 'events', e.events)
+                                    order by e.id)
+                   from webhook_endpoints e
+                   where not e.disabled and event.status = 'pending') as event_endpoints,
+                  invoice.*
+           from event left join lateral (
+               select * from invoices
+               where id = event.invoice_id and event.status = 'pending' for update) invoice
+           on true
+           left join customers customer on customer.id = invoice.customer_id""",
+        pk,
+    )
 
 
 async def _dispatch(conn: asyncpg.Connection, event: Event, handlers: Handlers,

@@ -74,7 +74,8 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
         await end_active_requests(conn, before["id"], "superseded")
         audience = await invoice_audience(conn, before["id"])
         await owe_email(conn, "invoice_paid", f"{before['id']}:{after['times_paid']}",
-                        invoice_id=before["id"], to=audience["to"], number=audience["number"],
+                        invoice_id=before["id"], to=audience["to"], audience=audience,
+                        number=audience["number"],
                         total=after["total"], currency=after["currency"])
     await invoice_changed(conn, status_of(before), status_of(after), before["id"])
     return after

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
 
-from core.tx import Books
+from core.tx import Books, kept, owed
 from ledger.status import STATUS_SQL
 from ledger.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
 
@@ -73,6 +74,25 @@ async def _snapshot(conn: asyncpg.Connection, kind: str, object_id: str) -> dict
             "portal_url": f"{_Marked.public_url}/c/{row['portal_token']}"}
 
 
+Endpoint = Mapping[str, Any]  # {id, events}
+
+
+def keep_endpoints(conn: asyncpg.Connection, endpoints: list[Endpoint]) -> None:
+    """The enabled endpoints, as the caller read them in this transaction."""
+    kept(conn)["webhook_endpoints"] = endpoints
+
+
+async def _endpoints(conn: asyncpg.Connection) -> list[Endpoint]:
+    """The enabled endpoints, read once per transaction: a capture owes several messages,
+    and most deployments have one endpoint or none."""
+    memo = kept(conn)
+    if "webhook_endpoints" not in memo:
+        memo["webhook_endpoints"] = await conn.fetch(
+            "select id, events from webhook_endpoints where not disabled order by id")
+    endpoints: list[Endpoint] = memo["webhook_endpoints"]
+    return endpoints
+
+
 async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | None = None,
                     customer_id: str | None = None, object_id: str | None = None) -> int:
     """Owe `type` about an object (the invoice itself when `object_id` is None; the
@@ -81,9 +101,8 @@ async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | No
     Call inside the transaction that makes it true, after the change: the snapshot
     is read in that transaction.
     """
-    endpoints = await conn.fetch(
-        """select id from webhook_endpoints
-           where not disabled and (events is null or $1 = any(events)) order by id""", type)
+    endpoints = [endpoint for endpoint in await _endpoints(conn)
+                 if endpoint["events"] is None or type in endpoint["events"]]
     if not endpoints:
         return 0
     kind = type.split(".", 1)[0]
@@ -102,26 +121,27 @@ async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | No
     timestamp = datetime.now(UTC).isoformat()
     for endpoint in endpoints:
         message_id = new_message_id()
-        await conn.execute(
+        owed(await conn.fetchval(
             """insert into outbox (kind, key, payload, invoice_id, endpoint_id)
-               values ('webhook', $1, $2, $3, $4)""",
+               values ('webhook', $1, $2, $3, $4) returning id""",
             f"webhook:{message_id}",
             json.dumps({"endpoint_id": endpoint["id"], "message_id": message_id, "type": type,
                         "timestamp": timestamp, "data": {**data, "sequence": sequence}}),
-            invoice_id, endpoint["id"])
+            invoice_id, endpoint["id"]))
     return len(endpoints)
 
 
 async def owe_ping(conn: asyncpg.Connection, endpoint_id: str) -> str:
     """A ping to one endpoint (whatever its filter); the message id."""
     message_id = new_message_id()
-    await conn.execute(
-        """insert into outbox (kind, key, payload, endpoint_id) values ('webhook', $1, $2, $3)""",
+    owed(await conn.fetchval(
+        """insert into outbox (kind, key, payload, endpoint_id) values ('webhook', $1, $2, $3)
+           returning id""",
         f"webhook:{message_id}",
         json.dumps({"endpoint_id": endpoint_id, "message_id": message_id, "type": PING,
                     "timestamp": datetime.now(UTC).isoformat(),
                     "data": {"endpoint_id": endpoint_id}}),
-        endpoint_id)
+        endpoint_id))
     return message_id
 
 

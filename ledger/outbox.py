@@ -2,7 +2,8 @@
 
 Called inside the transaction that makes the effect due (a capture, an
 invoice becoming paid, a request created), so the effect exists exactly when
-the change does; `core.tx` queues the rows once the transaction commits, and
+the change does; `core.tx` queues the rows once the transaction commits (each insert
+notes its row with `core.tx.owed`), and
 `jobs.outbox` performs them. Kinds name what is done, not who does it:
 `email`, `refund`, `expire_checkout`.
 """
@@ -14,6 +15,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from core.tx import kept, owed
+
 MailKind = Literal["payment_request", "reminder", "payment_received", "invoice_paid",
                    "credit_issued", "refund_issued", "credit_note_issued"]
 
@@ -22,20 +25,21 @@ async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, 
               invoice_id: str | None) -> None:
     """One side effect, owed once under `key`; `invoice_id` is the invoice it is about
     (operators list side effects with it), None when it is about none."""
-    await conn.execute(
+    owed(await conn.fetchval(
         """insert into outbox (kind, key, payload, invoice_id) values ($1, $2, $3, $4)
-           on conflict (key) do nothing""",
+           on conflict (key) do nothing returning id""",
         kind, key, json.dumps(payload), invoice_id,
-    )
+    ))
 
 
 async def owe_email(conn: asyncpg.Connection, kind: MailKind, key: str, *, invoice_id: str,
                     to: list[str], cc: list[str] | None = None, bcc: list[str] | None = None,
-                    **context: Any) -> None:
+                    audience: dict[str, Any] | None = None, **context: Any) -> None:
     """A mail; the payload holds what the mail says, as of this moment: with the
     customer's locale (amounts and dates are formatted in it), the invoice's due date,
-    and the token of its page, which every mail links (CONTRACT §7)."""
-    page = await conn.fetchrow(
+    and the token of its page, which every mail links (CONTRACT §7). `audience`, when
+    the caller has it (`invoice_audience`), saves reading those again."""
+    page = audience if audience is not None else await conn.fetchrow(
         """select i.view_token, i.due_date, c.locale
            from invoices i join customers c on c.id = i.customer_id where i.id = $1""",
         invoice_id)
@@ -62,7 +66,7 @@ async def owe_expiry(conn: asyncpg.Connection, invoice_id: str, *,
                      request_id: str | None = None, session_id: str | None = None) -> None:
     """Owe an expiry at the processor for every open checkout session of the invoice
     (or of one of its requests, or one session)."""
-    await conn.execute(
+    rows = await conn.fetch(
         """insert into outbox (kind, key, payload, invoice_id)
            select 'expire_checkout', 'expire:' || id,
                   jsonb_build_object('processor', processor, 'session_id', id), invoice_id
@@ -70,21 +74,43 @@ async def owe_expiry(conn: asyncpg.Connection, invoice_id: str, *,
            where invoice_id = $1 and status = 'open'
              and ($2::text is null or payment_request_id = $2)
              and ($3::text is null or id = $3)
-           on conflict (key) do nothing""",
+           on conflict (key) do nothing
+           returning id""",
         invoice_id, request_id, session_id,
     )
+    for row in rows:
+        owed(row["id"])
 
 
 async def invoice_audience(conn: asyncpg.Connection, invoice_id: str) -> dict[str, Any]:
     """The customer and notify_emails of an invoice, with what mails say about it."""
+    ready: dict[str, Any] | None = kept(conn).get(f"audience:{invoice_id}")
+    if ready is not None:
+        return ready
     row = await conn.fetchrow(
-        """select i.number, i.currency, i.total, i.notify_emails, c.email, c.name
+        """select i.number, i.currency, i.total, i.notify_emails, i.view_token, i.due_date,
+                  c.email as customer_email, c.name as customer_name,
+                  c.locale as customer_locale
            from invoices i join customers c on c.id = i.customer_id where i.id = $1""",
         invoice_id,
     )
-    recipients = [row["email"]] + [e for e in row["notify_emails"] if e != row["email"]]
+    return _audience(row)
+
+
+def keep_audience(conn: asyncpg.Connection, invoice: asyncpg.Record) -> None:
+    """An invoice row read with its customer's email, name and locale (customer_*), for
+    `invoice_audience` to take for the rest of the transaction: what it reads (the
+    addresses, number, currency, total, page token, due date) no money movement changes."""
+    kept(conn)[f"audience:{invoice['id']}"] = _audience(invoice)
+
+
+def _audience(row: asyncpg.Record) -> dict[str, Any]:
+    email = row["customer_email"]
+    recipients = [email] + [e for e in row["notify_emails"] if e != email]
     return {"to": list(dict.fromkeys(recipients)), "number": row["number"],
-            "currency": row["currency"], "total": row["total"], "customer_name": row["name"]}
+            "currency": row["currency"], "total": row["total"],
+            "customer_name": row["customer_name"], "locale": row["customer_locale"],
+            "view_token": row["view_token"], "due_date": row["due_date"]}
 
 
 async def owe_request_mail(conn: asyncpg.Connection, request: asyncpg.Record,
@@ -96,7 +122,7 @@ async def owe_request_mail(conn: asyncpg.Connection, request: asyncpg.Record,
     audience = await invoice_audience(conn, request["invoice_id"])
     await owe_email(
         conn, kind, key, invoice_id=request["invoice_id"], to=to, cc=recipients["cc"],
-        bcc=recipients["bcc"], amount=request["amount"], currency=request["currency"], url=url,
+        bcc=recipients["bcc"], audience=audience, amount=request["amount"], currency=request["currency"], url=url,
         note=request["note"], number=audience["number"], customer_name=audience["customer_name"],
         reminder=request["reminders_sent"],
     )

@@ -63,17 +63,16 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
     counted only once the processor confirms it (`ledger.refunds`).
     """
     invoice = await invoice_for(conn, facts.invoice_id, facts.currency)
-    payment = await _lock_payment(conn, facts.payment_id)
-    _check_same_invoice(payment, facts)
-    if payment is not None and payment["status"] == "succeeded":
-        return "payment already applied"
-
     # Money on an invoice that is not open (draft, void, paid) is all excess.
     left = remaining_of(invoice) if is_open(invoice) else 0
     split = money.split_capture(facts.amount, left)
     refunding = policy == "refund" and facts.source != "manual"
     credited = 0 if refunding else split.excess
     excess_pending = split.excess - credited
+    # One statement records the payment, or completes the one already known (processing,
+    # or kept for a refund reported first), and locks it; it changes nothing when the
+    # payment was applied before or belongs to another invoice (the invoice row, locked
+    # above, serialises every capture of this invoice).
     payment = await conn.fetchrow(
         """insert into payments (id, invoice_id, payment_request_id, currency, status, amount,
                                  applied, credited, excess_pending, processor, source, method,
@@ -85,12 +84,16 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                payment_request_id = coalesce(payments.payment_request_id,
                                              excluded.payment_request_id),
                updated_at = now()
-           returning *""",
+           where payments.status <> 'succeeded' and payments.invoice_id = excluded.invoice_id
+           returning *, xmax = 0 as first_seen""",
         facts.payment_id, facts.invoice_id, facts.payment_request_id, facts.currency,
         facts.amount, split.applied, credited, excess_pending,
         "manual" if facts.source == "manual" else facts.source, facts.source, facts.method,
         facts.reference, request,
     )
+    if payment is None:
+        _check_same_invoice(await _lock_payment(conn, facts.payment_id), facts)
+        return "payment already applied"
     updated = await conn.fetchrow(
         """update invoices set amount_paid = amount_paid + $2, updated_at = now()
            where id = $1 returning *""",
@@ -102,8 +105,8 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                                       "overpayment", payment_id=facts.payment_id,
                                       invoice_id=invoice["id"])
         await owe_email(conn, "credit_issued", facts.payment_id, invoice_id=invoice["id"],
-                        to=audience["to"][:1], number=audience["number"], credited=credited,
-                        balance=balance, currency=facts.currency)
+                        to=audience["to"][:1], audience=audience, number=audience["number"],
+                        credited=credited, balance=balance, currency=facts.currency)
     if excess_pending:
         await refunds.ask(conn, refunds.Locked(updated, payment),
                           refund_id=f"refund-excess:{facts.payment_id}", amount=excess_pending,
@@ -113,10 +116,13 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
     after = await changed(conn, invoice, updated)
     if owes_receipt:
         await owe_email(conn, "payment_received", facts.payment_id, invoice_id=invoice["id"],
-                        to=audience["to"], number=audience["number"], amount=split.applied,
-                        remaining=remaining_of(after), currency=facts.currency)
-    # Refunds reported before this capture arrived are taken back now.
-    await refunds.settle_payment(conn, invoice["id"], facts.payment_id)
+                        to=audience["to"], audience=audience, number=audience["number"],
+                        amount=split.applied, remaining=remaining_of(after),
+                        currency=facts.currency)
+    if not payment["first_seen"]:
+        # Refunds reported before this capture arrived are taken back now. (A payment
+        # seen first here has none: a refund is only ever recorded against its payment.)
+        await refunds.settle_payment(conn, invoice["id"], facts.payment_id)
     await owe_event(conn, "payment.succeeded", invoice_id=invoice["id"], object_id=facts.payment_id)
     return f"captured {facts.amount}: applied {split.applied}, excess {split.excess}"
 

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import NotFound, PermanentError, RetryLater
+from core.tx import kept
 from ledger import money
 
 
@@ -38,7 +39,17 @@ def is_open(row: asyncpg.Record | dict[str, Any]) -> bool:
     return status_of(row) in money.OPEN_STATUSES
 
 
+def keep_locked_invoice(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """An invoice row the caller has just locked in this transaction, for the next
+    `lock_invoice` of it to take instead of asking again (once: later calls read afresh,
+    since the row may have changed meanwhile)."""
+    kept(conn)[f"locked_invoice:{row['id']}"] = row
+
+
 async def lock_invoice(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record | None:
+    ready: asyncpg.Record | None = kept(conn).pop(f"locked_invoice:{invoice_id}", None)
+    if ready is not None:
+        return ready
     return await conn.fetchrow("select * from invoices where id = $1 for update", invoice_id)
 
 
