@@ -9,6 +9,7 @@ comes from Redis and the pending backlog from PostgreSQL at scrape time.
 from __future__ import annotations
 
 import logging
+from collections import Counter as Tally
 from collections.abc import Iterable
 
 import asyncpg
@@ -39,16 +40,25 @@ def _label(value: str) -> str:
     return value.replace("|", "_")
 
 
-async def record_event_processed(redis: Redis, queue_name: str, event_type: str, outcome: str,
-                                 seconds: float) -> None:
+async def record_events_processed(redis: Redis, queue_name: str,
+                                  events: Iterable[tuple[str, str, float]]) -> None:
+    """Count events applied, as (type, outcome, seconds), in one round trip."""
     key = shared_key(queue_name)
-    # Only the one bucket the duration falls in: render() sums them into
-    # Prometheus's cumulative buckets, so each job costs three increments.
-    bound = next((str(b) for b in BUCKETS if seconds <= b), "+Inf")
+    counts: Tally[str] = Tally()
+    total = 0.0
+    for event_type, outcome, seconds in events:
+        # Only the one bucket the duration falls in: render() sums them into
+        # Prometheus's cumulative buckets.
+        bound = next((str(b) for b in BUCKETS if seconds <= b), "+Inf")
+        counts[f"events|{_label(event_type)}|{outcome}"] += 1
+        counts[f"bucket|{bound}"] += 1
+        total += seconds
+    if not counts:
+        return
     pipe = redis.pipeline(transaction=False)
-    pipe.hincrby(key, f"events|{_label(event_type)}|{outcome}", 1)
-    pipe.hincrby(key, f"bucket|{bound}", 1)
-    pipe.hincrbyfloat(key, "duration_sum", seconds)
+    for field, count in counts.items():
+        pipe.hincrby(key, field, count)
+    pipe.hincrbyfloat(key, "duration_sum", total)
     await _best_effort(pipe)
 
 

@@ -35,6 +35,10 @@ log = logging.getLogger("settle.queue")
 Kind = Literal["event", "outbox", "ops"]
 FUNCTIONS: dict[Kind, str] = {
     "event": "process_event", "outbox": "deliver_outbox", "ops": "run_ops_job"}
+# Events recorded together (the intake writes concurrent deliveries in one batch) are
+# applied by one job, up to this many: arq's own round trips per job (claiming it,
+# finishing it) then count once for them all. Each event still has its own transaction.
+EVENTS_PER_JOB = 20
 
 
 def serialize(value: Any) -> bytes:
@@ -83,32 +87,58 @@ def job_id(queue_name: str, kind: str, ident: int | str) -> str:
     return f"{queue_name}:{kind}:{ident}"
 
 
-async def enqueue_many(queue: ArqRedis, kind: Kind, idents: Sequence[int | str], *,
-                       timeout: float = 2.0) -> int:
-    """Queue many jobs in one round trip; how many were newly queued (0, logged, when
-    Redis is away).
+Job = tuple[str, str, tuple[Any, ...]]  # (job id, function, arguments)
+
+
+async def _put(queue: ArqRedis, jobs: Sequence[Job], *, defer: float = 0.0,
+               timeout: float = 2.0) -> int:
+    """Queue jobs in one round trip; how many were newly queued (0, logged, when Redis is
+    away).
 
     The same job arq's `enqueue_job` would write, without its WATCH/EXISTS
     round trips per job: `SET ... NX` on the job key and `ZADD ... NX` on the
     queue, so a job already queued under the same id is left alone.
     """
-    if not idents:
+    if not jobs:
         return 0
     now = timestamp_ms()
+    due = now + int(defer * 1000)
     pipe = queue.pipeline(transaction=False)
-    for ident in idents:
-        jid = job_id(queue.default_queue_name, kind, ident)
-        job = serialize_job(FUNCTIONS[kind], (ident,), {}, None, now,
-                            serializer=queue.job_serializer)
-        pipe.set(job_key_prefix + jid, job, px=expires_extra_ms, nx=True)
-        pipe.zadd(queue.default_queue_name, {jid: now}, nx=True)
+    for jid, function, args in jobs:
+        job = serialize_job(function, args, {}, None, now, serializer=queue.job_serializer)
+        pipe.set(job_key_prefix + jid, job, px=due - now + expires_extra_ms, nx=True)
+        pipe.zadd(queue.default_queue_name, {jid: due}, nx=True)
     try:
         answers = await asyncio.wait_for(pipe.execute(), timeout)
     except Exception as exc:
         log.warning("enqueue failed; the sweeper will retry",
-                    extra={"kind": kind, "count": len(idents), "error": exc.__class__.__name__})
+                    extra={"jobs": jobs[0][1], "count": len(jobs),
+                           "error": exc.__class__.__name__})
         return 0
     return sum(1 for created in answers[::2] if created)  # each job's SET NX answer
+
+
+async def enqueue_many(queue: ArqRedis, kind: Kind, idents: Sequence[int | str], *,
+                       defer: float = 0.0, timeout: float = 2.0) -> int:
+    """A job for each row (after `defer` seconds), in one round trip; how many were newly
+    queued."""
+    return await _put(queue, [(job_id(queue.default_queue_name, kind, ident), FUNCTIONS[kind],
+                               (ident,)) for ident in idents], defer=defer, timeout=timeout)
+
+
+async def enqueue_events(queue: ArqRedis, pks: Sequence[int], *, timeout: float = 2.0) -> int:
+    """Newly recorded events, EVENTS_PER_JOB to a job, in one round trip; how many jobs.
+    An event alone is queued as the sweeper would queue it (`event:<pk>`).
+
+    Each pk is queued this way once, by the intake that recorded it, so a batch's id
+    (its first pk and size) is unique; the sweeper and a replay queue one event alone
+    under its own `event:` id, and applying an event twice changes nothing."""
+    chunks = [list(pks[i:i + EVENTS_PER_JOB]) for i in range(0, len(pks), EVENTS_PER_JOB)]
+    name = queue.default_queue_name
+    return await _put(queue, [
+        (job_id(name, "event", chunk[0]), FUNCTIONS["event"], (chunk[0],)) if len(chunk) == 1
+        else (job_id(name, "events", f"{chunk[0]}+{len(chunk)}"), "process_events", (chunk,))
+        for chunk in chunks], timeout=timeout)
 
 
 async def enqueue(queue: ArqRedis, kind: Kind, ident: int | str) -> bool:

@@ -16,7 +16,7 @@ import asyncpg
 from arq import ArqRedis
 
 from core.processor import InboundEvent
-from core.queue import enqueue_many
+from core.queue import enqueue_events
 from ledger.inbox import record_events
 
 log = logging.getLogger("settle.intake")
@@ -68,7 +68,7 @@ class Intake:
                         future.set_exception(exc)
             return
         # After the commit: a failure here loses nothing, the sweeper queues them.
-        await enqueue_many(self.queue, "event", [pk for pk in pks if pk is not None])
+        await enqueue_events(self.queue, [pk for pk in pks if pk is not None])
         for (_, future), pk in zip(batch, pks):
             if not future.done():
                 future.set_result(pk)

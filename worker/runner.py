@@ -24,7 +24,7 @@ from core.db import close_pool, create_pool
 from core.queue import deserialize, job_id, redis_settings, serialize
 from core.services import WorkerContext
 from core.settings import Settings, check_worker
-from jobs.events import process_event, sweep_inbox
+from jobs.events import process_event, process_events, sweep_inbox
 from jobs.reconcile import run_ops_job, scheduled_reconcile
 from jobs.outbox import deliver_outbox
 from jobs.reminders import send_reminders
@@ -75,6 +75,9 @@ class WorkerSettings:
     # PostgreSQL and the sweeper queues it again.
     functions = [
         func(process_event, max_tries=20),  # type: ignore[arg-type]
+        # A batch never asks to be retried (what it cannot apply goes on alone); a worker
+        # that died mid-batch is the only reason it runs again.
+        func(process_events, max_tries=20),  # type: ignore[arg-type]
         func(deliver_outbox, max_tries=20),  # type: ignore[arg-type]
         # A reconcile resumes slice by slice, each slice one try.
         func(run_ops_job, max_tries=10_000),  # type: ignore[arg-type]
