@@ -201,3 +201,48 @@ async def test_sigterm_while_redis_does_not_answer_still_stops_the_worker(
                 worker.kill()
                 worker.wait(10)
     assert took < 15, (took, stderr[-2000:])
+
+
+async def test_several_web_processes_share_one_port_and_stop_together(
+        settings: Settings, db: asyncpg.Pool) -> None:
+    port = free_port()
+    web = subprocess.Popen([SETTLE, "web"], cwd=ROOT, stderr=subprocess.DEVNULL,
+                           env=process_env(settings, PORT=str(port), WEB_PROCESSES="3"))
+    try:
+        children = await wait_for(lambda: _children(web.pid, 3), timeout=20, interval=0.1)
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            await wait_until_answers(http, "/healthz")
+            for n in range(30):
+                raw, headers = signed(event("settle.test_probe", {"object": "probe", "n": n}))
+                # A fresh connection each time, so the kernel may hand it to any child.
+                async with http.post("/webhooks/stripe", data=raw,
+                                     headers={**headers, "Connection": "close"}) as r:
+                    assert r.status == 200
+    finally:
+        web.send_signal(signal.SIGTERM)
+        code = web.wait(timeout=20)
+    assert code == 0
+    assert await db.fetchval("select count(*) from events") == 30
+    # Every child went with the parent.
+    assert not any(Path(f"/proc/{child}").exists() for child in children)
+
+
+async def _children(pid: int, count: int) -> list[int] | None:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    pids = [int(p) for p in found.stdout.split()]
+    return pids if len(pids) == count else None
+
+
+async def test_web_runs_on_either_event_loop(settings: Settings) -> None:
+    for loop in ("uvloop", "asyncio"):
+        port = free_port()
+        web = subprocess.Popen([SETTLE, "web"], cwd=ROOT, stderr=subprocess.DEVNULL,
+                               env=process_env(settings, PORT=str(port), EVENT_LOOP=loop))
+        try:
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+                await wait_until_answers(http, "/healthz")
+                async with http.get("/readyz") as r:
+                    assert r.status == 200, loop
+        finally:
+            web.send_signal(signal.SIGTERM)
+            assert web.wait(timeout=20) == 0

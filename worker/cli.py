@@ -20,18 +20,41 @@ def load_settings() -> Settings:
         sys.exit(2)
 
 
+def new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """The event loop a process runs on (EVENT_LOOP), made its current loop."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
 def cmd_web(settings: Settings) -> None:
+    if settings.web_processes == 1:
+        serve_web(settings, reuse_port=False)
+        return
+    from worker.webs import run_several
+
+    run_several(settings.web_processes, lambda: serve_web(settings, reuse_port=True))
+
+
+def serve_web(settings: Settings, *, reuse_port: bool) -> None:
     from aiohttp import web
 
     from worker.app import create_app
 
-    web.run_app(create_app(settings), port=settings.port, access_log=None, print=None)
+    web.run_app(create_app(settings), port=settings.port, access_log=None, print=None,
+                reuse_port=reuse_port or None, loop=new_loop(settings))
 
 
 def cmd_worker(settings: Settings) -> None:
     from worker.runner import run_worker
 
     try:
+        new_loop(settings)
         run_worker(settings)
     except SettingsError as bad:
         print(f"settle: {bad}", file=sys.stderr)
