@@ -82,6 +82,9 @@ class Settings:
     # Not in the contract's table: how many `web` processes `settle web` runs on its one
     # port (SO_REUSEPORT; the kernel spreads connections), for machines with more cores.
     web_processes: int = 1
+    # Not in the contract's table: the most deliveries the intake writes in one INSERT
+    # (1: each alone, no group commit; the latency bench compares the two).
+    intake_max_batch: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -138,6 +141,7 @@ class Settings:
                                            or "5s,5m,30m,2h,5h,10h,10h"),
             event_loop=_choice(env, "EVENT_LOOP", ("uvloop", "asyncio")),  # type: ignore[arg-type]
             web_processes=_int(env, "WEB_PROCESSES", 1, low=1, high=64),
+            intake_max_batch=_int(env, "INTAKE_MAX_BATCH", 500, low=1, high=5000),
         )
 
 

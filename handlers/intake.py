@@ -29,7 +29,9 @@ Pending = tuple[InboundEvent, "asyncio.Future[int | None]"]
 class Intake:
     """The batch writer of one processor's events."""
 
-    def __init__(self, pool: asyncpg.Pool, queue: ArqRedis, processor: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, queue: ArqRedis, processor: str, *,
+                 max_batch: int = MAX_BATCH) -> None:
+        self.max_batch = max_batch
         self.pool = pool
         self.queue = queue
         self.processor = processor
@@ -48,7 +50,8 @@ class Intake:
     async def _flush(self) -> None:
         try:
             while self.pending:
-                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                batch = self.pending[:self.max_batch]
+                self.pending = self.pending[self.max_batch:]
                 await self._write(batch)
         finally:
             self.flushing = None

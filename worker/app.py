@@ -23,7 +23,7 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         queue = make_queue(settings)
         processor = make_processor(settings)
         app[SERVICES] = make_services(settings, pool, queue, processor)
-        app[INTAKE] = Intake(pool, queue, processor.name)
+        app[INTAKE] = Intake(pool, queue, processor.name, max_batch=settings.intake_max_batch)
         yield
         await processor.close()
         await queue.aclose()
