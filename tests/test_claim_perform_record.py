@@ -8,16 +8,22 @@ budget counts as an attempt, with backoff, and is never silently cancelled.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import time
 from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
+from arq.constants import in_progress_key_prefix, job_key_prefix
 
+from core.queue import job_id
 from sandbox.events import session_completed
 from sandbox.stripe import StripeStandIn
-from tests.conftest import running_worker, wait_for
+from tests.conftest import ROOT, SETTLE, process_env, running_worker, wait_for
 from tests.mailserver import MailServer
+from tests.test_chaos import owner_of
 from tests.service import Service
 
 
@@ -128,3 +134,77 @@ async def test_a_hung_mail_server_is_an_attempt_that_counts(
         row = await wait_for(deferred, timeout=20, interval=0.1)
     assert row["attempts"] == 1 and "did not finish" in row["reason"]
     assert row["lease_until"] is None and row["wait"].total_seconds() > 20
+
+
+# --- the window between the mail server's acceptance and settle's record -----------------
+
+MAIL = "mail:payment_received:pi_1"
+
+
+async def quitting(mail: MailServer) -> tuple[str, int] | None:
+    """The peer whose QUIT the server is answering (late), if any."""
+    return mail.quitting[0] if mail.quitting else None
+
+
+async def no_one_quitting(mail: MailServer) -> bool:
+    return not mail.quitting  # a late QUIT of an earlier test's may still be answered
+
+
+async def test_a_mail_is_recorded_sent_before_its_quit_is_answered(
+        svc: Service, mail: MailServer) -> None:
+    await wait_for(lambda: no_one_quitting(mail), timeout=10, interval=0.05)
+    mail.quit_delay = 3.0
+    await svc.invoice("inv_1", 10_000)
+    async with running_worker(svc.settings):
+        await svc.deliver(session_completed("inv_1", 4_000, "pi_1"), settle=False)
+        await wait_for(lambda: quitting(mail), timeout=20, interval=0.01)
+        status = await svc.db.fetchval("select status from outbox where key = $1", MAIL)
+        still_quitting = bool(mail.quitting)
+    assert (status, still_quitting) == ("done", True)
+    assert len(mail.of_kind("payment_received")) == 1
+
+
+async def test_a_worker_killed_while_it_waits_on_quit_sends_no_second_copy(
+        svc: Service, mail: MailServer, redis: aioredis.Redis) -> None:
+    await wait_for(lambda: no_one_quitting(mail), timeout=10, interval=0.05)
+    mail.quit_delay = 5.0
+
+    def worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([SETTLE, "worker"], env=process_env(svc.settings), cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    await svc.invoice("inv_1", 10_000)
+    first = worker()
+    try:
+        await svc.deliver(session_completed("inv_1", 4_000, "pi_1"), settle=False)
+        _, port = await wait_for(lambda: quitting(mail), timeout=30, interval=0.01)
+        # The worker holds the connection: it is waiting for the server's goodbye.
+        assert owner_of(port, {"worker": first}) == "worker"
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
+    mail.quit_delay = 0.0
+    outbox_id = await svc.db.fetchval("select id from outbox where key = $1", MAIL)
+    job = job_id(svc.settings.queue_name, "outbox", outbox_id)
+    # As if the killed worker's lease and arq's mark of its job had both run out: another
+    # worker runs the job again at once, and would send a row still pending again.
+    await svc.db.execute("update outbox set lease_until = null")
+    await redis.delete(in_progress_key_prefix + job)
+    second = worker()
+    try:
+        async def run_again() -> bool:  # arq drops a job's key once it has finished
+            return not await redis.exists(job_key_prefix + job)
+
+        await wait_for(run_again, timeout=30, interval=0.1)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(20)
+    row = await svc.db.fetchrow("select status, attempts, result from outbox where key = $1",
+                                MAIL)
+    assert (row["status"], row["attempts"]) == ("done", 1)
+    copies = [r for r in mail.received
+              if str(r.message["Message-ID"]) == row["result"]["message_id"]]
+    assert len(copies) == 1
