@@ -208,3 +208,54 @@ async def test_a_worker_killed_while_it_waits_on_quit_sends_no_second_copy(
     copies = [r for r in mail.received
               if str(r.message["Message-ID"]) == row["result"]["message_id"]]
     assert len(copies) == 1
+
+
+async def test_a_mail_accepted_is_recorded_though_the_database_is_slow_to_answer(
+        svc: Service, mail: MailServer) -> None:
+    mail.data_delay = 1.5
+    await svc.invoice("inv_1", 10_000)
+    async with running_worker(svc.settings):
+        await svc.deliver(session_completed("inv_1", 4_000, "pi_1"), settle=False)
+
+        async def claimed() -> int | None:
+            return await svc.db.fetchval(  # type: ignore[no-any-return]
+                "select id from outbox where key = $1 and lease_until > now()", MAIL)
+
+        outbox_id = await wait_for(claimed, timeout=20, interval=0.01)
+        # From the claim on, writing to the row waits: past the attempt's network time
+        # (at most 3 s of the job's 5), well before the job's end.
+        async with svc.db.acquire() as conn, conn.transaction():
+            await conn.execute("select 1 from outbox where id = $1 for update", outbox_id)
+            await asyncio.sleep(3.2)
+
+        async def recorded() -> bool:
+            return await svc.db.fetchval(
+                "select status from outbox where id = $1", outbox_id) == "done"
+
+        await wait_for(recorded, timeout=20)
+        await asyncio.sleep(1.5)  # time for a resend, were there one
+    row = await svc.db.fetchrow("select status, attempts from outbox where key = $1", MAIL)
+    assert (row["status"], row["attempts"]) == ("done", 1)
+    assert len(mail.of_kind("payment_received")) == 1
+
+
+async def test_waiting_for_the_message_in_flight_is_not_a_failed_attempt(
+        svc: Service, mail: MailServer) -> None:
+    """One message at a time is between the server's acceptance and its record: a mail
+    that waits for its turn behind a slow one has not failed."""
+    mail.data_delay = 1.8
+    await svc.invoice("inv_1", 10_000)
+    await svc.invoice("inv_2", 10_000)
+    await svc.deliver(session_completed("inv_1", 4_000, "pi_1"),
+                      session_completed("inv_2", 4_000, "pi_2"), settle=False)
+    async with running_worker(svc.settings):
+        async def both_sent() -> bool:
+            return await svc.db.fetchval(
+                """select count(*) from outbox
+                   where kind = 'email' and status = 'done'""") == 2
+
+        await wait_for(both_sent, timeout=30)
+    attempts = [r["attempts"] for r in await svc.db.fetch(
+        "select attempts from outbox where kind = 'email' order by id")]
+    assert attempts == [1, 1]
+    assert len(mail.of_kind("payment_received")) == 2
