@@ -211,6 +211,14 @@ def turn_wait(settings: Settings) -> float:
     return settings.job_timeout_seconds / 4
 
 
+def lease_lost(facts: dict[str, Any]) -> str:
+    """This attempt outlived its lease and another worker holds the row now: its outcome
+    is that worker's to record."""
+    log.warning("side effect outcome not recorded: the lease had passed to another worker",
+                extra=facts)
+    return "lease lost"
+
+
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     services = ctx["services"]
     pool, settings = services.pool, services.settings
@@ -222,6 +230,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     if row is None:
         return "not pending"
     facts = {"outbox_id": outbox_id, "kind": row["kind"], "attempt": row["attempts"]}
+    token = row["lease_token"]
     recorded = False
 
     async def record(result: dict[str, Any]) -> None:
@@ -248,7 +257,8 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         result = await perform(services, payload, row["key"], budget, record)
     except (webhook.Busy, mail.Busy):
         delay = random.uniform(*BUSY_DELAY)
-        await outbox.record_busy(pool, outbox_id, delay)
+        if not await outbox.record_busy(pool, outbox_id, token, delay):
+            return lease_lost(facts)
         raise Retry(defer=delay) from None
     except Exception as exc:
         if recorded:  # it happened; what failed after (a QUIT, say) changes nothing
@@ -264,7 +274,9 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
             too_old = row["attempts"] > len(schedule)
         if isinstance(exc, PermanentError) or too_old:
             async with services.books.transaction() as conn:
-                await outbox.record_failed(conn, outbox_id, reason)
+                # The books give up on the effect only with the row, by its holder.
+                if not await outbox.record_failed(conn, outbox_id, token, reason):
+                    return lease_lost(facts)
                 given_up = GIVEN_UP.get(row["kind"])
                 if given_up is not None:
                     await given_up(conn, row["payload"], reason)
@@ -272,7 +284,8 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
             return "failed"
         delay = schedule[row["attempts"] - 1] if row["kind"] == "webhook" \
             else backoff(row["attempts"])
-        await outbox.record_deferred(pool, outbox_id, reason, delay)
+        if not await outbox.record_deferred(pool, outbox_id, token, reason, delay):
+            return lease_lost(facts)
         log.warning("side effect deferred", extra={**facts, "reason": reason})
         raise Retry(defer=delay) from exc
     await record(result)

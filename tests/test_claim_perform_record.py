@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from core.queue import job_id
+from ledger import outbox
 from sandbox.events import session_completed
 from sandbox.stripe import StripeStandIn
 from tests.conftest import ROOT, SETTLE, process_env, running_worker, wait_for
@@ -259,3 +260,54 @@ async def test_waiting_for_the_message_in_flight_is_not_a_failed_attempt(
         "select attempts from outbox where kind = 'email' order by id")]
     assert attempts == [1, 1]
     assert len(mail.of_kind("payment_received")) == 2
+
+
+# --- a lease that expired: the worker that held it no longer decides the row ----------
+
+
+async def owed(db: asyncpg.Pool) -> int:
+    row_id: int = await db.fetchval(
+        """insert into outbox (kind, key, payload) values ('email', 'mail:test:lease', '{}')
+           returning id""")
+    return row_id
+
+
+async def taken_over(db: asyncpg.Pool) -> tuple[int, asyncpg.Record, asyncpg.Record]:
+    """A row claimed by a worker whose lease then expired, and claimed again by another."""
+    outbox_id = await owed(db)
+    late = await outbox.claim(db, outbox_id, lease=0.0)
+    await asyncio.sleep(0.01)
+    holder = await outbox.claim(db, outbox_id, lease=60.0)
+    assert late is not None and holder is not None
+    return outbox_id, late, holder
+
+
+async def test_a_worker_whose_lease_expired_cannot_release_or_fail_the_row(
+        db: asyncpg.Pool) -> None:
+    outbox_id, late, holder = await taken_over(db)
+    assert not await outbox.record_deferred(db, outbox_id, late["lease_token"], "late", 1.0)
+    assert not await outbox.record_busy(db, outbox_id, late["lease_token"], 1.0)
+    async with db.acquire() as conn:
+        assert not await outbox.record_failed(conn, outbox_id, late["lease_token"], "late")
+    row = await db.fetchrow(
+        "select status, attempts, reason, lease_until > now() as leased from outbox")
+    assert dict(row) == {"status": "pending", "attempts": 2, "reason": None, "leased": True}
+    # The worker holding the lease decides.
+    assert await outbox.record_deferred(db, outbox_id, holder["lease_token"], "busy", 1.0)
+    row = await db.fetchrow("select status, reason, lease_until from outbox")
+    assert (row["status"], row["reason"], row["lease_until"]) == ("pending", "busy", None)
+
+
+async def test_an_effect_done_by_a_worker_whose_lease_expired_is_recorded_done(
+        db: asyncpg.Pool) -> None:
+    """Done is what happened, not a claim on the row: whoever saw the effect happen
+    records it, and the new holder's outcome then changes nothing (it would otherwise
+    do the effect a third time)."""
+    outbox_id, late, holder = await taken_over(db)
+    assert await outbox.record_done(db, outbox_id, {"message_id": "<late@example>"})
+    assert not await outbox.record_deferred(db, outbox_id, holder["lease_token"], "4xx", 1.0)
+    async with db.acquire() as conn:
+        assert not await outbox.record_failed(conn, outbox_id, holder["lease_token"], "5xx")
+    row = await db.fetchrow("select status, reason, result from outbox")
+    assert (row["status"], row["reason"], row["result"]) == (
+        "done", None, {"message_id": "<late@example>"})
