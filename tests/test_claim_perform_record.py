@@ -137,6 +137,65 @@ async def test_a_hung_mail_server_is_an_attempt_that_counts(
     assert row["lease_until"] is None and row["wait"].total_seconds() > 20
 
 
+async def deferred_row(db: asyncpg.Pool, kind: str) -> Any:
+    """The row of `kind` once an attempt at it was recorded as deferred."""
+    return await db.fetchrow(
+        """select attempts, reason, next_attempt_at - now() as wait, lease_until
+           from outbox where kind = $1 and status = 'pending' and reason is not null""", kind)
+
+
+# --- a hung processor, as a hung mail server: an attempt that counts, with backoff ------
+
+# The processor client's own timeout, shorter than the attempt's time limit (it ends the
+# call) or longer (the attempt's limit does): either way, an attempt that counts.
+CLIENT_TIMEOUTS = pytest.mark.parametrize("client_timeout", [1.0, 60.0])
+
+
+def processor_client_timeout(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    monkeypatch.setattr("worker.services.network_timeout", lambda settings: seconds)
+
+
+@CLIENT_TIMEOUTS
+async def test_a_hung_processor_refund_is_an_attempt_that_counts(
+        paying: Service, standin: StripeStandIn, monkeypatch: pytest.MonkeyPatch,
+        client_timeout: float) -> None:
+    await paying.invoice("inv_1", 5_000)
+    await paying.deliver(session_completed("inv_1", 5_000, "pi_1"))
+    standin.intents["pi_1"] = {"id": "pi_1", "currency": "usd", "amount": 5_000,
+                               "amount_received": 5_000, "metadata": {"invoice_id": "inv_1"}}
+    await paying.call("POST", "/v1/payments/pi_1/refunds",
+                      {"id": "rf_1", "amount": 2_000, "reason": "Returned"}, expect=202)
+    monkeypatch.setattr("jobs.outbox.backoff", lambda attempts: 30.0)
+    processor_client_timeout(monkeypatch, client_timeout)
+    # The job may run 5 s (JOB_TIMEOUT_SECONDS in the test settings): Stripe takes 20.
+    standin.delay = 20
+    async with running_worker(paying.settings):
+        row = await wait_for(lambda: deferred_row(paying.db, "refund"), timeout=20)
+    assert row["attempts"] == 1 and row["lease_until"] is None
+    assert row["wait"].total_seconds() > 20
+    assert len(standin.calls_to("/v1/refunds")) == 1
+    assert (await paying.call("GET", "/v1/refunds/rf_1"))["status"] == "pending"
+
+
+@CLIENT_TIMEOUTS
+async def test_a_hung_processor_checkout_expiry_is_an_attempt_that_counts(
+        paying: Service, standin: StripeStandIn, monkeypatch: pytest.MonkeyPatch,
+        client_timeout: float) -> None:
+    await paying.invoice("inv_1", 5_000)
+    request = await paying.request("inv_1", 1_000)
+    opened = await paying.open_link(request["url"])
+    session = standin.session_for_url(opened.headers["Location"])
+    await paying.call("POST", f"/v1/payment-requests/{request['id']}/cancel")
+    monkeypatch.setattr("jobs.outbox.backoff", lambda attempts: 30.0)
+    processor_client_timeout(monkeypatch, client_timeout)
+    standin.delay = 20
+    async with running_worker(paying.settings):
+        row = await wait_for(lambda: deferred_row(paying.db, "expire_checkout"), timeout=20)
+    assert row["attempts"] == 1 and row["lease_until"] is None
+    assert row["wait"].total_seconds() > 20
+    assert len(standin.calls_to(f"/v1/checkout/sessions/{session['id']}/expire")) == 1
+
+
 # --- the window between the mail server's acceptance and settle's record -----------------
 
 MAIL = "mail:payment_received:pi_1"
