@@ -11,8 +11,16 @@ from typing import Protocol
 Accepted = Callable[[str], Awaitable[None]]
 
 
+class Busy(Exception):
+    """Not attempted: the process's one message between acceptance and record is
+    another's, for longer than the caller would wait. Try again shortly, without
+    counting an attempt."""
+
+
 class Mailer(Protocol):
     async def send(self, message: EmailMessage, recipients: list[str],
-                   accepted: Accepted, *, budget: float) -> str:
-        """Send within `budget` seconds; the server's answer. Raises PermanentError when
-        the server refuses for good (5xx), anything else when it may pass."""
+                   accepted: Accepted, *, budget: float, wait: float) -> str:
+        """Send within `budget` seconds of talking to the server; the server's answer.
+        Waiting for the process's turn (at most `wait` seconds, then Busy) and the
+        caller's `accepted` are not counted in it. Raises PermanentError when the server
+        refuses for good (5xx), anything else when it may pass."""

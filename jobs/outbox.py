@@ -5,8 +5,10 @@ with no transaction open and no row lock held: a slow mail server or
 processor delays only its own row. The outcome is recorded in a new, short
 statement. A worker that dies mid-effect leaves the lease to expire, and the
 effect is tried again under the same key (the processor's idempotency key,
-the mail's Message-ID). Every attempt runs within a budget shorter than the
-job's timeout, so a hung server is an attempt that counts, with backoff.
+the mail's Message-ID). Every attempt's network calls run within a budget
+(half the job's timeout), so a hung server is an attempt that counts, with
+backoff; the record of what happened has the rest of the job's time, so a
+slow database does not turn an effect that happened into one done again.
 
 A performer raises `PermanentError` for a failure that will not pass
 (recorded, not retried); anything else is retried with backoff for up to
@@ -17,6 +19,7 @@ recorded as failed (listed for operators, retryable).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -28,10 +31,11 @@ import asyncpg
 import aiohttp
 from arq import Retry
 
-from core import metrics
+from core import mail, metrics
 from core.errors import PermanentError, describe, is_transient
 from core.retry import backoff
 from core.services import Services, WorkerContext
+from core.settings import Settings
 from ledger import endpoints, outbound, outbox, refunds
 from ledger.checkout import session_finished
 from ledger.reconcile import check_session
@@ -126,7 +130,10 @@ async def send_email(services: Services, payload: dict[str, Any], key: str, budg
         await record({**result, "response": response})
 
     try:
-        response = await services.mailer.send(message, recipients, accepted, budget=budget)
+        response = await services.mailer.send(message, recipients, accepted, budget=budget,
+                                              wait=turn_wait(settings))
+    except mail.Busy:
+        raise
     except PermanentError:
         await metrics.record_email(services.queue, settings.queue_name, payload["kind"], "failed")
         raise
@@ -183,32 +190,62 @@ GIVEN_UP: dict[str, Callable[[asyncpg.Connection, dict[str, Any], str], Awaitabl
 }
 
 
-# Tries at recording an effect that happened: about 6 s in all, inside the job's timeout.
-RECORD_TRIES = 7
+# arq cancels a job JOB_TIMEOUT_SECONDS after it starts; everything here ends this much
+# (at most a tenth of the job) before that.
+MARGIN = 0.5
+
+
+def job_time(settings: Settings) -> float:
+    """How long a job may take, all in: the attempt, and the record of its outcome."""
+    return settings.job_timeout_seconds - min(MARGIN, settings.job_timeout_seconds / 10)
+
+
+def network_budget(settings: Settings) -> float:
+    """An attempt's network time: half the job. The rest is for a mail to wait its turn
+    (`turn_wait`) and for recording what happened, which must not be cut short."""
+    return max(1.0, settings.job_timeout_seconds / 2)
+
+
+def turn_wait(settings: Settings) -> float:
+    """How long a mail waits for the one message in the acceptance window (then Busy)."""
+    return settings.job_timeout_seconds / 4
+
+
+def lease_lost(facts: dict[str, Any]) -> str:
+    """This attempt outlived its lease and another worker holds the row now: its outcome
+    is that worker's to record."""
+    log.warning("side effect outcome not recorded: the lease had passed to another worker",
+                extra=facts)
+    return "lease lost"
 
 
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     services = ctx["services"]
     pool, settings = services.pool, services.settings
-    # The lease outlives any attempt: each runs within `budget`, inside the job's timeout.
-    budget = max(1.0, settings.job_timeout_seconds - 2.0)
+    ends = asyncio.get_running_loop().time() + job_time(settings)
+    budget = network_budget(settings)
+    # The lease outlives the job, so no other worker takes the row while this one may
+    # still be on it.
     row = await outbox.claim(pool, outbox_id, lease=settings.job_timeout_seconds + 10.0)
     if row is None:
         return "not pending"
     facts = {"outbox_id": outbox_id, "kind": row["kind"], "attempt": row["attempts"]}
+    token = row["lease_token"]
     recorded = False
 
     async def record(result: dict[str, Any]) -> None:
         # Once the effect happened (a mail accepted), recording it is worth waiting for
-        # through a short database outage: unrecorded, the effect would be done again.
+        # through a slow or briefly absent database, until the job's end: unrecorded,
+        # the effect would be done again.
         nonlocal recorded
-        for attempt in range(1, RECORD_TRIES + 1):
-            try:
-                recorded = await outbox.record_done(pool, outbox_id, result) or recorded
-                return
-            except Exception as exc:
-                if attempt == RECORD_TRIES or not is_transient(exc):
-                    raise
+        async with asyncio.timeout_at(ends):
+            for attempt in itertools.count(1):
+                try:
+                    recorded = await outbox.record_done(pool, outbox_id, result) or recorded
+                    return
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
                 await asyncio.sleep(min(backoff(attempt), 2.0) / 2)
 
     try:
@@ -218,9 +255,10 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         payload = {**row["payload"], "attempt": row["attempts"],
                    "age": datetime.now(UTC) - row["created_at"]}
         result = await perform(services, payload, row["key"], budget, record)
-    except webhook.Busy:
+    except (webhook.Busy, mail.Busy):
         delay = random.uniform(*BUSY_DELAY)
-        await outbox.record_busy(pool, outbox_id, delay)
+        if not await outbox.record_busy(pool, outbox_id, token, delay):
+            return lease_lost(facts)
         raise Retry(defer=delay) from None
     except Exception as exc:
         if recorded:  # it happened; what failed after (a QUIT, say) changes nothing
@@ -236,7 +274,9 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
             too_old = row["attempts"] > len(schedule)
         if isinstance(exc, PermanentError) or too_old:
             async with services.books.transaction() as conn:
-                await outbox.record_failed(conn, outbox_id, reason)
+                # The books give up on the effect only with the row, by its holder.
+                if not await outbox.record_failed(conn, outbox_id, token, reason):
+                    return lease_lost(facts)
                 given_up = GIVEN_UP.get(row["kind"])
                 if given_up is not None:
                     await given_up(conn, row["payload"], reason)
@@ -244,7 +284,8 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
             return "failed"
         delay = schedule[row["attempts"] - 1] if row["kind"] == "webhook" \
             else backoff(row["attempts"])
-        await outbox.record_deferred(pool, outbox_id, reason, delay)
+        if not await outbox.record_deferred(pool, outbox_id, token, reason, delay):
+            return lease_lost(facts)
         log.warning("side effect deferred", extra={**facts, "reason": reason})
         raise Retry(defer=delay) from exc
     await record(result)

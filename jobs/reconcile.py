@@ -4,18 +4,26 @@ A reconcile over many invoices may take longer than one job may run, so it
 works in slices: after about half the job timeout it saves its progress on
 its `ops_jobs` row and asks arq to run it again at once. A worker killed
 mid-slice loses only that slice, which is safe to redo.
+
+Within a slice, every question to the processor must be answered while the
+job has time left to apply the answer and save its progress: a processor too
+slow for that cuts the slice short before arq would cancel the job (which
+would count no attempt, and leave the sweeper to queue it again on every
+sweep). A slice cut short is an attempt, tried again with backoff from the
+invoice it was on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 
 from arq import Retry
 
 from core.errors import describe, is_transient
 from core.retry import backoff
 from core.services import WorkerContext
+from core.settings import Settings
 from ledger.reconcile import (
     candidates,
     claim_job,
@@ -28,14 +36,23 @@ from ledger.reconcile import (
 log = logging.getLogger("settle.ops")
 
 
+def answer_within(settings: Settings) -> float:
+    """How long into the job the processor's answers may come: what is left after
+    them (a fifth of the job, at least a second) applies the last and saves progress."""
+    timeout = settings.job_timeout_seconds
+    return max(timeout / 2, timeout - max(1.0, timeout / 5))
+
+
 async def run_ops_job(ctx: WorkerContext, job_id: str) -> str:
     services = ctx["services"]
     pool, settings = services.pool, services.settings
+    started = asyncio.get_running_loop().time()
     claimed = await claim_job(pool, job_id)
     if claimed is None:
         return "already finished"
     single, after, report = claimed
-    deadline = time.monotonic() + settings.job_timeout_seconds / 2
+    slice_ends = started + settings.job_timeout_seconds / 2
+    answer_by = started + answer_within(settings)
     try:
         while True:
             batch = ([single] if not after else []) if single else \
@@ -44,16 +61,19 @@ async def run_ops_job(ctx: WorkerContext, job_id: str) -> str:
                 break
             for invoice_id in batch:
                 await reconcile_invoice(services.books, invoice_id, services.processor,
-                                        settings.overpayment_policy, report)
+                                        settings.overpayment_policy, report,
+                                        answer_by=answer_by)
                 after = invoice_id
-                if time.monotonic() > deadline:
+                if asyncio.get_running_loop().time() > slice_ends:
                     await save_progress(pool, job_id, after, report)
                     raise Retry(defer=0)
     except Retry:
         raise
     except Exception as exc:
-        if is_transient(exc):
+        if is_transient(exc):  # the processor out of time (TimeoutError) included
             await save_progress(pool, job_id, after, report)
+            log.warning("reconcile slice cut short", extra={"job_id": job_id,
+                                                             "reason": describe(exc)})
             raise Retry(defer=backoff(ctx["job_try"])) from exc
         log.exception("reconcile failed", extra={"job_id": job_id})
         await finish_job(pool, job_id, report, describe(exc))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Literal
+from uuid import UUID
 
 import asyncpg
 
@@ -134,50 +135,64 @@ async def owe_request_mail(conn: asyncpg.Connection, request: asyncpg.Record,
 async def claim(pool: asyncpg.Pool, outbox_id: int, lease: float) -> asyncpg.Record | None:
     """Take a pending row for `lease` seconds and count the attempt, in one committed
     statement; None when it is done, failed, or another worker holds it. A worker that
-    dies mid-effect leaves the lease to expire: the row is then taken again."""
+    dies mid-effect leaves the lease to expire: the row is then taken again. The row's
+    `lease_token` is this claim's: handing the row back or giving it up requires it."""
     row: asyncpg.Record | None = await pool.fetchrow(
         """update outbox set lease_until = now() + make_interval(secs => $2),
-                  attempts = attempts + 1
+                  lease_token = gen_random_uuid(), attempts = attempts + 1
            where id = $1 and status = 'pending'
              and (lease_until is null or lease_until < now())
-           returning id, kind, key, payload, attempts, created_at, retried_at""",
+           returning id, kind, key, payload, attempts, created_at, retried_at, lease_token""",
         outbox_id, lease)
     return row
 
 
 async def record_done(pool: asyncpg.Pool, outbox_id: int, result: dict[str, Any]) -> bool:
-    """The effect happened; False when it was already recorded (by an earlier call)."""
+    """The effect happened; False when it was already recorded (by an earlier call).
+
+    No lease token: done is a fact, not a claim on the row. A worker whose lease expired
+    and whose effect then happened records it all the same; the new holder's outcome
+    then changes nothing (`status = 'pending'` below), where refusing it would have the
+    effect done once more."""
     done: bool = await pool.fetchval(
         """update outbox set status = 'done', result = $2, reason = null, lease_until = null,
-                  done_at = now()
+                  lease_token = null, done_at = now()
            where id = $1 and status = 'pending' returning true""",
         outbox_id, json.dumps(result)) or False
     return done
 
 
-async def record_failed(conn: asyncpg.Connection, outbox_id: int, reason: str) -> None:
-    """The effect will not happen (a refusal, or 24 hours of trying): listed for operators."""
-    await conn.execute(
-        """update outbox set status = 'failed', reason = $2, lease_until = null, done_at = now()
-           where id = $1 and status = 'pending'""",
-        outbox_id, reason)
+async def record_failed(conn: asyncpg.Connection, outbox_id: int, token: UUID,
+                        reason: str) -> bool:
+    """The effect will not happen (a refusal, or 24 hours of trying): listed for operators.
+    False when the claim `token` no longer holds the row (nothing recorded)."""
+    failed: bool = await conn.fetchval(
+        """update outbox set status = 'failed', reason = $3, lease_until = null,
+                  lease_token = null, done_at = now()
+           where id = $1 and status = 'pending' and lease_token = $2 returning true""",
+        outbox_id, token, reason) or False
+    return failed
 
 
-async def record_busy(pool: asyncpg.Pool, outbox_id: int, delay: float) -> None:
+async def record_busy(pool: asyncpg.Pool, outbox_id: int, token: UUID, delay: float) -> bool:
     """Not attempted at all (its destination was busy): the claim's attempt is given back,
-    and the row is due again after `delay` seconds."""
-    await pool.execute(
+    and the row is due again after `delay` seconds. False when the claim `token` no
+    longer holds the row."""
+    busy: bool = await pool.fetchval(
         """update outbox set attempts = greatest(attempts - 1, 0), lease_until = null,
-                  next_attempt_at = now() + make_interval(secs => $2)
-           where id = $1 and status = 'pending'""",
-        outbox_id, delay)
+                  lease_token = null, next_attempt_at = now() + make_interval(secs => $3)
+           where id = $1 and status = 'pending' and lease_token = $2 returning true""",
+        outbox_id, token, delay) or False
+    return busy
 
 
-async def record_deferred(pool: asyncpg.Pool, outbox_id: int, reason: str,
-                          delay: float) -> None:
-    """Not this time: tried again after `delay` seconds (by its job, or the sweeper)."""
-    await pool.execute(
-        """update outbox set reason = $2, lease_until = null,
-                  next_attempt_at = now() + make_interval(secs => $3)
-           where id = $1 and status = 'pending'""",
-        outbox_id, reason, delay)
+async def record_deferred(pool: asyncpg.Pool, outbox_id: int, token: UUID, reason: str,
+                          delay: float) -> bool:
+    """Not this time: tried again after `delay` seconds (by its job, or the sweeper).
+    False when the claim `token` no longer holds the row."""
+    deferred: bool = await pool.fetchval(
+        """update outbox set reason = $3, lease_until = null, lease_token = null,
+                  next_attempt_at = now() + make_interval(secs => $4)
+           where id = $1 and status = 'pending' and lease_token = $2 returning true""",
+        outbox_id, token, reason, delay) or False
+    return deferred

@@ -13,6 +13,7 @@ nothing), on a paid invoice as excess (§8).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -152,10 +153,13 @@ async def recover_payment(conn: asyncpg.Connection, invoice_id: str, state: Paym
 
 
 async def check_session(books: Books, processor: Processor, session_id: str,
-                        policy: Literal["credit", "refund"]) -> tuple[SessionState, str | None]:
-    """Ask the processor about one session (no transaction open), then apply what it
-    says; (its state, a note if money moved)."""
-    state = await processor.retrieve_checkout(session_id)
+                        policy: Literal["credit", "refund"], *,
+                        answer_by: float | None = None) -> tuple[SessionState, str | None]:
+    """Ask the processor about one session (no transaction open; TimeoutError unless it
+    answers by `answer_by`, a time of the event loop), then apply what it says; (its
+    state, a note if money moved)."""
+    async with asyncio.timeout_at(answer_by):
+        state = await processor.retrieve_checkout(session_id)
     async with books.transaction() as conn:
         invoice_id = await conn.fetchval(
             "select invoice_id from checkout_sessions where id = $1", session_id)
@@ -165,8 +169,13 @@ async def check_session(books: Books, processor: Processor, session_id: str,
 
 
 async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
-                            policy: Literal["credit", "refund"], report: Report) -> None:
-    report.checked += 1
+                            policy: Literal["credit", "refund"], report: Report, *,
+                            answer_by: float | None = None) -> None:
+    """Reconcile one invoice into `report`. Every question to the processor must be
+    answered by `answer_by` (a time of the event loop), or TimeoutError: a caller cut
+    short reconciles the invoice again from the start, which is safe (what was applied
+    is not applied twice, and is no longer asked about; a question asked again is counted
+    again)."""
     async with books.transaction() as conn:
         report.repaired += await repair(conn, invoice_id)
     # Each question to the processor is asked outside any transaction.
@@ -177,7 +186,8 @@ async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
     for session in sessions:
         report.sessions_checked += 1
         try:
-            state, note = await check_session(books, processor, session["id"], policy)
+            state, note = await check_session(books, processor, session["id"], policy,
+                                              answer_by=answer_by)
         except (PermanentError, RetryLater) as error:
             report.errors.append({"session_id": session["id"], "error": str(error)})
             continue
@@ -191,7 +201,8 @@ async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
     for payment in processing:
         report.payments_checked += 1
         try:
-            found = await processor.retrieve_payment(payment["id"])
+            async with asyncio.timeout_at(answer_by):
+                found = await processor.retrieve_payment(payment["id"])
             async with books.transaction() as conn:
                 note = await recover_payment(conn, invoice_id, found, policy, processor.name)
         except (PermanentError, RetryLater) as error:
@@ -200,6 +211,8 @@ async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
         if note:
             report.recovered.append({"invoice_id": invoice_id, "payment_id": payment["id"],
                                      "note": note})
+    # Counted once it is through: an invoice cut short is counted when it is done again.
+    report.checked += 1
 
 
 # --- the operator job that runs a reconcile (its status survives Redis) -------------

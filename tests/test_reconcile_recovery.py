@@ -3,9 +3,17 @@ whatever settle thought of its session and whatever the invoice's status now (§
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
+from arq import Retry
+
+from core.queue import queue_client
+from core.retry import backoff
+from jobs.reconcile import run_ops_job
 from sandbox.stripe import StripeStandIn
+from tests.conftest import worker_ctx
 from tests.service import Service
 from tests.test_operations import reconcile
 
@@ -124,3 +132,45 @@ async def test_the_scheduled_reconcile_finds_paid_invoices_with_unsettled_sessio
     result = await reconcile(paying)  # every invoice that may hold unrecorded money
     assert [r["session_id"] for r in result["recovered"]] == [session["id"]]
     assert await paying.balance() == {"usd": 400}
+
+
+async def test_a_slice_whose_processor_calls_outrun_the_job_is_an_attempt_with_backoff(
+        paying: Service, standin: StripeStandIn) -> None:
+    """Four sessions of one invoice (links opened, then replaced by a new one), two paid
+    (their webhooks lost), and a Stripe that takes 1.5 s a call: six seconds of
+    questions for a job that may run five. The slice stops before arq would cancel it,
+    counts as an attempt with backoff, keeps what it found, and the next one finishes."""
+    await paying.invoice("inv_1", 10_000)
+    sessions = []
+    for _ in range(4):
+        request = await paying.request("inv_1", 1_000)
+        sessions.append(await session_of(paying, standin, request["url"]))
+        await paying.call("POST", f"/v1/payment-requests/{request['id']}/cancel")
+    paid = {s["id"] for s in sessions[1::2]}
+    for session_id in paid:
+        standin.pay(session_id)  # never delivered
+    accepted = await paying.call("POST", "/v1/ops/reconcile", {"invoice_id": "inv_1"},
+                                 expect=202)
+    standin.delay = 1.5
+    queue = queue_client(paying.settings.redis_url, paying.settings.queue_name)
+    ctx = worker_ctx(paying.settings, paying.db, queue)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Retry) as cut:
+            await run_ops_job(ctx, accepted["job_id"])
+        took = time.monotonic() - started
+        assert took < paying.settings.job_timeout_seconds
+        assert cut.value.defer_score == backoff(ctx["job_try"]) * 1000
+        job = await paying.call("GET", f"/v1/ops/jobs/{accepted['job_id']}")
+        assert job["status"] == "in_progress"
+
+        standin.delay = 0
+        ctx["job_try"] += 1
+        assert await run_ops_job(ctx, accepted["job_id"]) == "complete"
+    finally:
+        await ctx["services"].processor.close()
+        await queue.aclose()
+    result = (await paying.call("GET", f"/v1/ops/jobs/{accepted['job_id']}"))["result"]
+    assert result["checked"] == 1
+    assert sorted(r["session_id"] for r in result["recovered"]) == sorted(paid)
+    assert (await paying.get_invoice("inv_1"))["amount_paid"] == 2_000
