@@ -370,3 +370,16 @@ async def test_an_effect_done_by_a_worker_whose_lease_expired_is_recorded_done(
     row = await db.fetchrow("select status, reason, result from outbox")
     assert (row["status"], row["reason"], row["result"]) == (
         "done", None, {"message_id": "<late@example>"})
+
+
+def test_an_endpoint_has_its_15_seconds_within_the_default_job() -> None:
+    """CONTRACT §9: any 2xx within 15 s is delivered; every timeout is shorter than the job."""
+    from core.settings import Settings as Defaults
+    from jobs.outbox import job_time, network_budget
+    from notify.webhook import TIMEOUT_SECONDS
+
+    defaults = Defaults()
+    assert TIMEOUT_SECONDS == 15
+    assert min(TIMEOUT_SECONDS, network_budget(defaults, "webhook")) == 15
+    assert network_budget(defaults, "webhook") < job_time(defaults)
+    assert network_budget(defaults, "email") < job_time(defaults)
