@@ -52,7 +52,8 @@ browser:
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { echo "settle: bench needs wrk: sudo apt-get install wrk"; exit 1; }
 	$(WITH_SERVICES) sh -c '$(BIN)/python -m bench.intake && $(BIN)/python -m bench.latency \
-		&& $(BIN)/python -m bench.settlement && $(BIN)/python -m bench.outbound'
+		&& $(BIN)/python -m bench.settlement && $(BIN)/python -m bench.outbound \
+		&& $(BIN)/python -m bench.mail'
 
 check: install
 	$(BIN)/mypy
