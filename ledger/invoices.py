@@ -76,7 +76,8 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
         await owe_email(conn, "invoice_paid", f"{before['id']}:{after['times_paid']}",
                         invoice_id=before["id"], to=audience["to"], number=audience["number"],
                         total=after["total"], currency=after["currency"])
-    await invoice_changed(conn, status_of(before), status_of(after), before["id"])
+    # Any change of its money is told (ledger.outbound.invoice_event), not only of its status.
+    await invoice_changed(conn, before, after)
     return after
 
 

@@ -516,3 +516,86 @@ async def test_a_name_that_resolves_to_loopback_is_refused_after_resolution(
     assert message["status"] == "failed" and message["attempts"] == 4
     assert "refused address 127.0.0.1" in message["last_error"] or \
         "refused address ::1" in message["last_error"]
+
+
+# --- every change of an invoice's money is told, and the newest message is current -----
+
+
+async def owed(db: asyncpg.Pool, prefix: str, subject: str) -> list[dict[str, Any]]:
+    """The messages owed about `subject` (an invoice's id, or a customer's for
+    customer.*) whose type starts with `prefix`, by sequence."""
+    rows = await db.fetch(
+        """select payload from outbox where kind = 'webhook' and payload ->> 'type' like $1
+           order by (payload -> 'data' ->> 'sequence')::int""", prefix + "%")
+    messages = [json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+                for r in rows]
+    return [m for m in messages if m["data"]["id"] == subject]
+
+
+MONEY = ("status", "amount_paid", "amount_credited", "amount_credit_noted", "amount_remaining")
+
+
+async def newest_is_current(app: Service, invoice_id: str) -> str:
+    """The type of the newest invoice.* message owed about the invoice, once its money and
+    status are shown to be what the API answers now."""
+    newest = (await owed(app.db, "invoice.", invoice_id))[-1]
+    invoice = await app.get_invoice(invoice_id)
+    assert {k: newest["data"][k] for k in MONEY} == {k: invoice[k] for k in MONEY}
+    return str(newest["type"])
+
+
+async def test_every_change_of_an_invoices_money_owes_a_current_invoice_message(
+        app: Service) -> None:
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    await app.invoice("inv_1", 10_000)
+    assert await newest_is_current(app, "inv_1") == "invoice.sent"
+    steps: list[tuple[str, str, dict[str, Any], str]] = [
+        ("/v1/invoices/inv_1/payments", "pay_1", {"amount": 2_000, "method": "cash"},
+         "invoice.partially_paid"),
+        # A second partial payment: partially_paid -> partially_paid.
+        ("/v1/invoices/inv_1/payments", "pay_2", {"amount": 1_000, "method": "cash"},
+         "invoice.partially_paid"),
+        ("/v1/invoices/inv_1/credit-notes", "cn_1", {"amount": 500},
+         "invoice.partially_paid"),
+        ("/v1/payments/pay_2/refunds", "re_1", {"amount": 400}, "invoice.partially_paid"),
+        ("/v1/invoices/inv_1/payments", "pay_3", {"amount": 6_900, "method": "cash"},
+         "invoice.paid"),
+        ("/v1/payments/pay_3/refunds", "re_2", {"amount": 900}, "invoice.reopened"),
+    ]
+    for path, ident, body, expected in steps:
+        await app.call("POST", path, {"id": ident, **body}, expect=None)
+        assert await newest_is_current(app, "inv_1") == expected, (ident, expected)
+    sequences = [m["data"]["sequence"] for m in await owed(app.db, "invoice.", "inv_1")]
+    assert sequences == sorted(set(sequences))
+
+
+async def test_a_partial_payment_refunded_in_full_owes_invoice_sent_with_nothing_paid(
+        app: Service) -> None:
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    await app.invoice("inv_1", 5_000)
+    await app.call("POST", "/v1/invoices/inv_1/payments",
+                   {"id": "pay_1", "amount": 2_000, "method": "cash"}, expect=201)
+    await app.call("POST", "/v1/payments/pay_1/refunds", {"id": "re_1", "amount": 2_000},
+                   expect=202)
+    # partially_paid -> sent: told as invoice.sent, carrying what is paid now (nothing).
+    assert await newest_is_current(app, "inv_1") == "invoice.sent"
+    assert [m["type"] for m in await owed(app.db, "invoice.", "inv_1")] == [
+        "invoice.sent", "invoice.partially_paid", "invoice.sent"]
+
+
+async def test_a_partial_payment_on_an_overdue_invoice_owes_invoice_partially_paid(
+        app: Service) -> None:
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    await app.invoice("inv_late", 5_000, due_date="2020-01-31")
+    await app.call("POST", "/v1/invoices/inv_late/payments",
+                   {"id": "pay_1", "amount": 2_000, "method": "cash"}, expect=201)
+    assert await newest_is_current(app, "inv_late") == "invoice.partially_paid"
+    newest = (await owed(app.db, "invoice.", "inv_late"))[-1]
+    assert (newest["data"]["status"], newest["data"]["amount_paid"]) == ("overdue", 2_000)
+    # Refunded in full, still overdue: invoice.sent (nothing paid), the status says overdue.
+    await app.call("POST", "/v1/payments/pay_1/refunds", {"id": "re_1", "amount": 2_000},
+                   expect=202)
+    assert await newest_is_current(app, "inv_late") == "invoice.sent"
