@@ -92,13 +92,17 @@ async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | No
     else:
         subject, the_id = f"invoice:{invoice_id}", object_id or invoice_id
     assert the_id is not None
-    data = await _snapshot(conn, kind, the_id)
-    if data is None:
-        return 0
+    # The sequence first: its row stays locked until this transaction ends, so a concurrent
+    # change of the same subject (a customer's credit in another currency, whose balance row
+    # is locked apart) waits here, and reads its snapshot only once this one has committed.
+    # Read before it, the higher sequence could carry the older snapshot.
     sequence: int = await conn.fetchval(
         """insert into webhook_sequences (subject, last) values ($1, 1)
            on conflict (subject) do update set last = webhook_sequences.last + 1
            returning last""", subject)
+    data = await _snapshot(conn, kind, the_id)
+    if data is None:
+        return 0  # a sequence number unused: a gap, which a receiver never waits on
     timestamp = datetime.now(UTC).isoformat()
     for endpoint in endpoints:
         message_id = new_message_id()

@@ -599,3 +599,41 @@ async def test_a_partial_payment_on_an_overdue_invoice_owes_invoice_partially_pa
     await app.call("POST", "/v1/payments/pay_1/refunds", {"id": "re_1", "amount": 2_000},
                    expect=202)
     assert await newest_is_current(app, "inv_late") == "invoice.sent"
+
+
+async def test_concurrent_credit_changes_in_two_currencies_give_the_higher_sequence_both(
+        app: Service) -> None:
+    """Credit balances are locked per currency, so two changes of one customer's credit run
+    at once; the subject's sequence row serialises them, and the snapshot is read after it,
+    so the higher sequence carries both balances."""
+    from ledger.credit import change_credit
+
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    first = await asyncpg.connect(app.settings.database_url)
+    second = await asyncpg.connect(app.settings.database_url)
+    try:
+        in_first, in_second = first.transaction(), second.transaction()
+        await in_first.start()
+        await change_credit(first, "cus_1", "usd", 100, "adjustment", reason="usd")
+        await in_second.start()
+        other = asyncio.create_task(
+            change_credit(second, "cus_1", "eur", 200, "adjustment", reason="eur"))
+        pid = second.get_server_pid()
+
+        async def second_waits() -> bool:
+            return await app.db.fetchval(
+                "select wait_event_type = 'Lock' from pg_stat_activity where pid = $1",
+                pid) is True
+
+        await wait_for(second_waits, timeout=10, interval=0.02)
+        await in_first.commit()
+        await other
+        await in_second.commit()
+    finally:
+        await first.close()
+        await second.close()
+    told = await owed(app.db, "customer.credit_changed", "cus_1")
+    assert [m["data"]["sequence"] for m in told] == [1, 2]
+    assert told[-1]["data"]["credit_balance"] == {"eur": 200, "usd": 100}
+    assert told[-1]["data"]["credit_balance"] == await app.balance()
