@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 
 from core.settings import Settings
 from handlers import messages
+from ledger import outbox
 from notify import webhook
 from sandbox.events import payment_intent_succeeded
 from tests.conftest import replace, run_burst, running_worker, wait_for
@@ -637,3 +638,81 @@ async def test_concurrent_credit_changes_in_two_currencies_give_the_higher_seque
     assert [m["data"]["sequence"] for m in told] == [1, 2]
     assert told[-1]["data"]["credit_balance"] == {"eur": 200, "usd": 100}
     assert told[-1]["data"]["credit_balance"] == await app.balance()
+
+
+# --- endpoint isolation: hung endpoints leave room, and a busy message loses no tries ------
+
+
+async def test_three_hung_endpoints_leave_a_fast_one_its_messages_at_once(
+        app: Service, aiohttp_server: Any) -> None:
+    gate = Gate()
+    hung = [await listen(aiohttp_server, Receiver(answer=gate.answer)) for _ in range(3)]
+    fast = await listen(aiohttp_server, Receiver())
+    for i, receiver in enumerate(hung):
+        await register(app, f"ep_hung_{i}", receiver, events=["credit_note.created"])
+        for _ in range(6):
+            await app.call("POST", f"/v1/webhook-endpoints/ep_hung_{i}/ping", expect=202)
+    await register(app, "ep_fast", fast, events=["credit_note.created"])
+    # Attempts time out after 15 s, not the tests' 3 s: every hung attempt stays hung.
+    patient = replace(app.settings, job_timeout_seconds=60)
+
+    async def hung_hold_their_places() -> bool:
+        await asyncio.sleep(0.5)  # and no more come
+        return gate.now >= 7
+
+    async def fast_got_all() -> bool:
+        return len(fast.got) == 10
+
+    async with running_worker(patient):
+        await wait_for(hung_hold_their_places)
+        held = gate.now
+        for _ in range(10):
+            await app.call("POST", "/v1/webhook-endpoints/ep_fast/ping", expect=202)
+        # Well inside the hung attempts' 15 s: none of them has ended, and none freed a place.
+        await wait_for(fast_got_all, timeout=8)
+        assert gate.now == held == sum(r.requests for r in hung)
+        assert all(r.got == [] for r in hung)
+        gate.release.set()
+
+        async def all_delivered() -> bool:
+            return all(len(r.got) == 6 for r in hung)
+
+        await wait_for(all_delivered, timeout=60)
+    assert len(set(fast.ids)) == 10
+
+
+async def test_a_message_bounced_as_busy_for_long_keeps_its_tries_and_goes_once_there_is_room(
+        app: Service, aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many more bounces than arq's max_tries (worker.runner), and a sweeper that would find
+    # a dropped job only after ten minutes.
+    monkeypatch.setattr("jobs.outbox.BUSY_DELAY", (0.005, 0.01))
+    gate = Gate()
+    receiver = await listen(aiohttp_server, Receiver(answer=gate.answer))
+    await register(app, "ep_1", receiver, events=["credit_note.created"])
+    for _ in range(webhook.PER_ENDPOINT + 1):
+        await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    patient = replace(app.settings, job_timeout_seconds=60, inbox_sweep_after_seconds=600)
+    bounces = 0
+    record_busy = outbox.record_busy
+
+    async def counted(*args: Any) -> None:
+        nonlocal bounces
+        bounces += 1
+        await record_busy(*args)
+
+    monkeypatch.setattr("ledger.outbox.record_busy", counted)
+
+    async def bounced_past_its_tries() -> bool:
+        return bounces > 3 * WorkerSettings.functions[1].max_tries  # type: ignore[attr-defined]
+
+    async def all_delivered() -> bool:
+        return len(receiver.got) == webhook.PER_ENDPOINT + 1
+
+    async with running_worker(patient):
+        await wait_for(bounced_past_its_tries, timeout=30)
+        assert gate.now == webhook.PER_ENDPOINT and receiver.got == []
+        gate.release.set()
+        await wait_for(all_delivered, timeout=10)
+    log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages")
+    # A bounce is not an attempt.
+    assert {(m["status"], m["attempts"]) for m in log["messages"]} == {("done", 1)}
