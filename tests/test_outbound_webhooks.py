@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,12 +41,15 @@ class Receiver:
     answer: Callable[[int], Awaitable[int]] | None = None
     got: list[dict[str, Any]] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    # The webhook-id of every attempt, answered 2xx or not.
+    attempt_ids: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)
     requests: int = 0
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.attempt_ids.append(request.headers["webhook-id"])
         raw = await request.read()
         for secret in self.secrets:  # every secret given must verify the message
             Webhook(secret).verify(raw, dict(request.headers))
@@ -192,6 +197,8 @@ async def test_a_failed_attempt_is_retried_under_the_same_id(app: Service,
     pinged = await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
     await app.settle()
     assert receiver.requests == 2 and receiver.ids == [pinged["message_id"]]
+    # The failed attempt and its retry carried the same webhook-id.
+    assert receiver.attempt_ids == [pinged["message_id"], pinged["message_id"]]
     assert receiver.got[0]["type"] == "ping"
     log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages")
     assert log["messages"][0]["attempts"] == 2 and log["messages"][0]["status"] == "done"
@@ -716,3 +723,90 @@ async def test_a_message_bounced_as_busy_for_long_keeps_its_tries_and_goes_once_
     log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages")
     # A bounce is not an attempt.
     assert {(m["status"], m["attempts"]) for m in log["messages"]} == {("done", 1)}
+
+
+# --- the SSRF guard: what is refused, at PUT and after name resolution -------------------
+
+REFUSED = ("::ffff:127.0.0.1", "0.0.0.0", "::", "169.254.169.254", "2002:7f00:0001::",
+           "2002:a9fe:a9fe::", "fd00::1", "100.64.0.1", "10.0.0.1", "127.0.0.1", "::1",
+           # Teredo wrapping a documentation (non-public) client address.
+           "2001:0:4136:e378:8000:63bf:3fff:fdd2")
+ALLOWED = ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946",
+           # 6to4 wrapping a public IPv4 address (93.184.216.34).
+           "2002:5db8:d822::")
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_is_public_refuses_loopback_private_metadata_and_their_wrappings(address: str) -> None:
+    from ledger.endpoints import is_public
+
+    assert is_public(ipaddress.ip_address(address)) is False
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_is_public_allows_public_addresses(address: str) -> None:
+    from ledger.endpoints import is_public
+
+    assert is_public(ipaddress.ip_address(address)) is True
+
+
+@pytest.mark.parametrize("address", REFUSED + ("localhost",))
+async def test_the_guarded_resolver_refuses_what_resolves_to_a_non_public_address(
+        address: str) -> None:
+    resolver = webhook.GuardedResolver()
+    try:
+        with pytest.raises(webhook.Refused):
+            await resolver.resolve(address, 443, socket.AF_UNSPEC)
+    finally:
+        await resolver.close()
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+async def test_the_guarded_resolver_gives_a_public_address_to_connect_to(address: str) -> None:
+    resolver = webhook.GuardedResolver()
+    try:
+        found = await resolver.resolve(address, 443, socket.AF_UNSPEC)
+    finally:
+        await resolver.close()
+    assert {ipaddress.ip_address(item["host"]) for item in found} == {
+        ipaddress.ip_address(address)}
+
+
+@pytest.mark.parametrize("url", (
+    "https://foo.localhost./x", "https://localhost./x", "https://FOO.LocalHost/x",
+    "https://[2002:7f00:1::]/x", "https://[2002:a9fe:a9fe::]/latest",
+    "https://[::ffff:10.0.0.1]/x", "https://hooks.example.com/a\x01b",
+    "https://hooks.example.com/\x7f", "https://hooks.example.com/a b",
+    "https://hooks.example.com/\tx", "https://hooks.example.com/x\n",
+    "https://hooks.example.com/\u200bx", "https://hooks.example.com/\u0085",
+    "\x00https://hooks.example.com/"))
+def test_check_url_refuses_local_names_wrapped_addresses_and_control_characters(
+        url: str) -> None:
+    from core.errors import Invalid
+    from ledger.endpoints import check_url
+
+    with pytest.raises(Invalid) as refused:
+        check_url(url.encode().decode("unicode_escape"), allow_private=False)
+    assert refused.value.code == "url_invalid"
+
+
+@pytest.mark.parametrize("url", (
+    "https://hooks.example.com/settle", "https://93.184.216.34/x",
+    "https://[2606:2800:220:1:248:1893:25c8:1946]:8443/x",
+    # A name is not resolved at PUT: it is checked after resolution at each attempt.
+    "https://private.example.com/x"))
+def test_check_url_allows_public_https_urls(url: str) -> None:
+    from ledger.endpoints import check_url
+
+    assert check_url(url, allow_private=False) == url
+
+
+async def test_put_refuses_a_url_with_control_characters_or_a_local_name_as_url_invalid(
+        client: TestClient) -> None:
+    for bad in ("https://hooks.example.com/a\x01b", "https://foo.localhost./x",
+                "https://[2002:7f00:1::]/x"):
+        response = await client.put("/v1/webhook-endpoints/ep_1",
+                                    json={"url": bad.encode().decode("unicode_escape")},
+                                    headers=AUTH)
+        assert response.status == 422, bad
+        assert (await response.json())["error"]["code"] == "url_invalid"
