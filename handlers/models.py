@@ -186,9 +186,12 @@ class EndpointIn(Body):
     CODES: ClassVar[dict[str, str]] = {"url": "url_invalid", "events": "events_invalid",
                                        "description": "input_invalid"}
 
+    # A public https URL as the example: PUT resolves no name, so it is accepted as it is,
+    # and generated requests (tests/test_openapi.py) go on to the endpoint's lifecycle.
     url: Annotated[str, Field(min_length=1, max_length=2000,
                               description="https://... (http, loopback and private addresses "
-                                          "only with OUTBOUND_ALLOW_PRIVATE=true)")]
+                                          "only with OUTBOUND_ALLOW_PRIVATE=true)",
+                              examples=["https://hooks.example.com/settle"])]
     events: Annotated[list[EventType], Field(min_length=1, max_length=50)] | None = None
     description: Text | None = None
     disabled: bool = False

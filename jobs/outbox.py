@@ -23,16 +23,18 @@ import itertools
 import json
 import logging
 import random
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import aiohttp
-from arq import Retry
+from arq import ArqRedis, Retry
 
 from core import mail, metrics
 from core.errors import PermanentError, describe, is_transient
+from core.queue import FUNCTIONS, job_id
 from core.retry import backoff
 from core.services import Services, WorkerContext
 from core.settings import Settings
@@ -47,7 +49,8 @@ GIVE_UP_AFTER = timedelta(hours=24)
 # A processor forgets an idempotency key after 24 hours (Stripe does): a refund retried
 # later than this first asks whether it already happened.
 KEY_FORGOTTEN_AFTER = timedelta(hours=23)
-# How soon a message for a busy endpoint (webhook.PER_ENDPOINT under way) is looked at again.
+# How soon a message for a busy endpoint (no place for it: `notify.webhook.slot`) is looked at
+# again.
 BUSY_DELAY = (0.5, 2.0)
 
 
@@ -151,16 +154,17 @@ async def send_webhook(services: Services, payload: dict[str, Any], key: str, bu
     endpoint, anything else is tried again on WEBHOOK_SCHEDULE."""
     pool, settings = services.pool, services.settings
     endpoint_id = payload["endpoint_id"]
-    target = await endpoints.target(pool, endpoint_id)
-    if target is None:
-        raise PermanentError("the endpoint was deleted")
-    if target.disabled:
-        raise PermanentError("the endpoint is disabled")
-    data = outbound.resolve_links(payload["data"], settings.public_url,
-                                  services.processor.configured)
-    body = json.dumps({"type": payload["type"], "timestamp": payload["timestamp"],
-                       "data": data}, separators=(",", ":"))
+    # The place first: a busy endpoint's message bounces before any query of its own.
     with webhook.slot(endpoint_id):
+        target = await endpoints.target(pool, endpoint_id)
+        if target is None:
+            raise PermanentError("the endpoint was deleted")
+        if target.disabled:
+            raise PermanentError("the endpoint is disabled")
+        data = outbound.resolve_links(payload["data"], settings.public_url,
+                                      services.processor.configured)
+        body = json.dumps({"type": payload["type"], "timestamp": payload["timestamp"],
+                           "data": data}, separators=(",", ":"))
         sent = webhook.headers(target.secrets, payload["message_id"], webhook.now(), body)
         try:
             answer = await webhook.post(target.url, body, sent,
@@ -223,6 +227,18 @@ def lease_lost(facts: dict[str, Any]) -> str:
     return "lease lost"
 
 
+async def queue_again(queue: ArqRedis, outbox_id: int, delay: float) -> None:
+    """The row's job again in `delay` seconds, under a name of its own: the row's name
+    (`core.queue.job_id`) is still the running job's until it returns. Should this be lost
+    (Redis away), the sweeper queues the row, as any other."""
+    name = job_id(queue.default_queue_name, "outbox", f"{outbox_id}:busy:{secrets.token_hex(4)}")
+    try:
+        await queue.enqueue_job(FUNCTIONS["outbox"], outbox_id, _job_id=name, _defer_by=delay)
+    except Exception as exc:
+        log.warning("busy message not queued again; the sweeper will",
+                    extra={"outbox_id": outbox_id, "error": exc.__class__.__name__})
+
+
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     services = ctx["services"]
     pool, settings = services.pool, services.settings
@@ -260,10 +276,14 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
                    "age": datetime.now(UTC) - row["created_at"]}
         result = await perform(services, payload, row["key"], budget, record)
     except (webhook.Busy, mail.Busy):
+        # Not an attempt, and not one of arq's tries either: a Retry would spend one per
+        # bounce, and after max_tries the row would wait for the sweeper. The row is due
+        # again after `delay` and a job of its own comes for it then.
         delay = random.uniform(*BUSY_DELAY)
         if not await outbox.record_busy(pool, outbox_id, token, delay):
             return lease_lost(facts)
-        raise Retry(defer=delay) from None
+        await queue_again(services.queue, outbox_id, delay)
+        return "busy"
     except Exception as exc:
         if recorded:  # it happened; what failed after (a QUIT, say) changes nothing
             log.info("side effect done", extra=facts)

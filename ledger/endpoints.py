@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,9 +28,15 @@ def new_secret() -> str:
 
 
 def check_url(url: str, allow_private: bool) -> str:
-    """An endpoint URL as §9 allows it, or `422 url_invalid`: https (http only with
-    OUTBOUND_ALLOW_PRIVATE), a host, and no literal loopback/private address unless
-    allowed. Names are checked again after resolution at every attempt."""
+    """An endpoint URL as §9 allows it, or `422 url_invalid`. What PUT checks, without
+    resolving any name: https (http only with OUTBOUND_ALLOW_PRIVATE), a host, no login,
+    no whitespace or control character anywhere, and, unless allowed, neither a literal
+    address that is not public (`is_public`) nor the name `localhost` or a name under it.
+    Names are checked after resolution at every attempt (`notify.webhook`)."""
+    # Before parsing: urlsplit silently drops tabs and newlines and strips leading controls,
+    # so the URL it judges would not be the one stored.
+    if any(c.isspace() or unicodedata.category(c)[0] == "C" for c in url):
+        raise Invalid("url_invalid", "the url holds whitespace or a control character")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -37,7 +44,7 @@ def check_url(url: str, allow_private: bool) -> str:
         raise Invalid("url_invalid", "the url is not a URL") from None
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes or not parts.hostname or len(url) > 2000 \
-            or parts.username or parts.password or any(c.isspace() for c in url):
+            or parts.username or parts.password:
         raise Invalid("url_invalid", "the url must be https://host/... "
                                      "(http only with OUTBOUND_ALLOW_PRIVATE=true)")
     if port == 0:
@@ -46,8 +53,9 @@ def check_url(url: str, allow_private: bool) -> str:
         try:
             address = ipaddress.ip_address(parts.hostname)
         except ValueError:
-            if parts.hostname.lower().rstrip(".") in ("localhost",) \
-                    or parts.hostname.lower().endswith(".localhost"):
+            # "foo.localhost." is the same name as "foo.localhost" (the root's dot).
+            name = parts.hostname.lower().rstrip(".")
+            if name == "localhost" or name.endswith(".localhost"):
                 raise Invalid("url_invalid", "the url names this machine") from None
             return url
         if not is_public(address):
@@ -55,11 +63,27 @@ def check_url(url: str, allow_private: bool) -> str:
     return url
 
 
+def _relayed_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4 (2002::/16) or Teredo (2001::/32, its client) address is
+    relayed to; None for any other."""
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Not loopback, private, link-local (cloud metadata included), multicast, reserved
-    or unspecified; an IPv4-mapped IPv6 address judged as its IPv4 one."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Not loopback, private, shared (100.64/10), link-local (cloud metadata included),
+    multicast, reserved or unspecified. An IPv4-mapped IPv6 address is judged as its IPv4
+    one; a 6to4 or Teredo address must also wrap a public IPv4 one, since a relay delivers
+    to that."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public(address.ipv4_mapped)
+        relayed = _relayed_ipv4(address)
+        if relayed is not None and not is_public(relayed):
+            return False
     return address.is_global and not (address.is_loopback or address.is_private
                                       or address.is_link_local or address.is_multicast
                                       or address.is_reserved or address.is_unspecified)

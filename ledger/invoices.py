@@ -77,7 +77,8 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
                         invoice_id=before["id"], to=audience["to"], audience=audience,
                         number=audience["number"],
                         total=after["total"], currency=after["currency"])
-    await invoice_changed(conn, status_of(before), status_of(after), before["id"])
+    # Any change of its money is told (ledger.outbound.invoice_event), not only of its status.
+    await invoice_changed(conn, before, after)
     return after
 
 

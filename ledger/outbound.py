@@ -4,8 +4,8 @@
 application: it takes a snapshot of the object as the API would answer for it
 now, gives it the next `sequence` of its invoice (or customer), and writes one
 outbox row (kind `webhook`) per endpoint subscribed to the type, each with its
-own message id (the `webhook-id` of every attempt). `jobs.outbox` performs the
-rows (claim, perform, record), signed by `jobs.webhooks`.
+own message id (the `webhook-id` of every attempt). `jobs.outbox.send_webhook`
+performs the rows (claim, perform, record), signed and sent by `notify.webhook`.
 
 Links in a snapshot are written against `PUBLIC_URL_MARK` and resolved when the
 message is sent (`resolve_links`): the books do not know the public URL.
@@ -17,12 +17,12 @@ import json
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import asyncpg
 
 from core.tx import Books, kept, owed
-from ledger.status import STATUS_SQL
+from ledger.status import STATUS_SQL, status_of
 from ledger.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
 
 EVENT_TYPES: Final = (
@@ -111,13 +111,17 @@ async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | No
     else:
         subject, the_id = f"invoice:{invoice_id}", object_id or invoice_id
     assert the_id is not None
-    data = await _snapshot(conn, kind, the_id)
-    if data is None:
-        return 0
+    # The sequence first: its row stays locked until this transaction ends, so a concurrent
+    # change of the same subject (a customer's credit in another currency, whose balance row
+    # is locked apart) waits here, and reads its snapshot only once this one has committed.
+    # Read before it, the higher sequence could carry the older snapshot.
     sequence: int = await conn.fetchval(
         """insert into webhook_sequences (subject, last) values ($1, 1)
            on conflict (subject) do update set last = webhook_sequences.last + 1
            returning last""", subject)
+    data = await _snapshot(conn, kind, the_id)
+    if data is None:
+        return 0  # a sequence number unused: a gap, which a receiver never waits on
     timestamp = datetime.now(UTC).isoformat()
     for endpoint in endpoints:
         message_id = new_message_id()
@@ -145,17 +149,41 @@ async def owe_ping(conn: asyncpg.Connection, endpoint_id: str) -> str:
     return message_id
 
 
-async def invoice_changed(conn: asyncpg.Connection, before: str, after: str,
-                          invoice_id: str) -> None:
-    """The invoice.* message for a change of status (`ledger.status.status_of` values)."""
-    if before == after:
-        return
-    if after == "paid":
-        await owe_event(conn, "invoice.paid", invoice_id=invoice_id)
-    elif before == "paid" and after in ("sent", "partially_paid", "overdue"):
-        await owe_event(conn, "invoice.reopened", invoice_id=invoice_id)
-    elif after == "partially_paid":
-        await owe_event(conn, "invoice.partially_paid", invoice_id=invoice_id)
+Row: TypeAlias = "asyncpg.Record | dict[str, Any]"
+# What an invoice's money is: a change of any of these is told (docs/webhooks.md).
+MONEY_FIELDS: Final = ("amount_paid", "amount_credited", "amount_credit_noted")
+
+
+def invoice_event(before: Row, after: Row) -> str | None:
+    """The invoice.* type owed when an invoice changes from `before` to `after` (rows), or
+    None: every change of its money or status is told, so the message with the highest
+    sequence always carries the invoice as it is (the table in docs/webhooks.md).
+
+    The type says where its money stands; `data.status` says the status, which the due
+    date decides too (invoice.overdue itself is told by the scan, `owe_overdue`).
+    """
+    was, now = status_of(before), status_of(after)
+    if was == now and all(before[f] == after[f] for f in MONEY_FIELDS):
+        return None
+    if now in ("draft", "void"):  # no money moves on these: told by sent and voided
+        return None
+    if now == "paid":
+        return "invoice.paid"
+    if was == "paid":
+        return "invoice.reopened"
+    if after["amount_paid"] + after["amount_credited"] > 0:
+        return "invoice.partially_paid"
+    # Everything paid taken back (a refund): it stands as sent again.
+    return "invoice.sent"
+
+
+async def invoice_changed(conn: asyncpg.Connection, before: Row,
+                          after: Row) -> None:
+    """Owe the invoice.* message for a change of an invoice (its rows before and after), in
+    the change's transaction."""
+    type = invoice_event(before, after)
+    if type is not None:
+        await owe_event(conn, type, invoice_id=after["id"])
 
 
 async def owe_overdue(books: Books, limit: int = 500) -> int:

@@ -5,7 +5,8 @@ invoice becoming paid, a request created), so the effect exists exactly when
 the change does; `core.tx` queues the rows once the transaction commits (each insert
 notes its row with `core.tx.owed`), and
 `jobs.outbox` performs them. Kinds name what is done, not who does it:
-`email`, `refund`, `expire_checkout`.
+`email`, `refund`, `expire_checkout`, and `webhook` (an outbound message, owed by
+`ledger.outbound`).
 """
 
 from __future__ import annotations

@@ -38,6 +38,11 @@ PER_ENDPOINT = 4
 # most half of its job places (worker.runner's max_jobs is 20), so several slow or dead
 # endpoints together still leave places for the mail and the books.
 AT_ONCE = 10
+# Of those, how many only an endpoint with nothing under way may take. Endpoints already
+# being sent to (hung ones, say) together hold at most AT_ONCE - KEPT_FREE places, so
+# three hung endpoints (3 x PER_ENDPOINT > AT_ONCE) cannot take every place: the others'
+# messages still go, one at a time each.
+KEPT_FREE = 3
 
 
 class Refused(Exception):
@@ -45,8 +50,8 @@ class Refused(Exception):
 
 
 class Busy(Exception):
-    """The endpoint already has PER_ENDPOINT deliveries under way (or the process AT_ONCE):
-    try again shortly, without counting an attempt."""
+    """No place for the endpoint now (see `slot`): try again shortly, without counting an
+    attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +106,20 @@ def under_way() -> int:
     return sum(_BUSY.values())
 
 
+def has_room(endpoint_id: str) -> bool:
+    """Whether `slot` would give the endpoint a place now: fewer than PER_ENDPOINT of its
+    own under way, and a place of the process's AT_ONCE, the last KEPT_FREE of which go
+    only to an endpoint with nothing under way."""
+    held = _BUSY.get(endpoint_id, 0)
+    limit = AT_ONCE if held == 0 else AT_ONCE - KEPT_FREE
+    return held < PER_ENDPOINT and under_way() < limit
+
+
 @contextmanager
 def slot(endpoint_id: str) -> Iterator[None]:
-    """One of the endpoint's PER_ENDPOINT places and one of the process's AT_ONCE, or Busy
-    at once (never a wait that holds a job slot)."""
-    if _BUSY.get(endpoint_id, 0) >= PER_ENDPOINT or under_way() >= AT_ONCE:
+    """A place for one delivery to the endpoint (`has_room`), or Busy at once (never a wait
+    that holds a job slot)."""
+    if not has_room(endpoint_id):
         raise Busy(endpoint_id)
     _BUSY[endpoint_id] = _BUSY.get(endpoint_id, 0) + 1
     try:
@@ -147,5 +161,5 @@ def body_of(message: dict[str, Any]) -> dict[str, Any]:
     return {"type": message["type"], "timestamp": message["timestamp"], "data": message["data"]}
 
 
-__all__ = ["AT_ONCE", "Answer", "Busy", "PER_ENDPOINT", "Refused", "TIMEOUT_SECONDS", "body_of",
-           "headers", "now", "post", "slot"]
+__all__ = ["AT_ONCE", "Answer", "Busy", "KEPT_FREE", "PER_ENDPOINT", "Refused", "TIMEOUT_SECONDS",
+           "body_of", "has_room", "headers", "now", "post", "slot"]

@@ -9,6 +9,7 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -191,6 +193,10 @@ CHAIN = ("put_customer", "put_invoice", "send_invoice", "create_request", "get_r
          "issue_credit_note")
 
 
+# The chain's own bound; the run over every route has tests/schemathesis.toml's max-time.
+CHAIN_SECONDS = 10
+
+
 def schemathesis_run(live: str, report_dir: Path, *extra: str) -> tuple[str, float]:
     """A schemathesis run against the live web process with a valid token; (its output,
     how long it took). Its settings are tests/schemathesis.toml; SCHEMATHESIS_SEED and
@@ -221,17 +227,44 @@ def test_schemathesis_finds_no_5xx_and_no_answer_outside_the_document(
     then the stateful phase along the document's links; then the stateful phase again
     over the contract's chain alone, which must create payment requests (random ids
     hardly ever name an open invoice: only following the links does)."""
-    everything, took = schemathesis_run(live, tmp_path)
+    everything, took = schemathesis_run(live, tmp_path,
+                                        "--report-har-path", str(tmp_path / "requests.har"))
     for phase in ("Coverage", "Fuzzing", "Stateful"):
         assert f"✅  {phase}" in everything, everything[-5000:]
+    # A webhook endpoint's url has a valid example, so generated PUTs create endpoints and
+    # its lifecycle is reached past 404 and 422: each of its operations answered a 2xx.
+    answered = _answered(tmp_path / "requests.har")
+    for operation in ENDPOINT_LIFECYCLE:
+        assert any(200 <= status < 300 for status in answered.get(operation, ())), (
+            operation, sorted(set(answered.get(operation, ()))))
     (tmp_path / "chain").mkdir()
     before = asyncio.run(_count(database_url, "select count(*) from payment_requests"))
     chain, chain_took = schemathesis_run(
-        live, tmp_path / "chain", "--phases", "stateful",
+        live, tmp_path / "chain", "--phases", "stateful", "--max-time", str(CHAIN_SECONDS),
         *(arg for name in CHAIN for arg in ("--include-operation-id", name)))
-    print(f"schemathesis took {took:.1f} s over every route, {chain_took:.1f} s on the chain")
+    lifecycle = {f"{m} {p or '{id}'}": sum(200 <= s < 300 for s in answered[(m, p)])
+                 for m, p in ENDPOINT_LIFECYCLE}
+    print(f"schemathesis took {took:.1f} s over every route, {chain_took:.1f} s on the chain; "
+          f"webhook endpoint 2xx answers {lifecycle}")
     made = asyncio.run(_count(database_url, "select count(*) from payment_requests"))
     assert made > before, chain[-5000:]
+
+
+ENDPOINT_LIFECYCLE = (("PUT", ""), ("GET", ""), ("POST", "/rotate-secret"), ("POST", "/ping"),
+                      ("GET", "/messages"), ("DELETE", ""))
+_ENDPOINT_PATH = re.compile(r"^/v1/webhook-endpoints/[^/]+(/rotate-secret|/ping|/messages)?$")
+
+
+def _answered(har: Path) -> dict[tuple[str, str], list[int]]:
+    """The statuses each operation on one webhook endpoint answered in a recorded run
+    (method, the path after the endpoint's id)."""
+    answered: dict[tuple[str, str], list[int]] = {}
+    for entry in json.loads(har.read_text())["log"]["entries"]:
+        matched = _ENDPOINT_PATH.match(urlsplit(entry["request"]["url"]).path)
+        if matched:
+            operation = (entry["request"]["method"], matched.group(1) or "")
+            answered.setdefault(operation, []).append(entry["response"]["status"])
+    return answered
 
 
 async def _count(database_url: str, sql: str) -> int:

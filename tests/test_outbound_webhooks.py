@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,7 @@ from standardwebhooks import Webhook
 
 from core.settings import Settings
 from handlers import messages
+from ledger import outbox
 from notify import webhook
 from sandbox.events import payment_intent_succeeded
 from tests.conftest import replace, run_burst, running_worker, wait_for
@@ -38,12 +41,15 @@ class Receiver:
     answer: Callable[[int], Awaitable[int]] | None = None
     got: list[dict[str, Any]] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    # The webhook-id of every attempt, answered 2xx or not.
+    attempt_ids: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)
     requests: int = 0
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.attempt_ids.append(request.headers["webhook-id"])
         raw = await request.read()
         for secret in self.secrets:  # every secret given must verify the message
             Webhook(secret).verify(raw, dict(request.headers))
@@ -191,6 +197,8 @@ async def test_a_failed_attempt_is_retried_under_the_same_id(app: Service,
     pinged = await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
     await app.settle()
     assert receiver.requests == 2 and receiver.ids == [pinged["message_id"]]
+    # The failed attempt and its retry carried the same webhook-id.
+    assert receiver.attempt_ids == [pinged["message_id"], pinged["message_id"]]
     assert receiver.got[0]["type"] == "ping"
     log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages")
     assert log["messages"][0]["attempts"] == 2 and log["messages"][0]["status"] == "done"
@@ -516,3 +524,289 @@ async def test_a_name_that_resolves_to_loopback_is_refused_after_resolution(
     assert message["status"] == "failed" and message["attempts"] == 4
     assert "refused address 127.0.0.1" in message["last_error"] or \
         "refused address ::1" in message["last_error"]
+
+
+# --- every change of an invoice's money is told, and the newest message is current -----
+
+
+async def owed(db: asyncpg.Pool, prefix: str, subject: str) -> list[dict[str, Any]]:
+    """The messages owed about `subject` (an invoice's id, or a customer's for
+    customer.*) whose type starts with `prefix`, by sequence."""
+    rows = await db.fetch(
+        """select payload from outbox where kind = 'webhook' and payload ->> 'type' like $1
+           order by (payload -> 'data' ->> 'sequence')::int""", prefix + "%")
+    messages = [json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+                for r in rows]
+    return [m for m in messages if m["data"]["id"] == subject]
+
+
+MONEY = ("status", "amount_paid", "amount_credited", "amount_credit_noted", "amount_remaining")
+
+
+async def newest_is_current(app: Service, invoice_id: str) -> str:
+    """The type of the newest invoice.* message owed about the invoice, once its money and
+    status are shown to be what the API answers now."""
+    newest = (await owed(app.db, "invoice.", invoice_id))[-1]
+    invoice = await app.get_invoice(invoice_id)
+    assert {k: newest["data"][k] for k in MONEY} == {k: invoice[k] for k in MONEY}
+    return str(newest["type"])
+
+
+async def test_every_change_of_an_invoices_money_owes_a_current_invoice_message(
+        app: Service) -> None:
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    await app.invoice("inv_1", 10_000)
+    assert await newest_is_current(app, "inv_1") == "invoice.sent"
+    steps: list[tuple[str, str, dict[str, Any], str]] = [
+        ("/v1/invoices/inv_1/payments", "pay_1", {"amount": 2_000, "method": "cash"},
+         "invoice.partially_paid"),
+        # A second partial payment: partially_paid -> partially_paid.
+        ("/v1/invoices/inv_1/payments", "pay_2", {"amount": 1_000, "method": "cash"},
+         "invoice.partially_paid"),
+        ("/v1/invoices/inv_1/credit-notes", "cn_1", {"amount": 500},
+         "invoice.partially_paid"),
+        ("/v1/payments/pay_2/refunds", "re_1", {"amount": 400}, "invoice.partially_paid"),
+        ("/v1/invoices/inv_1/payments", "pay_3", {"amount": 6_900, "method": "cash"},
+         "invoice.paid"),
+        ("/v1/payments/pay_3/refunds", "re_2", {"amount": 900}, "invoice.reopened"),
+    ]
+    for path, ident, body, expected in steps:
+        await app.call("POST", path, {"id": ident, **body}, expect=None)
+        assert await newest_is_current(app, "inv_1") == expected, (ident, expected)
+    sequences = [m["data"]["sequence"] for m in await owed(app.db, "invoice.", "inv_1")]
+    assert sequences == sorted(set(sequences))
+
+
+async def test_a_partial_payment_refunded_in_full_owes_invoice_sent_with_nothing_paid(
+        app: Service) -> None:
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    await app.invoice("inv_1", 5_000)
+    await app.call("POST", "/v1/invoices/inv_1/payments",
+                   {"id": "pay_1", "amount": 2_000, "method": "cash"}, expect=201)
+    await app.call("POST", "/v1/payments/pay_1/refunds", {"id": "re_1", "amount": 2_000},
+                   expect=202)
+    # partially_paid -> sent: told as invoice.sent, carrying what is paid now (nothing).
+    assert await newest_is_current(app, "inv_1") == "invoice.sent"
+    assert [m["type"] for m in await owed(app.db, "invoice.", "inv_1")] == [
+        "invoice.sent", "invoice.partially_paid", "invoice.sent"]
+
+
+async def test_a_partial_payment_on_an_overdue_invoice_owes_invoice_partially_paid(
+        app: Service) -> None:
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    await app.invoice("inv_late", 5_000, due_date="2020-01-31")
+    await app.call("POST", "/v1/invoices/inv_late/payments",
+                   {"id": "pay_1", "amount": 2_000, "method": "cash"}, expect=201)
+    assert await newest_is_current(app, "inv_late") == "invoice.partially_paid"
+    newest = (await owed(app.db, "invoice.", "inv_late"))[-1]
+    assert (newest["data"]["status"], newest["data"]["amount_paid"]) == ("overdue", 2_000)
+    # Refunded in full, still overdue: invoice.sent (nothing paid), the status says overdue.
+    await app.call("POST", "/v1/payments/pay_1/refunds", {"id": "re_1", "amount": 2_000},
+                   expect=202)
+    assert await newest_is_current(app, "inv_late") == "invoice.sent"
+
+
+async def test_concurrent_credit_changes_in_two_currencies_give_the_higher_sequence_both(
+        app: Service) -> None:
+    """Credit balances are locked per currency, so two changes of one customer's credit run
+    at once; the subject's sequence row serialises them, and the snapshot is read after it,
+    so the higher sequence carries both balances."""
+    from ledger.credit import change_credit
+
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    first = await asyncpg.connect(app.settings.database_url)
+    second = await asyncpg.connect(app.settings.database_url)
+    try:
+        in_first, in_second = first.transaction(), second.transaction()
+        await in_first.start()
+        await change_credit(first, "cus_1", "usd", 100, "adjustment", reason="usd")
+        await in_second.start()
+        other = asyncio.create_task(
+            change_credit(second, "cus_1", "eur", 200, "adjustment", reason="eur"))
+        pid = second.get_server_pid()
+
+        async def second_waits() -> bool:
+            return await app.db.fetchval(
+                "select wait_event_type = 'Lock' from pg_stat_activity where pid = $1",
+                pid) is True
+
+        await wait_for(second_waits, timeout=10, interval=0.02)
+        await in_first.commit()
+        await other
+        await in_second.commit()
+    finally:
+        await first.close()
+        await second.close()
+    told = await owed(app.db, "customer.credit_changed", "cus_1")
+    assert [m["data"]["sequence"] for m in told] == [1, 2]
+    assert told[-1]["data"]["credit_balance"] == {"eur": 200, "usd": 100}
+    assert told[-1]["data"]["credit_balance"] == await app.balance()
+
+
+# --- endpoint isolation: hung endpoints leave room, and a busy message loses no tries ------
+
+
+async def test_three_hung_endpoints_leave_a_fast_one_its_messages_at_once(
+        app: Service, aiohttp_server: Any) -> None:
+    gate = Gate()
+    hung = [await listen(aiohttp_server, Receiver(answer=gate.answer)) for _ in range(3)]
+    fast = await listen(aiohttp_server, Receiver())
+    for i, receiver in enumerate(hung):
+        await register(app, f"ep_hung_{i}", receiver, events=["credit_note.created"])
+        for _ in range(6):
+            await app.call("POST", f"/v1/webhook-endpoints/ep_hung_{i}/ping", expect=202)
+    await register(app, "ep_fast", fast, events=["credit_note.created"])
+    # Attempts time out after 15 s, not the tests' 3 s: every hung attempt stays hung.
+    patient = replace(app.settings, job_timeout_seconds=60)
+
+    async def hung_hold_their_places() -> bool:
+        await asyncio.sleep(0.5)  # and no more come
+        return gate.now >= 7
+
+    async def fast_got_all() -> bool:
+        return len(fast.got) == 10
+
+    async with running_worker(patient):
+        await wait_for(hung_hold_their_places)
+        held = gate.now
+        for _ in range(10):
+            await app.call("POST", "/v1/webhook-endpoints/ep_fast/ping", expect=202)
+        # Well inside the hung attempts' 15 s: none of them has ended, and none freed a place.
+        await wait_for(fast_got_all, timeout=8)
+        assert gate.now == held == sum(r.requests for r in hung)
+        assert all(r.got == [] for r in hung)
+        gate.release.set()
+
+        async def all_delivered() -> bool:
+            return all(len(r.got) == 6 for r in hung)
+
+        await wait_for(all_delivered, timeout=60)
+    assert len(set(fast.ids)) == 10
+
+
+async def test_a_message_bounced_as_busy_for_long_keeps_its_tries_and_goes_once_there_is_room(
+        app: Service, aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many more bounces than arq's max_tries (worker.runner), and a sweeper that would find
+    # a dropped job only after ten minutes.
+    monkeypatch.setattr("jobs.outbox.BUSY_DELAY", (0.005, 0.01))
+    gate = Gate()
+    receiver = await listen(aiohttp_server, Receiver(answer=gate.answer))
+    await register(app, "ep_1", receiver, events=["credit_note.created"])
+    for _ in range(webhook.PER_ENDPOINT + 1):
+        await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    patient = replace(app.settings, job_timeout_seconds=60, inbox_sweep_after_seconds=600)
+    bounces = 0
+    record_busy = outbox.record_busy
+
+    async def counted(*args: Any) -> None:
+        nonlocal bounces
+        bounces += 1
+        await record_busy(*args)
+
+    monkeypatch.setattr("ledger.outbox.record_busy", counted)
+
+    async def bounced_past_its_tries() -> bool:
+        return bounces > 3 * WorkerSettings.functions[1].max_tries  # type: ignore[attr-defined]
+
+    async def all_delivered() -> bool:
+        return len(receiver.got) == webhook.PER_ENDPOINT + 1
+
+    async with running_worker(patient):
+        await wait_for(bounced_past_its_tries, timeout=30)
+        assert gate.now == webhook.PER_ENDPOINT and receiver.got == []
+        gate.release.set()
+        await wait_for(all_delivered, timeout=10)
+    log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages")
+    # A bounce is not an attempt.
+    assert {(m["status"], m["attempts"]) for m in log["messages"]} == {("done", 1)}
+
+
+# --- the SSRF guard: what is refused, at PUT and after name resolution -------------------
+
+REFUSED = ("::ffff:127.0.0.1", "0.0.0.0", "::", "169.254.169.254", "2002:7f00:0001::",
+           "2002:a9fe:a9fe::", "fd00::1", "100.64.0.1", "10.0.0.1", "127.0.0.1", "::1",
+           # Teredo wrapping a documentation (non-public) client address.
+           "2001:0:4136:e378:8000:63bf:3fff:fdd2")
+ALLOWED = ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946",
+           # 6to4 wrapping a public IPv4 address (93.184.216.34).
+           "2002:5db8:d822::")
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_is_public_refuses_loopback_private_metadata_and_their_wrappings(address: str) -> None:
+    from ledger.endpoints import is_public
+
+    assert is_public(ipaddress.ip_address(address)) is False
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_is_public_allows_public_addresses(address: str) -> None:
+    from ledger.endpoints import is_public
+
+    assert is_public(ipaddress.ip_address(address)) is True
+
+
+@pytest.mark.parametrize("address", REFUSED + ("localhost",))
+async def test_the_guarded_resolver_refuses_what_resolves_to_a_non_public_address(
+        address: str) -> None:
+    resolver = webhook.GuardedResolver()
+    try:
+        with pytest.raises(webhook.Refused):
+            await resolver.resolve(address, 443, socket.AF_UNSPEC)
+    finally:
+        await resolver.close()
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+async def test_the_guarded_resolver_gives_a_public_address_to_connect_to(address: str) -> None:
+    resolver = webhook.GuardedResolver()
+    try:
+        found = await resolver.resolve(address, 443, socket.AF_UNSPEC)
+    finally:
+        await resolver.close()
+    assert {ipaddress.ip_address(item["host"]) for item in found} == {
+        ipaddress.ip_address(address)}
+
+
+@pytest.mark.parametrize("url", (
+    "https://foo.localhost./x", "https://localhost./x", "https://FOO.LocalHost/x",
+    "https://[2002:7f00:1::]/x", "https://[2002:a9fe:a9fe::]/latest",
+    "https://[::ffff:10.0.0.1]/x", "https://hooks.example.com/a\x01b",
+    "https://hooks.example.com/\x7f", "https://hooks.example.com/a b",
+    "https://hooks.example.com/\tx", "https://hooks.example.com/x\n",
+    "https://hooks.example.com/\u200bx", "https://hooks.example.com/\u0085",
+    "\x00https://hooks.example.com/"))
+def test_check_url_refuses_local_names_wrapped_addresses_and_control_characters(
+        url: str) -> None:
+    from core.errors import Invalid
+    from ledger.endpoints import check_url
+
+    with pytest.raises(Invalid) as refused:
+        check_url(url.encode().decode("unicode_escape"), allow_private=False)
+    assert refused.value.code == "url_invalid"
+
+
+@pytest.mark.parametrize("url", (
+    "https://hooks.example.com/settle", "https://93.184.216.34/x",
+    "https://[2606:2800:220:1:248:1893:25c8:1946]:8443/x",
+    # A name is not resolved at PUT: it is checked after resolution at each attempt.
+    "https://private.example.com/x"))
+def test_check_url_allows_public_https_urls(url: str) -> None:
+    from ledger.endpoints import check_url
+
+    assert check_url(url, allow_private=False) == url
+
+
+async def test_put_refuses_a_url_with_control_characters_or_a_local_name_as_url_invalid(
+        client: TestClient) -> None:
+    for bad in ("https://hooks.example.com/a\x01b", "https://foo.localhost./x",
+                "https://[2002:7f00:1::]/x"):
+        response = await client.put("/v1/webhook-endpoints/ep_1",
+                                    json={"url": bad.encode().decode("unicode_escape")},
+                                    headers=AUTH)
+        assert response.status == 422, bad
+        assert (await response.json())["error"]["code"] == "url_invalid"
