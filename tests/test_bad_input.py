@@ -109,6 +109,27 @@ async def test_cursors_past_int64_or_garbage_are_cursor_invalid(svc: Service,
     assert await code_of(response) == (422, "cursor_invalid")
 
 
+def cursor_with_key(key: str) -> str:
+    """A cursor shaped as the service makes them, whose key is `key` (surrogates kept)."""
+    raw = "2026-01-01T00:00:00+00:00|".encode() + key.encode("utf-8", "surrogatepass")
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+@pytest.mark.parametrize("key", ["\x00", "inv\x00_1", "\x1f", "\x7f", "\x85", "\u2028",
+                                 "\ud800", "\udfff"],
+                         ids=["nul", "nul-inside", "unit-separator", "del", "nel", "line-separator",
+                              "lead-surrogate", "trail-surrogate"])
+@pytest.mark.parametrize("path", ["/v1/invoices", "/v1/webhook-endpoints"])
+async def test_a_cursor_whose_key_holds_a_control_character_is_cursor_invalid(
+        svc: Service, path: str, key: str) -> None:
+    response = await svc.client.get(path, params={"next": cursor_with_key(key)}, headers=AUTH)
+    assert await code_of(response) == (422, "cursor_invalid")
+    # A key as the service makes them still pages.
+    response = await svc.client.get(path, params={"next": cursor_with_key("inv_1")},
+                                    headers=AUTH)
+    assert response.status == 200
+
+
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1e3", str(2**70)])
 async def test_limits_outside_one_to_a_hundred_are_refused(svc: Service, limit: str) -> None:
     response = await svc.client.get("/v1/ops/events", params={"limit": limit}, headers=AUTH)
