@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox.events import signed
-from tests.service import AUTH, Service
+from tests.service import AUTH, TOKEN, Service, raw_request
 
 DEEP = b"[" * 50_000 + b"]" * 50_000
 
@@ -128,6 +128,29 @@ async def test_a_cursor_whose_key_holds_a_control_character_is_cursor_invalid(
     response = await svc.client.get(path, params={"next": cursor_with_key("inv_1")},
                                     headers=AUTH)
     assert response.status == 200
+
+
+@pytest.mark.parametrize("value", [b"Bearer \xff", b"Bearer \xed\xa0\x80", b"Bearer \xc3\xbf",
+                                   b"\xff\xfe", b"Bearer " + TOKEN.encode() + b"\xff"],
+                         ids=["not-utf8", "encoded-surrogate", "utf8-y-umlaut", "no-scheme",
+                              "token-then-byte"])
+async def test_an_authorization_header_with_bytes_no_token_holds_is_401(
+        svc: Service, value: bytes) -> None:
+    answer = await raw_request(svc.client, "GET", "/v1/invoices", [(b"Authorization", value)])
+    assert answer.status == 401
+    assert json.loads(answer.body)["error"]["code"] == "unauthorized"
+    # The same request with the token is let in.
+    answer = await raw_request(svc.client, "GET", "/v1/invoices",
+                               [(b"Authorization", b"Bearer " + TOKEN.encode())])
+    assert answer.status == 200
+
+
+def test_a_token_with_a_lone_surrogate_matches_no_token() -> None:
+    from handlers.middleware import token_accepted
+
+    for offered in ("Bearer \udcff", "Bearer \ud800", f"Bearer {TOKEN}\udcff"):
+        assert token_accepted(offered, (TOKEN, "other")) is False
+    assert token_accepted(f"Bearer {TOKEN}", ("other", TOKEN)) is True
 
 
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1e3", str(2**70)])
