@@ -153,6 +153,21 @@ def test_a_token_with_a_lone_surrogate_matches_no_token() -> None:
     assert token_accepted(f"Bearer {TOKEN}", ("other", TOKEN)) is True
 
 
+@pytest.mark.parametrize("received_at", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+01:00",
+                                         "9999-12-31T23:59:59.999999-00:01"])
+async def test_a_received_at_past_what_a_time_in_utc_can_hold_is_refused(
+        svc: Service, received_at: str) -> None:
+    await svc.invoice("inv_1", 1_000)
+    body = {"id": "pay_1", "amount": 100, "method": "cash", "received_at": received_at}
+    response = await svc.client.post("/v1/invoices/inv_1/payments", json=body, headers=AUTH)
+    assert await code_of(response) == (422, "received_at_invalid")
+    assert (await svc.get_invoice("inv_1"))["payments"] == []
+    # The last and the first moments that are still a time in UTC are recorded.
+    for n, edge in enumerate(["9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00-01:00"]):
+        await svc.call("POST", "/v1/invoices/inv_1/payments",
+                       {**body, "id": f"pay_edge_{n}", "received_at": edge}, expect=201)
+
+
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1e3", str(2**70)])
 async def test_limits_outside_one_to_a_hundred_are_refused(svc: Service, limit: str) -> None:
     response = await svc.client.get("/v1/ops/events", params={"limit": limit}, headers=AUTH)
