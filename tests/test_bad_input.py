@@ -6,6 +6,7 @@ arbitrary bodies, headers and path ids at every route the app serves.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -17,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from handlers.keys import INTAKE
 from sandbox.events import signed
 from tests.service import AUTH, TOKEN, Service, raw_request
 
@@ -95,6 +97,70 @@ async def test_a_deep_signed_webhook_is_400(client: TestClient) -> None:
     raw, headers = signed(DEEP)
     response = await client.post("/webhooks/stripe", data=raw, headers=headers)
     assert await code_of(response) == (400, "event_invalid")
+
+
+def with_hostile(field: str, value: str) -> dict[str, Any]:
+    from sandbox.events import session_completed
+
+    event = session_completed("inv_1", 1_000, "pi_hostile")
+    if field == "invoice_id":
+        event["data"]["object"]["metadata"]["invoice_id"] = value
+    elif field == "elsewhere":
+        event["data"]["object"]["customer_email"] = value
+    else:
+        event[field] = event[field] + value
+    return event
+
+
+HOSTILE = [("id", "\x00"), ("id", "\ud800"), ("type", "\x00"), ("type", "\udfff"),
+           ("invoice_id", "inv_\x00"), ("invoice_id", "\ud800"), ("elsewhere", "a\x00b"),
+           ("elsewhere", "\udc00")]
+HOSTILE_IDS = [field + ("-nul" if "\x00" in value else "-surrogate") for field, value in HOSTILE]
+
+
+@pytest.mark.parametrize("field,value", HOSTILE, ids=HOSTILE_IDS)
+def test_the_stripe_parse_refuses_what_postgresql_cannot_store(field: str, value: str) -> None:
+    from core.processor import BadEvent
+    from processors.stripe.client import StripeProcessor
+
+    processor = StripeProcessor(api_key=None, api_base=None, webhook_secrets=["s"], tolerance=300)
+    with pytest.raises(BadEvent):
+        processor.parse(json.dumps(with_hostile(field, value)).encode())
+    # A pair of surrogates is one character (an emoji): nothing hostile.
+    event = processor.parse(json.dumps(with_hostile(field, "\U0001f600")).encode())
+    assert event.event_id.startswith("evt_")
+
+
+@pytest.mark.parametrize("field,value", HOSTILE, ids=HOSTILE_IDS)
+async def test_a_signed_event_postgresql_cannot_store_is_400_and_its_batch_is_recorded(
+        svc: Service, field: str, value: str) -> None:
+    from sandbox.events import session_completed
+
+    good = [session_completed("inv_1", 100, f"pi_{n}") for n in range(6)]
+    bad = with_hostile(field, value)
+    deliveries = [*good[:3], bad, *good[3:]]
+
+    async def deliver(event: dict[str, Any]) -> Any:
+        raw, headers = signed(event)
+        return await svc.client.post("/webhooks/stripe", data=raw, headers=headers)
+
+    # What reaches the intake: the hostile event must be refused before it is recorded.
+    intake = svc.client.app[INTAKE]
+    offered: list[str] = []
+    record = intake.record
+
+    async def recording(event: Any) -> int | None:
+        offered.append(event.event_id)
+        return await record(event)
+
+    intake.record = recording  # type: ignore[method-assign]
+    answers = await asyncio.gather(*(deliver(event) for event in deliveries))
+    assert bad["id"] not in offered and len(offered) == len(good)
+    statuses = [answer.status for answer in answers]
+    assert statuses == [200, 200, 200, 400, 200, 200, 200], statuses
+    assert (await answers[3].json())["error"]["code"] == "event_invalid"
+    recorded = await svc.db.fetch("select event_id from events")
+    assert sorted(r["event_id"] for r in recorded) == sorted(e["id"] for e in good)
 
 
 @pytest.mark.parametrize("cursor", [

@@ -9,6 +9,7 @@ limits, Stripe's own 5xx: try again) or `PermanentError` (a refused request).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -31,6 +32,32 @@ from processors.stripe.events import invoice_reference
 from processors.stripe.signature import verify
 
 MAX_ID_LENGTH = 255
+
+
+# \u0000, which no PostgreSQL text or jsonb holds, and surrogates, which are never valid
+# alone (json.loads joins an escaped pair into the one character it stands for).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: jsonb refuses them too
+
+
+def _storable(event: dict[str, Any]) -> bool:
+    """No string of the event (keys included, at any depth) holds what PostgreSQL refuses.
+    A loop, not recursion: json.loads accepts nesting deeper than Python's stack."""
+    pending: list[Any] = [event]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if UNSTORABLE.search(value):
+                return False
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
 
 
 def _translated(error: stripe.StripeError) -> Exception:
@@ -88,12 +115,16 @@ class StripeProcessor:
     def parse(self, body: bytes) -> InboundEvent:
         try:
             text = body.decode("utf-8")
-            event = json.loads(text)
+            event = json.loads(text, parse_constant=_not_json)
         except (UnicodeDecodeError, ValueError, RecursionError):
             # RecursionError: tens of thousands of nested brackets.
             raise BadEvent("body is not UTF-8 JSON") from None
         if not isinstance(event, dict):
             raise BadEvent("body is not a JSON object")
+        if not _storable(event):
+            # Decided here, before the intake: PostgreSQL would refuse the row (and with it
+            # the other deliveries written in the same statement).
+            raise BadEvent("event holds \\u0000 or a lone surrogate")
         event_id, event_type = event.get("id"), event.get("type")
         for name, value in (("id", event_id), ("type", event_type)):
             if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
