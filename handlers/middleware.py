@@ -56,6 +56,9 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except DomainError as failure:
         return error(failure.status, failure.code, failure.message)
     except web.HTTPRequestEntityTooLarge as refused:
+        if html.is_page(request):  # private like every answer there (no-store)
+            return html.message(request, "Too much was sent", "This form sent more than "
+                                "a page of settle's ever does. Nothing was changed.", 413)
         return error(413, "payload_too_large", refused.text or "the body is too large")
     except web.HTTPMethodNotAllowed as refused:
         if html.is_page(request):

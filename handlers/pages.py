@@ -77,6 +77,11 @@ def _refused(request: web.Request) -> web.Response:
                         "the invoice again and use its buttons.", 403)
 
 
+async def _unreadable(request: web.Request, token: str) -> web.Response:
+    await pages.invoice_id_of(books(request), token)  # an unknown token is the 404 page
+    return html.unreadable(request, f"/i/{token}")
+
+
 async def _again(request: web.Request, token: str, problem: dict[str, Any],
                  typed: str | None = None) -> web.Response:
     """The invoice page again, saying why it refused."""
@@ -90,7 +95,9 @@ async def pay(request: web.Request) -> web.Response:
     token = _token(request)
     if not html.from_our_page(request):
         return _refused(request)
-    form = await request.post()
+    form = await html.read_form(request)
+    if form is None:
+        return await _unreadable(request, token)
     chosen: int | None = None
     typed: str | None = None
     if form.get("what") == "amount":
@@ -119,6 +126,9 @@ async def use_credit(request: web.Request) -> web.Response:
     token = _token(request)
     if not html.from_our_page(request):
         return _refused(request)
+    # The form has no fields, but a body no page of settle's sends is refused all the same.
+    if await html.read_form(request) is None:
+        return await _unreadable(request, token)
     invoice_id = await pages.invoice_id_of(books(request), token)
     try:
         # The ledger's own credit code: the invoice row locked first, then the balance.

@@ -340,6 +340,69 @@ async def test_only_posts_change_anything(paying: Service, standin: StripeStandI
     assert sessions_made(standin) == 0
 
 
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
+UNREADABLE_FORMS = [
+    ("multipart/form-data", b'--x\r\nContent-Disposition: form-data; name="what"\r\n\r\n'
+                            b'rest\r\n--x--\r\n'),
+    ("multipart/form-data; boundary=x", b"not a part"),
+    ("multipart/form-data; boundary=x", b"--x\r\n\r\na part without a name\r\n--x--\r\n"),
+    ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="what"'
+                                        b'\r\nContent-Transfer-Encoding: rot13\r\n\r\nerfg'
+                                        b'\r\n--x--\r\n'),
+    ("multipart/form-data; boundary=x", b"--x\r\nNot a header\r\n\r\nrest\r\n--x--\r\n"),
+    ("application/x-www-form-urlencoded", b"what=amount&amount=\xff"),
+    ("application/x-www-form-urlencoded; charset=nope", b"what=rest"),
+    ("application/x-www-form-urlencoded; charset=utf-16", b"what=rest"),
+]
+
+
+def assert_private_page(response: ClientResponse) -> None:
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("content_type,raw", UNREADABLE_FORMS,
+                         ids=["no-boundary", "no-part", "no-name", "unknown-transfer-encoding",
+                              "bad-part-header", "not-utf8", "unknown-charset", "wrong-charset"])
+async def test_a_form_that_cannot_be_read_is_a_400_page_and_changes_nothing(
+        paying: Service, standin: StripeStandIn, content_type: str, raw: bytes) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc)
+    await svc.call("POST", "/v1/customers/cus_1/credit-adjustments",
+                   {"id": "adj_1", "amount": 1_500, "currency": "usd", "reason": "Goodwill"},
+                   expect=201)
+    for action in ("pay", "credit"):
+        response = await svc.client.post(f"{path_of(invoice['invoice_url'])}/{action}", data=raw,
+                                         headers={**SAME_ORIGIN, "Content-Type": content_type},
+                                         allow_redirects=False)
+        assert response.status == 400, (action, await response.text())
+        assert_private_page(response)
+        assert "could not be read" in text_of(await response.text())
+    assert sessions_made(standin) == 0
+    assert await svc.balance() == {"usd": 1_500}
+    assert (await svc.get_invoice("inv_1"))["amount_credited"] == 0
+    # An unknown token is the one 404 page, whatever the body.
+    response = await svc.client.post(f"/i/{'A' * 40}/pay", data=raw, headers={
+        **SAME_ORIGIN, "Content-Type": content_type})
+    assert response.status == 404
+
+
+async def test_a_form_too_large_is_a_private_413_page(paying: Service,
+                                                     standin: StripeStandIn) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc)
+    raw = b"what=rest&pad=" + b"x" * (1024**2)
+    for action in ("pay", "credit"):
+        response = await svc.client.post(f"{path_of(invoice['invoice_url'])}/{action}", data=raw,
+                                         headers={**SAME_ORIGIN, "Content-Type":
+                                                  "application/x-www-form-urlencoded"},
+                                         allow_redirects=False)
+        assert response.status == 413, action
+        assert_private_page(response)
+    assert sessions_made(standin) == 0
+
+
 # --- back from Checkout -----------------------------------------------------------------
 
 
