@@ -27,11 +27,32 @@ from core.processor import (
     SessionSpec,
     SessionState,
 )
-from ledger.money import THREE_DECIMAL
+from ledger.money import THREE_DECIMAL, exponent
 from processors.stripe.events import invoice_reference
 from processors.stripe.signature import verify
 
 MAX_ID_LENGTH = 255
+
+# Stripe's "Minimum and maximum charge amounts" (docs.stripe.com/currencies#minimum-and-
+# maximum-charge-amounts), in minor units. Stripe holds the minimum in the account's
+# settlement currency, which settle does not know: this checks the charge's own currency,
+# right for an account that settles in it. A currency missing here is left to Stripe,
+# whose refusal the pages answer too (never a 500).
+MINIMUM_CHARGE = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50,
+    "czk": 1_500, "dkk": 250, "eur": 50, "gbp": 30, "hkd": 400, "huf": 17_500, "inr": 50,
+    "jpy": 50, "mxn": 1_000, "myr": 200, "nok": 300, "nzd": 50, "pln": 200, "ron": 200,
+    "sek": 300, "sgd": 50, "thb": 1_000,
+}
+# "The amount value supports up to eight digits" ($999,999.99 for USD).
+MAXIMUM_CHARGE = 99_999_999
+
+
+def _major(amount: int, currency: str) -> str:
+    """An amount in the currency's major unit, for a person to read (0.50, 50)."""
+    digits = exponent(currency)
+    whole, fraction = divmod(amount, 10**digits)
+    return f"{whole}.{fraction:0{digits}d}" if digits else str(whole)
 
 
 # \u0000, which no PostgreSQL text or jsonb holds, and surrogates, which are never valid
@@ -132,12 +153,22 @@ class StripeProcessor:
         return InboundEvent(cast(str, event_id), cast(str, event_type),
                             invoice_reference(event), text)
 
-    def amount_refused(self, amount: int, currency: str) -> str | None:
-        # Stripe charges three-decimal currencies in multiples of ten minor units.
+    def unit_refused(self, amount: int, currency: str) -> str | None:
+        # Stripe moves three-decimal currencies in multiples of ten minor units, charges
+        # and refunds alike ("the least-significant digit must be 0").
         if currency.lower() in THREE_DECIMAL and amount % 10:
             return (f"Stripe charges {currency.upper()} only in multiples of 10 "
                     f"(0.010 {currency.upper()})")
         return None
+
+    def amount_refused(self, amount: int, currency: str) -> str | None:
+        code = currency.lower()
+        least = MINIMUM_CHARGE.get(code, 1)
+        if amount < least:
+            return f"Stripe charges at least {_major(least, code)} {code.upper()}"
+        if amount > MAXIMUM_CHARGE:
+            return f"Stripe charges at most {_major(MAXIMUM_CHARGE, code)} {code.upper()}"
+        return self.unit_refused(amount, currency)
 
     # --- Checkout Sessions -----------------------------------------------------------
 
