@@ -321,6 +321,27 @@ async def test_three_decimal_currencies_are_charged_in_tens(paying: Service,
     assert standin.session_for_url(opened.headers["Location"])["amount_total"] == 500
 
 
+async def test_a_refund_through_stripe_in_a_three_decimal_currency_is_in_tens(
+        paying: Service, standin: Any) -> None:
+    from sandbox.events import session_completed
+
+    body = {"customer_id": "cus_1", "number": "K-1", "currency": "kwd", "total": 10_000}
+    await paying.call("PUT", "/v1/invoices/inv_k", body, expect=201)
+    await paying.call("POST", "/v1/invoices/inv_k/send")
+    await paying.deliver(session_completed("inv_k", 5_000, "pi_k", currency="kwd"))
+    refused = await paying.call("POST", "/v1/payments/pi_k/refunds",
+                                {"id": "rf_1", "amount": 1_255}, expect=422)
+    assert refused["error"]["code"] == "amount_invalid"
+    assert await paying.db.fetchval("select count(*) from refunds") == 0
+    await paying.call("POST", "/v1/payments/pi_k/refunds", {"id": "rf_1", "amount": 1_250},
+                      expect=202)
+    # A manual payment is refunded by hand, not through Stripe: no such rule.
+    await paying.call("POST", "/v1/invoices/inv_k/payments",
+                      {"id": "cash_k", "amount": 3_005, "method": "cash"}, expect=201)
+    await paying.call("POST", "/v1/payments/cash_k/refunds", {"id": "rf_2", "amount": 1_255},
+                      expect=202)
+
+
 async def test_a_draft_with_money_keeps_its_customer_and_currency(svc: Service) -> None:
     from sandbox.events import session_completed
 
