@@ -66,6 +66,16 @@ def message(request: web.Request, title: str, text: str, status: int, *,
                    invoice_url=invoice_url)
 
 
+def unpayable(request: web.Request, invoice_url: str) -> web.Response:
+    """An amount the processor will not charge (what remains is below its least charge, or
+    the processor refused the session): a 410, as for a link that takes no more payments,
+    never a 503. Asking again gets the same answer, so "try again in a few minutes" would
+    be a promise broken for ever; the page links the invoice, which still shows what was
+    paid and what remains, and the customer is told to settle it with the sender."""
+    return message(request, "Cannot be paid online", "This amount cannot be paid online. "
+                   "Please contact the sender.", 410, invoice_url=invoice_url)
+
+
 def see_other(request: web.Request, location: str) -> web.Response:
     return web.Response(status=303, headers={**private_headers(request), "Location": location})
 

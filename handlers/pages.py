@@ -9,12 +9,13 @@ token is the one 404 page (`handlers.middleware`); a token is never logged.
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 from typing import Any
 
 from aiohttp import web
 
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import Conflict, Invalid, NotFound, PermanentError, describe
 from handlers import html
 from handlers.keys import books, services
 from handlers.validation import path_token
@@ -22,6 +23,8 @@ from ledger import checkout, invoices, pages
 from ledger.money import AmountRefused, parse_amount
 from present import formats, pdf
 from present.templating import static_file
+
+log = logging.getLogger("settle.pages")
 
 # What a refusal answers with: 422 for an amount that is not acceptable, 409 for an
 # invoice that no longer takes it.
@@ -47,8 +50,13 @@ def _session(request: web.Request) -> str | None:
 def _invoice(request: web.Request, token: str, page: dict[str, Any], *, status: int = 200,
              problem: dict[str, Any] | None = None, typed: str | None = None,
              notice: str | None = None) -> web.Response:
+    processor, invoice = services(request).processor, page["invoice"]
+    # A rest the processor will not charge (0.30 USD) is not offered: its button would
+    # only lead to the "cannot be paid online" page.
+    rest_refused = processor.configured and processor.amount_refused(
+        invoice["amount_remaining"], invoice["currency"]) is not None
     return html.respond(request, "pages/invoice.html", status, page=page, path=f"/i/{token}",
-                        can_pay=services(request).processor.configured,
+                        can_pay=processor.configured, rest_refused=rest_refused,
                         locale=page["customer"]["locale"], problem=problem, typed=typed,
                         notice=notice)
 
@@ -110,10 +118,22 @@ async def pay(request: web.Request) -> web.Response:
         except AmountRefused as refused:
             return _invoice(request, token, page, status=422, typed=typed, problem={
                 "code": refused.code, "field": "amount"})
-    made = await checkout.pay_on_page(books(request), token, services(request).processor,
-                                      chosen)
+    try:
+        made = await checkout.pay_on_page(books(request), token, services(request).processor,
+                                          chosen)
+    except PermanentError as refused:
+        # The processor said no to this session for good: the customer is told so (never
+        # a 500), an operator is told why.
+        log.error("payment refused by the processor", extra={"error": describe(refused)})
+        if chosen is None:
+            return html.unpayable(request, f"/i/{token}")
+        return await _again(request, token, {"code": "unpayable", "field": "amount",
+                                             "detail": None}, typed)
     if isinstance(made, checkout.Redirect):
         return html.see_other(request, made.url)
+    if isinstance(made, checkout.Gone) and made.reason == "unpayable":
+        # "Pay the rest" of a rest the processor will not charge: as its pay link answers.
+        return html.unpayable(request, made.invoice_url)
     if isinstance(made, checkout.Refused):
         return await _again(request, token, {
             "code": made.reason, "field": "amount" if chosen is not None else None,

@@ -307,6 +307,51 @@ async def test_every_other_refusal_of_a_payment(paying: Service, standin: Stripe
     assert sessions_made(standin) == 0
 
 
+async def test_pay_another_amount_stripe_would_refuse_says_why_with_422(
+        paying: Service, standin: StripeStandIn) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc, min_partial_amount=0)
+    response = await post(svc, invoice, "pay", {"what": "amount", "amount": "0.49"})
+    assert response.status == 422
+    body = await response.text()
+    assert "This amount cannot be paid online" in text_of(body) and 'value="0.49"' in body
+    assert sessions_made(standin) == 0
+
+
+async def test_pay_the_rest_when_stripe_would_refuse_it_is_a_410_page_to_the_invoice(
+        paying: Service, standin: StripeStandIn) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc)
+    await svc.call("POST", "/v1/invoices/inv_1/payments",
+                   {"id": "cheque_1", "amount": 9_970, "method": "check"}, expect=201)
+    # 0.30 USD remains, below Stripe's least charge: the page does not offer it...
+    said = text_of((await page(svc, invoice))[1])
+    assert "Pay the rest" not in said and "What remains cannot be paid online" in said
+    # ...and a form sent anyway is told so, with the way back to the invoice.
+    response = await post(svc, invoice, "pay", {"what": "rest"})
+    assert response.status == 410
+    body = await response.text()
+    assert "cannot be paid online" in text_of(body)
+    assert f'href="{invoice["invoice_url"]}"' in body or f'href="{path_of(invoice["invoice_url"])}"' in body
+    assert sessions_made(standin) == 0
+
+
+async def test_a_processor_refusal_on_the_invoice_page_is_never_a_500(
+        paying: Service, standin: StripeStandIn) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc)
+    standin.failures = [400]  # Stripe says no to the session
+    response = await post(svc, invoice, "pay", {"what": "amount", "amount": "25"})
+    assert response.status == 422
+    body = await response.text()
+    assert "This amount cannot be paid online" in text_of(body) and 'value="25"' in body
+    standin.failures = [400]
+    response = await post(svc, invoice, "pay", {"what": "rest"})
+    assert response.status == 410 and "cannot be paid online" in text_of(await response.text())
+    assert (await svc.get_invoice("inv_1"))["amount_remaining"] == 10_000
+    assert (await post(svc, invoice, "pay", {"what": "rest"})).status == 303
+
+
 @pytest.mark.parametrize("headers", [
     {}, {"Origin": "https://evil.example"}, {"Origin": "null"},
     {"Sec-Fetch-Site": "cross-site", "Origin": "http://settle.test"},
