@@ -11,7 +11,7 @@ import base64
 import json
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -303,6 +303,117 @@ async def test_no_route_answers_5xx_to_anything(svc: Service, data: st.DataObjec
     response = await svc.client.request(method, path, data=data.draw(bodies), headers=headers,
                                         params=query, allow_redirects=False)
     assert response.status < 500, (method, path, response.status, await response.text())
+
+
+# With a processor configured: signed webhooks with hostile bodies, header bytes that are
+# not UTF-8, and same-origin posts of hostile bodies to a real invoice page's forms.
+
+hostile_text = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["\x00", "a\x00b", "\ud800", "\udfff", "x\udc00", "\U0001f600", "", " ",
+                     "x" * 300, "1e400", "inv_fuzz", "-1", "0.30", "25,50", "\u2028"]))
+event_types = st.one_of(hostile_text, st.sampled_from([
+    "checkout.session.completed", "payment_intent.succeeded", "charge.refunded",
+    "refund.failed", "checkout.session.expired"]))
+
+
+@st.composite
+def hostile_events(draw: st.DrawFn) -> bytes:
+    """A body as Stripe's events are shaped, with anything at all where the values go."""
+    obj: dict[str, Any] = draw(st.dictionaries(st.sampled_from(
+        ["id", "amount_total", "amount_received", "amount_refunded", "currency",
+         "payment_intent", "payment_status", "status", "refunds"]), json_values, max_size=5))
+    obj["metadata"] = draw(st.one_of(
+        st.fixed_dictionaries({"invoice_id": hostile_text}), json_values))
+    event = {"id": draw(st.one_of(hostile_text, json_values)), "type": draw(event_types),
+             "data": draw(st.one_of(st.just({"object": obj}), json_values))}
+    return json.dumps(event).encode()
+
+
+webhook_bodies = st.one_of(
+    hostile_events(), bodies,
+    st.sampled_from([b'{"id": "evt_n", "type": "t", "n": NaN}', b'{"id": "evt_i", "type": "t", '
+                     b'"n": 1e400}', b'{"id": "evt_b", "type": "t", "n": ' + b"9" * 5_000 + b"}",
+                     b'{"id": "evt_d", "type": "t", "d": ' + DEEP[:5_000] + DEEP[-5_000:] + b"}"]))
+# Any bytes but the line breaks that would end the header.
+header_bytes = st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+form_types = st.sampled_from([
+    "application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=nope",
+    "application/x-www-form-urlencoded; charset=utf-16", "multipart/form-data",
+    "multipart/form-data; boundary=x", "multipart/form-data; boundary=" + "b" * 80,
+    "text/plain", "application/json", ""])
+
+
+@st.composite
+def form_bodies(draw: st.DrawFn) -> bytes:
+    fields = draw(st.dictionaries(st.sampled_from(["what", "amount", "x"]),
+                                  st.one_of(st.sampled_from(["rest", "amount"]), hostile_text),
+                                  max_size=3))
+    urlencoded = "&".join(f"{quote(k)}={quote(v, errors='surrogatepass')}"
+                          for k, v in fields.items()).encode()
+    part_headers = draw(st.sampled_from([
+        b'Content-Disposition: form-data; name="what"', b"", b"Not a header",
+        b'Content-Disposition: form-data; name="amount"\r\nContent-Transfer-Encoding: rot13',
+        b'Content-Disposition: form-data; name="f"; filename="a"',
+        b'Content-Type: text/plain; charset=nope\r\nContent-Disposition: form-data; name="a"',
+        b'Content-Type: multipart/mixed; boundary=y\r\nContent-Disposition: form-data; name="a"']))
+    multipart = b"--x\r\n" + part_headers + b"\r\n\r\n" + draw(st.binary(max_size=20)) \
+        + draw(st.sampled_from([b"\r\n--x--\r\n", b"", b"\r\n--x"]))
+    return draw(st.one_of(st.just(urlencoded), st.just(multipart), st.binary(max_size=100)))
+
+
+async def fuzz_invoice(svc: Service) -> str:
+    """A real invoice page's path (made once, on the first example), with credit to use."""
+    found = await svc.client.get("/v1/invoices/inv_fuzz", headers=AUTH)
+    if found.status == 404:
+        await svc.invoice("inv_fuzz", 10_000, allow_partial=True, auto_apply_credit=False)
+        await svc.call("POST", "/v1/customers/cus_1/credit-adjustments",
+                       {"id": "adj_fuzz", "amount": 100, "currency": "usd", "reason": "Fuzz"},
+                       expect=201)
+        found = await svc.client.get("/v1/invoices/inv_fuzz", headers=AUTH)
+    return urlsplit((await found.json())["invoice_url"]).path
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+async def test_no_hostile_webhook_header_or_form_answers_5xx(paying: Service, standin: Any,
+                                                             data: st.DataObject) -> None:
+    svc = paying
+    page = await fuzz_invoice(svc)
+    kind = data.draw(st.sampled_from(["webhook", "header", "form"]))
+    if kind == "webhook":
+        raw, headers = signed(data.draw(webhook_bodies))
+        response = await svc.client.post("/webhooks/stripe", data=raw, headers=headers)
+        assert response.status < 500, (raw[:200], response.status, await response.text())
+        return
+    if kind == "form":
+        body = data.draw(form_bodies())
+        headers = {"Sec-Fetch-Site": "same-origin"}
+        content_type = data.draw(form_types)
+        if content_type:
+            headers["Content-Type"] = content_type
+        action = data.draw(st.sampled_from(["pay", "credit"]))
+        response = await svc.client.post(f"{page}/{action}", data=body, headers=headers,
+                                         allow_redirects=False)
+        assert response.status < 500, (action, content_type, body[:200], response.status,
+                                       await response.text())
+        return
+    method, path = data.draw(st.sampled_from([
+        ("GET", "/v1/invoices"), ("PUT", "/v1/customers/cus_f"), ("POST", "/webhooks/stripe"),
+        ("POST", f"{page}/pay"), ("POST", f"{page}/credit"), ("GET", page)]))
+    name = data.draw(st.sampled_from([b"Authorization", b"Stripe-Signature", b"Content-Type"]))
+    value = data.draw(header_bytes)
+    body = data.draw(st.one_of(form_bodies(), webhook_bodies))
+    sent: list[tuple[bytes, bytes]] = [(b"Sec-Fetch-Site", b"same-origin")]
+    if name != b"Authorization":
+        sent.append((b"Authorization", b"Bearer " + TOKEN.encode()))
+    if name == b"Stripe-Signature" and data.draw(st.booleans()):
+        # A real signature of this body, with the hostile bytes after it.
+        value = signed(body)[1]["Stripe-Signature"].encode() + value
+    sent.append((name, value))
+    answer = await raw_request(svc.client, method, path, sent, body)
+    assert answer.status < 500, (method, path, sent, body[:200], answer.status, answer.text)
 
 
 # --- amounts and edits the processor or the books could not honour ---------------------
