@@ -85,9 +85,13 @@ def _refused(request: web.Request) -> web.Response:
                         "the invoice again and use its buttons.", 403)
 
 
+def _page_url(request: web.Request, token: str) -> str:
+    return f"{books(request).public_url}/i/{token}"
+
+
 async def _unreadable(request: web.Request, token: str) -> web.Response:
     await pages.invoice_id_of(books(request), token)  # an unknown token is the 404 page
-    return html.unreadable(request, f"/i/{token}")
+    return html.unreadable(request, _page_url(request, token))
 
 
 async def _again(request: web.Request, token: str, problem: dict[str, Any],
@@ -126,7 +130,7 @@ async def pay(request: web.Request) -> web.Response:
         # a 500), an operator is told why.
         log.error("payment refused by the processor", extra={"error": describe(refused)})
         if chosen is None:
-            return html.unpayable(request, f"/i/{token}")
+            return html.unpayable(request, _page_url(request, token))
         return await _again(request, token, {"code": "unpayable", "field": "amount",
                                              "detail": None}, typed)
     if isinstance(made, checkout.Redirect):

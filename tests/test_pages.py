@@ -332,7 +332,7 @@ async def test_pay_the_rest_when_stripe_would_refuse_it_is_a_410_page_to_the_inv
     assert response.status == 410
     body = await response.text()
     assert "cannot be paid online" in text_of(body)
-    assert f'href="{invoice["invoice_url"]}"' in body or f'href="{path_of(invoice["invoice_url"])}"' in body
+    assert f'href="{invoice["invoice_url"]}"' in body
     assert sessions_made(standin) == 0
 
 
@@ -347,7 +347,9 @@ async def test_a_processor_refusal_on_the_invoice_page_is_never_a_500(
     assert "This amount cannot be paid online" in text_of(body) and 'value="25"' in body
     standin.failures = [400]
     response = await post(svc, invoice, "pay", {"what": "rest"})
-    assert response.status == 410 and "cannot be paid online" in text_of(await response.text())
+    body = await response.text()
+    assert response.status == 410 and "cannot be paid online" in text_of(body)
+    assert f'href="{invoice["invoice_url"]}"' in body
     assert (await svc.get_invoice("inv_1"))["amount_remaining"] == 10_000
     assert (await post(svc, invoice, "pay", {"what": "rest"})).status == 303
 
