@@ -120,7 +120,13 @@ class Processor(Protocol):
         """Raise BadEvent unless the body is an event with an id and a type."""
 
     def amount_refused(self, amount: int, currency: str) -> str | None:
-        """Why the processor would refuse to charge this amount, or None."""
+        """Why the processor would refuse to charge this amount (below its least charge,
+        above its largest, or `unit_refused`), or None."""
+
+    def unit_refused(self, amount: int, currency: str) -> str | None:
+        """Why the processor could not move this amount at all, as a charge or a refund:
+        finer than the least step it moves in the currency; or None. Invoice totals and
+        refunds are held to this; a charge to `amount_refused`."""
 
     async def create_checkout(self, spec: SessionSpec) -> SessionMade: ...
 

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
 from handlers.keys import services
 from present.templating import render
@@ -64,6 +66,16 @@ def message(request: web.Request, title: str, text: str, status: int, *,
                    invoice_url=invoice_url)
 
 
+def unpayable(request: web.Request, invoice_url: str) -> web.Response:
+    """An amount the processor will not charge (what remains is below its least charge, or
+    the processor refused the session): a 410, as for a link that takes no more payments,
+    never a 503. Asking again gets the same answer, so "try again in a few minutes" would
+    be a promise broken for ever; the page links the invoice, which still shows what was
+    paid and what remains, and the customer is told to settle it with the sender."""
+    return message(request, "Cannot be paid online", "This amount cannot be paid online. "
+                   "Please contact the sender.", 410, invoice_url=invoice_url)
+
+
 def see_other(request: web.Request, location: str) -> web.Response:
     return web.Response(status=303, headers={**private_headers(request), "Location": location})
 
@@ -85,3 +97,26 @@ def from_our_page(request: web.Request) -> bool:
         return False
     public = urlsplit(services(request).settings.public_url)
     return origin in (f"{public.scheme}://{public.netloc}", f"{request.scheme}://{request.host}")
+
+
+# What aiohttp raises for a body it cannot read as a form: no boundary or a bad one, a
+# part without a name or with a broken header, an unknown transfer encoding (RuntimeError),
+# bytes not in the charset (UnicodeDecodeError), a charset Python does not know
+# (LookupError). All of them are the sender's doing; an unreachable disk (OSError) is not.
+UNREADABLE = (ValueError, LookupError, RuntimeError, HttpProcessingError)
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any] | None:
+    """The form a page posted, or None when its body cannot be read as one (the caller
+    answers `unreadable`). A body over the size limit still raises the 413."""
+    try:
+        return await request.post()
+    except UNREADABLE:
+        return None
+
+
+def unreadable(request: web.Request, invoice_url: str) -> web.Response:
+    """A 400 page for a form settle cannot read: no page of settle's sends one, so there is
+    nothing to show again; nothing was changed."""
+    return message(request, "This form could not be read", "Nothing was changed. Please "
+                   "open the invoice again and use its buttons.", 400, invoice_url=invoice_url)

@@ -61,15 +61,16 @@ async def record_payment(request: web.Request) -> web.Response:
 @ROUTES.post("/v1/payments/{id}/refunds", body=RefundIn, answers={202: Refund}, on=Payment,
              refs={"amount": (Payment, "amount")},
              errors={409: ("id_conflict", "processor_not_configured"),
-                     422: ("amount_exceeds_refundable",)})
+                     422: ("amount_exceeds_refundable", "amount_invalid")})
 async def refund_payment(request: web.Request) -> web.Response:
     """Refund a payment: through the processor (the refund's id its idempotency key), or at
     once for a manual one."""
     data = await body(request, RefundIn)
+    processor = services(request).processor
     refund, _ = await refunds.request_refund(
         books(request), path_id(request),
         refunds.RefundRequest(data.id, data.amount, data.reason, data.model_dump(mode="json")),
-        services(request).processor.configured)
+        processor.configured, unit_refused=processor.unit_refused)
     return web.json_response(refund, status=202)
 
 

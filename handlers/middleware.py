@@ -22,11 +22,15 @@ def token_accepted(header: str | None, tokens: tuple[str, ...]) -> bool:
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False
-    offered = token.strip().encode()
+    # aiohttp gives header bytes that are not UTF-8 as lone surrogates (surrogateescape).
+    # "surrogatepass" encodes any of them as bytes valid UTF-8 never holds, so such a
+    # header is compared like any other and matches no UTF-8 token: no exception (a 500),
+    # no early exit. The tokens are encoded alike, so one from the environment never raises.
+    offered = token.strip().encode("utf-8", "surrogatepass")
     matched = False
     for accepted in tokens:
         # Every token is compared, each in constant time: no early exit to time.
-        matched |= hmac.compare_digest(offered, accepted.encode())
+        matched |= hmac.compare_digest(offered, accepted.encode("utf-8", "surrogatepass"))
     return matched
 
 
@@ -52,6 +56,9 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except DomainError as failure:
         return error(failure.status, failure.code, failure.message)
     except web.HTTPRequestEntityTooLarge as refused:
+        if html.is_page(request):  # private like every answer there (no-store)
+            return html.message(request, "Too much was sent", "This form sent more than "
+                                "a page of settle's ever does. Nothing was changed.", 413)
         return error(413, "payload_too_large", refused.text or "the body is too large")
     except web.HTTPMethodNotAllowed as refused:
         if html.is_page(request):

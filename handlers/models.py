@@ -3,7 +3,7 @@ in `handlers.validation`."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
@@ -116,7 +116,15 @@ SignedAmount = Annotated[int, Field(gt=-(2**53), lt=2**53), AfterValidator(_not_
 def _iso_datetime(value: object) -> object:
     if not isinstance(value, str):
         raise ValueError("a time looks like 2026-12-31T09:30:00Z")
-    return datetime.fromisoformat(value)
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is not None:
+        try:
+            # Stored in UTC: 9999-12-31T23:00:00-05:00 is in the year 10000 there, which
+            # no datetime holds (asyncpg would fail converting it: a 500).
+            parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the time in UTC is outside the years 1 to 9999") from None
+    return parsed
 
 
 class ManualPaymentIn(Body):

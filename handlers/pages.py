@@ -9,12 +9,13 @@ token is the one 404 page (`handlers.middleware`); a token is never logged.
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 from typing import Any
 
 from aiohttp import web
 
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import Conflict, Invalid, NotFound, PermanentError, describe
 from handlers import html
 from handlers.keys import books, services
 from handlers.validation import path_token
@@ -22,6 +23,8 @@ from ledger import checkout, invoices, pages
 from ledger.money import AmountRefused, parse_amount
 from present import formats, pdf
 from present.templating import static_file
+
+log = logging.getLogger("settle.pages")
 
 # What a refusal answers with: 422 for an amount that is not acceptable, 409 for an
 # invoice that no longer takes it.
@@ -47,8 +50,13 @@ def _session(request: web.Request) -> str | None:
 def _invoice(request: web.Request, token: str, page: dict[str, Any], *, status: int = 200,
              problem: dict[str, Any] | None = None, typed: str | None = None,
              notice: str | None = None) -> web.Response:
+    processor, invoice = services(request).processor, page["invoice"]
+    # A rest the processor will not charge (0.30 USD) is not offered: its button would
+    # only lead to the "cannot be paid online" page.
+    rest_refused = processor.configured and processor.amount_refused(
+        invoice["amount_remaining"], invoice["currency"]) is not None
     return html.respond(request, "pages/invoice.html", status, page=page, path=f"/i/{token}",
-                        can_pay=services(request).processor.configured,
+                        can_pay=processor.configured, rest_refused=rest_refused,
                         locale=page["customer"]["locale"], problem=problem, typed=typed,
                         notice=notice)
 
@@ -77,6 +85,15 @@ def _refused(request: web.Request) -> web.Response:
                         "the invoice again and use its buttons.", 403)
 
 
+def _page_url(request: web.Request, token: str) -> str:
+    return f"{books(request).public_url}/i/{token}"
+
+
+async def _unreadable(request: web.Request, token: str) -> web.Response:
+    await pages.invoice_id_of(books(request), token)  # an unknown token is the 404 page
+    return html.unreadable(request, _page_url(request, token))
+
+
 async def _again(request: web.Request, token: str, problem: dict[str, Any],
                  typed: str | None = None) -> web.Response:
     """The invoice page again, saying why it refused."""
@@ -90,7 +107,9 @@ async def pay(request: web.Request) -> web.Response:
     token = _token(request)
     if not html.from_our_page(request):
         return _refused(request)
-    form = await request.post()
+    form = await html.read_form(request)
+    if form is None:
+        return await _unreadable(request, token)
     chosen: int | None = None
     typed: str | None = None
     if form.get("what") == "amount":
@@ -103,10 +122,22 @@ async def pay(request: web.Request) -> web.Response:
         except AmountRefused as refused:
             return _invoice(request, token, page, status=422, typed=typed, problem={
                 "code": refused.code, "field": "amount"})
-    made = await checkout.pay_on_page(books(request), token, services(request).processor,
-                                      chosen)
+    try:
+        made = await checkout.pay_on_page(books(request), token, services(request).processor,
+                                          chosen)
+    except PermanentError as refused:
+        # The processor said no to this session for good: the customer is told so (never
+        # a 500), an operator is told why.
+        log.error("payment refused by the processor", extra={"error": describe(refused)})
+        if chosen is None:
+            return html.unpayable(request, _page_url(request, token))
+        return await _again(request, token, {"code": "unpayable", "field": "amount",
+                                             "detail": None}, typed)
     if isinstance(made, checkout.Redirect):
         return html.see_other(request, made.url)
+    if isinstance(made, checkout.Gone) and made.reason == "unpayable":
+        # "Pay the rest" of a rest the processor will not charge: as its pay link answers.
+        return html.unpayable(request, made.invoice_url)
     if isinstance(made, checkout.Refused):
         return await _again(request, token, {
             "code": made.reason, "field": "amount" if chosen is not None else None,
@@ -119,6 +150,9 @@ async def use_credit(request: web.Request) -> web.Response:
     token = _token(request)
     if not html.from_our_page(request):
         return _refused(request)
+    # The form has no fields, but a body no page of settle's sends is refused all the same.
+    if await html.read_form(request) is None:
+        return await _unreadable(request, token)
     invoice_id = await pages.invoice_id_of(books(request), token)
     try:
         # The ledger's own credit code: the invoice row locked first, then the balance.

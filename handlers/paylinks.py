@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from core.errors import NotFound, is_transient
+from core.errors import NotFound, PermanentError, describe, is_transient
 from handlers import html
 from handlers.keys import services
 from handlers.validation import path_token
@@ -25,8 +25,6 @@ GONE = {
                    "Nothing more is due."),
     "void": ("Invoice withdrawn", "This invoice was withdrawn by the sender. Nothing is due."),
     "draft": ("Not ready", "This invoice has not been sent yet."),
-    "unpayable": ("Cannot be paid online",
-                  "This amount cannot be paid online. Please contact the sender."),
     "no_processor": ("Cannot be paid online",
                      "Online payment is not available right now. Please contact the sender."),
 }
@@ -46,6 +44,11 @@ async def open_link(request: web.Request) -> web.Response:
         result = await checkout.open_link(found.books, token, found.processor)
     except NotFound:
         raise
+    except PermanentError as refused:
+        # The processor said no to this session for good (an amount its rules refuse that
+        # settle's table does not know, a key it does not accept): worth an operator's eye.
+        log.error("pay link refused by the processor", extra={"error": describe(refused)})
+        return html.unpayable(request, await pages.invoice_url_of_link(found.books, token))
     except Exception as exc:  # Stripe or the database unreachable: the customer can retry
         # Never the token: it is the link's secret. A traceback only for the unexpected.
         if is_transient(exc):
@@ -54,6 +57,8 @@ async def open_link(request: web.Request) -> web.Response:
             log.exception("pay link unavailable", extra={"error": exc.__class__.__name__})
         return html.message(request, "Please try again", "Payments are unavailable for a "
                             "moment. Please try again in a few minutes.", 503)
+    if isinstance(result, checkout.Gone) and result.reason == "unpayable":
+        return html.unpayable(request, result.invoice_url)
     if isinstance(result, checkout.Gone):
         title, text = GONE.get(result.reason, GONE["cancelled"])
         return html.message(request, title, text, 410, invoice_url=result.invoice_url)

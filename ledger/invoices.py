@@ -87,7 +87,9 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
 
 async def upsert_invoice(books: Books, invoice_id: str, data: InvoiceInput,
                          processor: Processor) -> tuple[dict[str, Any], bool]:
-    refused = processor.amount_refused(data.total, data.currency) if processor.configured \
+    # Only the processor's step: a total below its least charge (or above its largest) is
+    # still an invoice, paid another way or in parts.
+    refused = processor.unit_refused(data.total, data.currency) if processor.configured \
         else None
     if refused:
         raise Invalid("total_invalid", refused)

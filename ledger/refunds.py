@@ -24,6 +24,7 @@ Callers hold the invoice lock, then the payment's (the order everywhere).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -370,9 +371,13 @@ class RefundRequest:
 
 
 async def request_refund(books: Books, payment_id: str, data: RefundRequest,
-                         processor_configured: bool) -> tuple[dict[str, Any], bool]:
+                         processor_configured: bool, *,
+                         unit_refused: Callable[[int, str], str | None] | None = None,
+                         ) -> tuple[dict[str, Any], bool]:
     """A merchant's refund of a payment; (the refund, created?). It moves the books once,
-    when the processor confirms it (at once for a manual payment), by the refund rule."""
+    when the processor confirms it (at once for a manual payment), by the refund rule.
+    `unit_refused` is the processor's `Processor.unit_refused`: a refund through it must be
+    an amount it can move."""
     async with books.transaction() as conn:
         existing = await conn.fetchrow("select * from refunds where id = $1", data.id)
         if existing is not None:
@@ -384,6 +389,10 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
         if held.payment["source"] != "manual" and not processor_configured:
             raise Conflict("processor_not_configured",
                            "refunds of processor payments need STRIPE_API_KEY")
+        refused = unit_refused(data.amount, held.payment["currency"]) \
+            if unit_refused is not None and held.payment["source"] != "manual" else None
+        if refused:
+            raise Invalid("amount_invalid", refused)
         left = await refundable(conn, held.payment)
         if data.amount > left:
             raise Invalid("amount_exceeds_refundable",

@@ -76,3 +76,40 @@ class Service:
     async def event_status(self, event_id: str) -> asyncpg.Record:
         return await self.db.fetchrow(
             "select status, reason, attempts from events where event_id = $1", event_id)
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]  # lowercased names
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+async def raw_request(client: TestClient, method: str, path: str,
+                      headers: list[tuple[bytes, bytes]], body: bytes = b"") -> RawAnswer:
+    """One request written byte for byte: header values no HTTP client would send (bytes
+    that are not UTF-8), exactly as a hostile sender can."""
+    import asyncio
+
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        head = [f"{method} {path} HTTP/1.1".encode(), b"Host: settle.test",
+                b"Connection: close", b"Content-Length: %d" % len(body)]
+        head += [name + b": " + value for name, value in headers]
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    top, _, rest = answer.partition(b"\r\n\r\n")
+    status_line, *lines = top.decode("latin-1").split("\r\n")
+    parsed = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        parsed[name.strip().lower()] = value.strip()
+    return RawAnswer(int(status_line.split()[1]), parsed, rest)

@@ -307,6 +307,53 @@ async def test_every_other_refusal_of_a_payment(paying: Service, standin: Stripe
     assert sessions_made(standin) == 0
 
 
+async def test_pay_another_amount_stripe_would_refuse_says_why_with_422(
+        paying: Service, standin: StripeStandIn) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc, min_partial_amount=0)
+    response = await post(svc, invoice, "pay", {"what": "amount", "amount": "0.49"})
+    assert response.status == 422
+    body = await response.text()
+    assert "This amount cannot be paid online" in text_of(body) and 'value="0.49"' in body
+    assert sessions_made(standin) == 0
+
+
+async def test_pay_the_rest_when_stripe_would_refuse_it_is_a_410_page_to_the_invoice(
+        paying: Service, standin: StripeStandIn) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc)
+    await svc.call("POST", "/v1/invoices/inv_1/payments",
+                   {"id": "cheque_1", "amount": 9_970, "method": "check"}, expect=201)
+    # 0.30 USD remains, below Stripe's least charge: the page does not offer it...
+    said = text_of((await page(svc, invoice))[1])
+    assert "Pay the rest" not in said and "What remains cannot be paid online" in said
+    # ...and a form sent anyway is told so, with the way back to the invoice.
+    response = await post(svc, invoice, "pay", {"what": "rest"})
+    assert response.status == 410
+    body = await response.text()
+    assert "cannot be paid online" in text_of(body)
+    assert f'href="{invoice["invoice_url"]}"' in body
+    assert sessions_made(standin) == 0
+
+
+async def test_a_processor_refusal_on_the_invoice_page_is_never_a_500(
+        paying: Service, standin: StripeStandIn) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc)
+    standin.failures = [400]  # Stripe says no to the session
+    response = await post(svc, invoice, "pay", {"what": "amount", "amount": "25"})
+    assert response.status == 422
+    body = await response.text()
+    assert "This amount cannot be paid online" in text_of(body) and 'value="25"' in body
+    standin.failures = [400]
+    response = await post(svc, invoice, "pay", {"what": "rest"})
+    body = await response.text()
+    assert response.status == 410 and "cannot be paid online" in text_of(body)
+    assert f'href="{invoice["invoice_url"]}"' in body
+    assert (await svc.get_invoice("inv_1"))["amount_remaining"] == 10_000
+    assert (await post(svc, invoice, "pay", {"what": "rest"})).status == 303
+
+
 @pytest.mark.parametrize("headers", [
     {}, {"Origin": "https://evil.example"}, {"Origin": "null"},
     {"Sec-Fetch-Site": "cross-site", "Origin": "http://settle.test"},
@@ -337,6 +384,69 @@ async def test_only_posts_change_anything(paying: Service, standin: StripeStandI
     for action in ("pay", "credit"):
         response = await svc.client.get(f"{path_of(invoice['invoice_url'])}/{action}")
         assert response.status in (404, 405)
+    assert sessions_made(standin) == 0
+
+
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
+UNREADABLE_FORMS = [
+    ("multipart/form-data", b'--x\r\nContent-Disposition: form-data; name="what"\r\n\r\n'
+                            b'rest\r\n--x--\r\n'),
+    ("multipart/form-data; boundary=x", b"not a part"),
+    ("multipart/form-data; boundary=x", b"--x\r\n\r\na part without a name\r\n--x--\r\n"),
+    ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="what"'
+                                        b'\r\nContent-Transfer-Encoding: rot13\r\n\r\nerfg'
+                                        b'\r\n--x--\r\n'),
+    ("multipart/form-data; boundary=x", b"--x\r\nNot a header\r\n\r\nrest\r\n--x--\r\n"),
+    ("application/x-www-form-urlencoded", b"what=amount&amount=\xff"),
+    ("application/x-www-form-urlencoded; charset=nope", b"what=rest"),
+    ("application/x-www-form-urlencoded; charset=utf-16", b"what=rest"),
+]
+
+
+def assert_private_page(response: ClientResponse) -> None:
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("content_type,raw", UNREADABLE_FORMS,
+                         ids=["no-boundary", "no-part", "no-name", "unknown-transfer-encoding",
+                              "bad-part-header", "not-utf8", "unknown-charset", "wrong-charset"])
+async def test_a_form_that_cannot_be_read_is_a_400_page_and_changes_nothing(
+        paying: Service, standin: StripeStandIn, content_type: str, raw: bytes) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc)
+    await svc.call("POST", "/v1/customers/cus_1/credit-adjustments",
+                   {"id": "adj_1", "amount": 1_500, "currency": "usd", "reason": "Goodwill"},
+                   expect=201)
+    for action in ("pay", "credit"):
+        response = await svc.client.post(f"{path_of(invoice['invoice_url'])}/{action}", data=raw,
+                                         headers={**SAME_ORIGIN, "Content-Type": content_type},
+                                         allow_redirects=False)
+        assert response.status == 400, (action, await response.text())
+        assert_private_page(response)
+        assert "could not be read" in text_of(await response.text())
+    assert sessions_made(standin) == 0
+    assert await svc.balance() == {"usd": 1_500}
+    assert (await svc.get_invoice("inv_1"))["amount_credited"] == 0
+    # An unknown token is the one 404 page, whatever the body.
+    response = await svc.client.post(f"/i/{'A' * 40}/pay", data=raw, headers={
+        **SAME_ORIGIN, "Content-Type": content_type})
+    assert response.status == 404
+
+
+async def test_a_form_too_large_is_a_private_413_page(paying: Service,
+                                                     standin: StripeStandIn) -> None:
+    svc = paying
+    invoice = await partial_invoice(svc)
+    raw = b"what=rest&pad=" + b"x" * (1024**2)
+    for action in ("pay", "credit"):
+        response = await svc.client.post(f"{path_of(invoice['invoice_url'])}/{action}", data=raw,
+                                         headers={**SAME_ORIGIN, "Content-Type":
+                                                  "application/x-www-form-urlencoded"},
+                                         allow_redirects=False)
+        assert response.status == 413, action
+        assert_private_page(response)
     assert sessions_made(standin) == 0
 
 

@@ -306,3 +306,59 @@ async def test_session_expiry_is_retried_on_transient_errors(paying: Service,
     await paying.settle()
     assert standin.sessions[session["id"]]["status"] == "expired"
     assert len([c for c in standin.calls if c.path.endswith("/expire")]) == 2
+
+
+# --- amounts Stripe would refuse (issue 12, item 11) -------------------------------------
+
+@pytest.mark.parametrize("amount,currency,refused", [
+    (50, "usd", False), (49, "usd", True), (30, "gbp", False), (29, "gbp", True),
+    (50, "eur", False), (49, "eur", True), (50, "jpy", False), (49, "jpy", True),
+    (17_500, "huf", False), (17_499, "huf", True), (1_000, "mxn", False), (999, "mxn", True),
+    (99_999_999, "usd", False), (100_000_000, "usd", True), (100_000_000, "jpy", True),
+    (1_250, "kwd", False), (1_255, "kwd", True), (1, "isk", False),
+])
+def test_stripe_refuses_charges_below_its_minimum_or_above_its_maximum(
+        amount: int, currency: str, refused: bool) -> None:
+    from processors.stripe.client import StripeProcessor
+
+    processor = StripeProcessor(api_key="sk", api_base=None, webhook_secrets=(), tolerance=300)
+    reason = processor.amount_refused(amount, currency)
+    assert (reason is not None) is refused, reason
+
+
+async def test_a_request_for_an_amount_stripe_would_refuse_is_amount_invalid(
+        paying: Service, standin: StripeStandIn) -> None:
+    await paying.invoice("inv_1", 200_000_000)
+    await paying.invoice("inv_gbp", 10_000, currency="gbp")
+    for invoice_id, amount in (("inv_1", 49), ("inv_1", 100_000_000), ("inv_gbp", 29)):
+        refused = await paying.request(invoice_id, amount, expect=422)
+        assert refused["error"]["code"] == "amount_invalid", (invoice_id, amount)
+    assert await paying.db.fetchval("select count(*) from payment_requests") == 0
+    assert await paying.db.fetchval("select count(*) from outbox") == 0
+    await paying.request("inv_1", 50)
+    await paying.request("inv_gbp", 30)
+
+
+async def test_a_pay_link_for_a_rest_stripe_would_refuse_is_a_410_to_the_invoice_page(
+        paying: Service, standin: StripeStandIn) -> None:
+    invoice = await paying.invoice("inv_1", 10_000)
+    request = await paying.request("inv_1", 5_000)
+    await paying.call("POST", "/v1/invoices/inv_1/payments",
+                      {"id": "cheque_1", "amount": 9_970, "method": "check"}, expect=201)
+    for url in (invoice["pay_url"], request["url"]):  # 0.30 USD remains: below Stripe's 0.50
+        gone = await paying.open_link(url)
+        assert gone.status == 410, await gone.text()
+        body = await gone.text()
+        assert "cannot be paid online" in body and f'href="{invoice["invoice_url"]}"' in body
+    assert standin.calls_to("/v1/checkout/sessions") == []
+
+
+async def test_a_processor_refusal_of_a_pay_link_is_a_410_not_a_503(
+        paying: Service, standin: StripeStandIn) -> None:
+    invoice = await paying.invoice("inv_1", 1_000)
+    standin.failures = [400]  # Stripe says no to this session (an amount it refuses, say)
+    gone = await paying.open_link(invoice["pay_url"])
+    assert gone.status == 410
+    body = await gone.text()
+    assert "cannot be paid online" in body and f'href="{invoice["invoice_url"]}"' in body
+    assert (await paying.open_link(invoice["pay_url"])).status == 303

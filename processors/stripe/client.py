@@ -9,6 +9,7 @@ limits, Stripe's own 5xx: try again) or `PermanentError` (a refused request).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -26,11 +27,58 @@ from core.processor import (
     SessionSpec,
     SessionState,
 )
-from ledger.money import THREE_DECIMAL
+from ledger.money import THREE_DECIMAL, exponent
 from processors.stripe.events import invoice_reference
 from processors.stripe.signature import verify
 
 MAX_ID_LENGTH = 255
+
+# Stripe's "Minimum and maximum charge amounts" (docs.stripe.com/currencies#minimum-and-
+# maximum-charge-amounts), in minor units. Stripe holds the minimum in the account's
+# settlement currency, which settle does not know: this checks the charge's own currency,
+# right for an account that settles in it. A currency missing here is left to Stripe,
+# whose refusal the pages answer too (never a 500).
+MINIMUM_CHARGE = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50,
+    "czk": 1_500, "dkk": 250, "eur": 50, "gbp": 30, "hkd": 400, "huf": 17_500, "inr": 50,
+    "jpy": 50, "mxn": 1_000, "myr": 200, "nok": 300, "nzd": 50, "pln": 200, "ron": 200,
+    "sek": 300, "sgd": 50, "thb": 1_000,
+}
+# "The amount value supports up to eight digits" ($999,999.99 for USD).
+MAXIMUM_CHARGE = 99_999_999
+
+
+def _major(amount: int, currency: str) -> str:
+    """An amount in the currency's major unit, for a person to read (0.50, 50)."""
+    digits = exponent(currency)
+    whole, fraction = divmod(amount, 10**digits)
+    return f"{whole}.{fraction:0{digits}d}" if digits else str(whole)
+
+
+# \u0000, which no PostgreSQL text or jsonb holds, and surrogates, which are never valid
+# alone (json.loads joins an escaped pair into the one character it stands for).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: jsonb refuses them too
+
+
+def _storable(event: dict[str, Any]) -> bool:
+    """No string of the event (keys included, at any depth) holds what PostgreSQL refuses.
+    A loop, not recursion: json.loads accepts nesting deeper than Python's stack."""
+    pending: list[Any] = [event]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if UNSTORABLE.search(value):
+                return False
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
 
 
 def _translated(error: stripe.StripeError) -> Exception:
@@ -88,12 +136,16 @@ class StripeProcessor:
     def parse(self, body: bytes) -> InboundEvent:
         try:
             text = body.decode("utf-8")
-            event = json.loads(text)
+            event = json.loads(text, parse_constant=_not_json)
         except (UnicodeDecodeError, ValueError, RecursionError):
             # RecursionError: tens of thousands of nested brackets.
             raise BadEvent("body is not UTF-8 JSON") from None
         if not isinstance(event, dict):
             raise BadEvent("body is not a JSON object")
+        if not _storable(event):
+            # Decided here, before the intake: PostgreSQL would refuse the row (and with it
+            # the other deliveries written in the same statement).
+            raise BadEvent("event holds \\u0000 or a lone surrogate")
         event_id, event_type = event.get("id"), event.get("type")
         for name, value in (("id", event_id), ("type", event_type)):
             if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
@@ -101,12 +153,22 @@ class StripeProcessor:
         return InboundEvent(cast(str, event_id), cast(str, event_type),
                             invoice_reference(event), text)
 
-    def amount_refused(self, amount: int, currency: str) -> str | None:
-        # Stripe charges three-decimal currencies in multiples of ten minor units.
+    def unit_refused(self, amount: int, currency: str) -> str | None:
+        # Stripe moves three-decimal currencies in multiples of ten minor units, charges
+        # and refunds alike ("the least-significant digit must be 0").
         if currency.lower() in THREE_DECIMAL and amount % 10:
             return (f"Stripe charges {currency.upper()} only in multiples of 10 "
                     f"(0.010 {currency.upper()})")
         return None
+
+    def amount_refused(self, amount: int, currency: str) -> str | None:
+        code = currency.lower()
+        least = MINIMUM_CHARGE.get(code, 1)
+        if amount < least:
+            return f"Stripe charges at least {_major(least, code)} {code.upper()}"
+        if amount > MAXIMUM_CHARGE:
+            return f"Stripe charges at most {_major(MAXIMUM_CHARGE, code)} {code.upper()}"
+        return self.unit_refused(amount, currency)
 
     # --- Checkout Sessions -----------------------------------------------------------
 
