@@ -702,10 +702,10 @@ async def test_a_message_bounced_as_busy_for_long_keeps_its_tries_and_goes_once_
     bounces = 0
     record_busy = outbox.record_busy
 
-    async def counted(*args: Any) -> None:
+    async def counted(*args: Any) -> bool:
         nonlocal bounces
         bounces += 1
-        await record_busy(*args)
+        return await record_busy(*args)
 
     monkeypatch.setattr("ledger.outbox.record_busy", counted)
 
