@@ -63,7 +63,11 @@ def run_several(count: int, serve: Callable[[], None]) -> None:
                 os._exit(code)
         children.append(pid)
 
+    stopping = False
+
     def stop(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             try:
                 os.kill(child, signal.SIGTERM)
@@ -75,14 +79,17 @@ def run_several(count: int, serve: Callable[[], None]) -> None:
     failed = False
     while children:
         pid, status = os.wait()
-        if pid in children:
-            children.remove(pid)
-            if os.waitstatus_to_exitcode(status) != 0 and not failed:
-                failed = True
-                stop(signal.SIGTERM, None)
-            elif children and not failed:
-                # One left on its own (not by our signal): take the rest down with it.
-                stop(signal.SIGTERM, None)
+        if pid not in children:
+            continue
+        children.remove(pid)
+        code = os.waitstatus_to_exitcode(status)
+        # A child still starting when told to stop ends by the signal itself: asked for.
+        if not (code == 0 or stopping and code == -signal.SIGTERM):
+            failed = True
+        if not stopping:
+            # One ended on its own: a failure, whatever its code; take the rest down with it.
+            failed = True
+            stop(signal.SIGTERM, None)
     sys.exit(1 if failed else 0)
 
 
