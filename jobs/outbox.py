@@ -88,7 +88,7 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
                                           metadata)
     if refund_id is not None:
         async with services.books.transaction() as conn:
-            await refunds.answered(conn, refund_id, made.id, made.status)
+            await refunds.answered(conn, refund_id, made.id, made.status, made_at=made.created)
     return {"refund_id": made.id, "status": made.status}
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -33,7 +34,7 @@ from core.errors import Conflict, Invalid, NotFound, PermanentError, RetryLater
 from core.tx import Books
 from ledger import money
 from ledger.credit import change_credit, locked_balance
-from ledger.facts import RefundState
+from ledger.facts import Cumulative, RefundState
 from ledger.invoices import changed
 from ledger.outbound import owe_event
 from ledger.outbox import invoice_audience, owe_email, owe_refund
@@ -86,18 +87,22 @@ async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount:
 
 
 async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id: str,
-                   status: str) -> None:
-    """The processor's answer to settle's own request (it confirms, or refuses)."""
+                   status: str, *, made_at: datetime | None = None) -> None:
+    """The processor's answer to settle's own request (it confirms, or refuses); `made_at`
+    is when the processor made the refund (its clock), when it says."""
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
     if invoice_id is None:
         return
     await lock_invoice(conn, invoice_id)
     row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
+    # A refund answered failed failed as it was made: no later report holds it.
     await conn.execute(
         """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
-                  status = $3, updated_at = now()
+                  status = $3, made_at = coalesce(made_at, $4),
+                  failed_at = least(failed_at, $5), updated_at = now()
            where id = $1""",
-        refund_id, processor_refund_id, money.later_status(row["status"], status))
+        refund_id, processor_refund_id, money.later_status(row["status"], status), made_at,
+        made_at if status in money.FAILED else None)
     await settle_payment(conn, invoice_id, row["payment_id"])
 
 
@@ -127,19 +132,24 @@ async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
 
 
 async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
-                   cumulative: int, currency: str, payment_amount: int,
+                   cumulative: Cumulative, currency: str, payment_amount: int,
                    refunds: tuple[RefundState, ...]) -> str:
-    """A payment's cumulative refunded total, with the refunds it lists (charge.refunded)."""
+    """A payment's cumulative refunded total, with the refunds it lists (charge.refunded).
+
+    The newest report is kept, by the processor's time (the larger figure on a tie, or
+    when neither says when): an older one, delivered late, changes nothing; a newer one
+    may be lower, once a refund failed (`money.refund_totals`)."""
     held = await _payment_for_report(conn, payment_id, invoice_id, currency, payment_amount)
     await conn.execute(
-        """update payments set reported_refunded = greatest(reported_refunded, $2),
-                  updated_at = now()
-           where id = $1""",
-        payment_id, cumulative)
+        """update payments set reported_refunded = $2, reported_at = $3, updated_at = now()
+           where id = $1
+             and (coalesce($3::timestamptz, '-infinity'), $2::bigint)
+                 > (coalesce(reported_at, '-infinity'), reported_refunded)""",
+        payment_id, cumulative.amount, cumulative.at)
     for refund in refunds:
         await _note(conn, held.payment, refund)
     note = await settle_payment(conn, held.invoice["id"], payment_id)
-    return f"refunded total reported {cumulative}: {note}"
+    return f"refunded total reported {cumulative.amount}: {note}"
 
 
 async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
@@ -174,25 +184,38 @@ async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
 
 
 async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: RefundState) -> None:
-    """Record one refund as the processor describes it: settle's own (by the id settle
-    put in its metadata), or one settle did not ask for."""
+    """Record one refund of this payment as the processor describes it: settle's own (by
+    the id settle put in its metadata, when that refund is of this very payment and not
+    yet tied to another processor refund), or one settle did not ask for."""
     row = await conn.fetchrow(
         """select * from refunds
-           where processor_refund_id = $1 or ($2::text is not null and id = $2)
-           order by (id = $2) desc limit 1 for update""",
-        refund.id, refund.settle_id)
+           where payment_id = $3
+             and (processor_refund_id = $1
+                  or ($2::text is not null and id = $2
+                      and (processor_refund_id is null or processor_refund_id = $1)))
+           order by (processor_refund_id = $1) desc nulls last limit 1 for update""",
+        refund.id, refund.settle_id, payment["id"])
+    # When this report says it failed: the earliest such report is when it was last seen.
+    failed_at = refund.reported_at if refund.status in money.FAILED else None
     if row is None:
-        await conn.execute(
+        inserted = await conn.fetchval(
             """insert into refunds (id, processor_refund_id, payment_id, invoice_id, amount,
-                                    purpose, status)
-               values ($1, $1, $2, $3, $4, 'external', $5) on conflict do nothing""",
-            refund.id, payment["id"], payment["invoice_id"], refund.amount, refund.status)
+                                    purpose, status, made_at, failed_at)
+               values ($1, $1, $2, $3, $4, 'external', $5, $6, $7)
+               on conflict do nothing returning true""",
+            refund.id, payment["id"], payment["invoice_id"], refund.amount, refund.status,
+            refund.created, failed_at)
+        if not inserted:
+            raise PermanentError(f"refund {refund.id} is recorded for another payment, "
+                                 f"not {payment['id']}")
         return
     await conn.execute(
         """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
-                  status = $3, updated_at = now()
+                  status = $3, made_at = coalesce(made_at, $4),
+                  failed_at = least(failed_at, $5), updated_at = now()
            where id = $1""",
-        row["id"], refund.id, money.later_status(row["status"], refund.status))
+        row["id"], refund.id, money.later_status(row["status"], refund.status), refund.created,
+        failed_at)
 
 
 # --- the books -----------------------------------------------------------------------------
@@ -212,7 +235,9 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
         invoice, payment = await _book(conn, invoice, payment, row)
     totals = money.refund_totals(payment["reported_refunded"], [
         money.RefundLine(r["amount"], r["status"], r["purpose"],
-                         r["processor_refund_id"] is not None) for r in rows])
+                         r["processor_refund_id"] is not None, made_at=r["made_at"],
+                         failed_at=r["failed_at"]) for r in rows],
+        reported_at=payment["reported_at"])
     taken = (payment["refund_from_credit"] + payment["refund_from_paid"]
              + payment["refund_unrecovered"])
     refunded = min(totals.refunded, payment["amount"])

@@ -195,6 +195,39 @@ async def test_a_credit_note_refund_goes_to_the_newest_payments_and_keeps_the_in
     assert await paying.balance() == {}
 
 
+async def test_a_credit_note_refund_reported_before_its_answer_never_reopens_the_invoice(
+        paying: Service, standin: StripeStandIn, mail: MailServer) -> None:
+    """Stripe makes the credit note's refund, its answer is lost, and a charge.refunded
+    listing no refund lands first: the refund belongs to the credit note, so the paid
+    invoice is never reopened nor paid again (§4, issue 13)."""
+    from tests.test_refund_policy import run_jobs
+
+    await paying.invoice("inv_1", 5_000)
+    await paying.deliver(session_completed("inv_1", 5_000, "pi_1"))
+    await paying.call("POST", "/v1/invoices/inv_1/credit-notes",
+                      {"id": "cn_1", "amount": 5_000, "refund": True}, expect=201)
+    standin.lose_next_refund_answer = True
+    assert await run_jobs(paying, "refund") == ["retry"]
+    await paying.deliver(charge_refunded("pi_1", 5_000, 5_000, invoice_id="inv_1"),
+                         settle=False)
+    assert await run_jobs(paying, "event") == ["processed"]
+    invoice = await paying.get_invoice("inv_1")
+    assert (invoice["status"], invoice["amount_paid"]) == ("paid", 5_000)
+    # Then the answer, from the retry under the same key.
+    await paying.db.execute("update outbox set next_attempt_at = now(), lease_until = null")
+    assert await run_jobs(paying, "refund") == ["done"]
+    await paying.settle()
+    invoice = await paying.get_invoice("inv_1")
+    assert (invoice["status"], invoice["amount_paid"], invoice["amount_remaining"]) == (
+        "paid", 5_000, 0)
+    assert invoice["credit_notes"][0]["refunded_amount"] == 5_000
+    assert invoice["payments"][0]["refunded"] == 5_000
+    assert await paying.db.fetchval("select times_paid from invoices") == 1
+    assert len(mail.of_kind("invoice_paid")) == 1
+    assert len(mail.of_kind("refund_issued")) == 1
+    assert len(standin.refunds) == 1
+
+
 async def test_a_credit_note_refund_that_fails_is_credited(paying: Service,
                                                            standin: StripeStandIn) -> None:
     await paying.invoice("inv_1", 2_000)

@@ -12,16 +12,19 @@ The books must end as the story says, whatever the order.
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import RetryLater
+from ledger import refunds
 from ledger.inbox import Policy
 from ledger.payments import apply_facts
 from processors.stripe.events import interpret
@@ -141,3 +144,66 @@ async def test_any_order_of_captures_refunds_and_failures_ends_in_the_right_book
     assert {"amount_paid": invoice["amount_paid"], "balance": balance,
             "refunded": payment["refunded"]} == story.expected(), (story, seed)
     assert balance == entries
+
+
+async def new_invoice(conn: asyncpg.Connection, total: int) -> tuple[str, str, str]:
+    suffix = uuid.uuid4().hex[:10]
+    invoice_id, payment_id, customer = f"inv_{suffix}", f"pi_{suffix}", f"cus_{suffix}"
+    await conn.execute("insert into customers (id, email) values ($1, 'p@example.com')",
+                       customer)
+    await conn.execute(
+        """insert into invoices (id, customer_id, number, currency, total, sent_at, pay_token)
+           values ($1, $2, $1, 'usd', $3, now(), $1)""",
+        invoice_id, customer, total)
+    return invoice_id, payment_id, customer
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
+async def test_a_report_after_a_failure_counts_the_new_refund_whatever_the_order(
+        db: asyncpg.Pool, order: tuple[int, ...]) -> None:
+    """The review's story (issue 12.3): 500 reported for refund R1, R1 fails, then 300
+    reported for a new refund R2; neither report lists its refunds. Refunded: 300."""
+    t = 1_780_000_000
+    async with db.acquire() as conn:
+        invoice_id, payment_id, _ = await new_invoice(conn, 1_000)
+        r1 = refund_object(f"re_{payment_id}_1", payment_id, 500, "failed", created=t + 1)
+        story = [
+            session_completed(invoice_id, 1_000, payment_id),
+            charge_refunded(payment_id, 1_000, 500, invoice_id=invoice_id, created=t + 1),
+            refund_event("refund.failed", r1, created=t + 2),
+            charge_refunded(payment_id, 1_000, 300, invoice_id=invoice_id, created=t + 3),
+        ]
+        await deliver(conn, [story[n] for n in order])
+        payment = await conn.fetchrow("select refunded from payments where id = $1",
+                                      payment_id)
+        paid = await conn.fetchval("select amount_paid from invoices where id = $1",
+                                   invoice_id)
+    assert (payment["refunded"], paid) == (300, 700)
+
+
+async def test_a_refund_naming_a_refund_of_another_payment_is_not_that_refund(
+        db: asyncpg.Pool) -> None:
+    """A refund of payment B whose metadata names settle's refund of payment A (copied,
+    or a duplicate) is B's own refund, made elsewhere; A's refund still waits (issue 13)."""
+    async with db.acquire() as conn:
+        invoice_a, payment_a, _ = await new_invoice(conn, 1_000)
+        invoice_b, payment_b, _ = await new_invoice(conn, 1_000)
+        await deliver(conn, [session_completed(invoice_a, 1_000, payment_a),
+                             session_completed(invoice_b, 1_000, payment_b)])
+        async with conn.transaction():
+            held = await refunds.lock(conn, payment_a)
+            assert held is not None
+            await refunds.ask(conn, held, refund_id=f"rf_{payment_a}", amount=400,
+                              purpose="merchant")
+        other = refund_object(f"re_{payment_b}", payment_b, 400, "succeeded",
+                              settle_refund=f"rf_{payment_a}")
+        await deliver(conn, [refund_event("refund.updated", other)])
+        mine = await conn.fetchrow("select status, processor_refund_id from refunds "
+                                   "where id = $1", f"rf_{payment_a}")
+        paid = {r["id"]: r["amount_paid"] for r in await conn.fetch(
+            "select id, amount_paid from invoices where id = any($1)", [invoice_a, invoice_b])}
+        refunded = {r["id"]: r["refunded"] for r in await conn.fetch(
+            "select id, refunded from payments where id = any($1)", [payment_a, payment_b])}
+    assert (mine["status"], mine["processor_refund_id"]) == ("requested", None)
+    assert paid == {invoice_a: 1_000, invoice_b: 600}
+    assert refunded == {payment_a: 0, payment_b: 400}
