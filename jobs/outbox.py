@@ -67,8 +67,11 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
                                    budget: float, record: Record) -> dict[str, Any]:
     """Ask the processor for a refund; its answer moves the books (`ledger.refunds`).
 
-    A retry once the idempotency key may be forgotten first asks whether the
+    Once the idempotency key may be forgotten, every attempt first asks whether the
     refund already happened: the key lasts 24 hours, the refund's metadata for ever.
+    That is decided by the row's age, never by its attempts: an operator's retry
+    (`ledger.backlog.retry_outbox`) counts attempts from 0 again, and the first
+    attempt of a row owed long ago (a worker down for a day) is as old.
     """
     processor = _processor(services, payload).processor
     refund_id = payload.get("refund_id")
@@ -82,7 +85,7 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
                 "settle_reason": payload.get("reason", "")}
     async with asyncio.timeout(budget):
         made = await processor.find_refund(payload["payment_id"], key) \
-            if payload["attempt"] > 1 and payload["age"] > KEY_FORGOTTEN_AFTER else None
+            if payload["age"] > KEY_FORGOTTEN_AFTER else None
         if made is None:
             made = await processor.refund(payload["payment_id"], payload["amount"], key,
                                           metadata)

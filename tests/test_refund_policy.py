@@ -174,6 +174,31 @@ async def test_an_old_refund_asks_before_it_is_retried(
     assert (payment["credited"], payment["refunded"]) == (0, 500)
 
 
+async def test_an_operators_retry_of_an_old_refund_asks_before_it_refunds(
+        refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
+    """An operator's retry starts the attempts again at 0; the row is still older than
+    the idempotency key: settle asks the processor first and refunds once (issue 12.4)."""
+    standin.lose_next_refund_answer = True
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"), settle=False)
+    assert await run_jobs(refunding, "event") == ["processed"]
+    assert await run_jobs(refunding, "refund") == ["retry"]
+    assert len(standin.refunds) == 1
+    # It ended failed a day later (the processor could not be asked); Stripe has
+    # forgotten the key; an operator retries the row.
+    standin.forget_idempotency_keys()
+    outbox_id = await db.fetchval(
+        """update outbox set status = 'failed', done_at = now(), lease_until = null,
+                  created_at = now() - interval '25 hours'
+           where kind = 'refund' returning id""")
+    await refunding.call("POST", f"/v1/ops/outbox/{outbox_id}/retry", expect=202)
+    assert await db.fetchval("select attempts from outbox where id = $1", outbox_id) == 0
+    assert await run_jobs(refunding, "refund") == ["done"]
+    assert len(standin.refunds) == 1
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 500)
+
+
 def test_a_worker_with_policy_refund_and_no_api_key_stops_at_start(settings: Settings) -> None:
     import subprocess
 
