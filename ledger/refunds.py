@@ -68,15 +68,35 @@ async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount:
               request: str | None = None) -> None:
     """Ask for a refund of a (locked) payment: through the processor after the commit
     (the refund's id is its idempotency key), or at once for a manual payment."""
+    if not await claim(conn, held, refund_id=refund_id, amount=amount, purpose=purpose,
+                       reason=reason, credit_note_id=credit_note_id, request=request):
+        # settle makes these ids itself, once per capture or credit note.
+        raise PermanentError(f"refund {refund_id} was already asked for")
+    await carry_out(conn, held, refund_id=refund_id, amount=amount, purpose=purpose)
+
+
+async def claim(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+                purpose: str, reason: str | None = None, credit_note_id: str | None = None,
+                request: str | None = None) -> bool:
+    """The refund's row, under its id, in one statement; False when the id is taken (a
+    concurrent call with it waits for the first to commit, then finds it taken)."""
     payment = held.payment
-    manual = payment["source"] == "manual"
-    await conn.execute(
+    claimed: bool = await conn.fetchval(
         """insert into refunds (id, payment_id, invoice_id, amount, purpose, status,
                                 credit_note_id, reason, request)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           on conflict (id) do nothing returning true""",
         refund_id, payment["id"], payment["invoice_id"], amount, purpose,
-        "succeeded" if manual else "requested", credit_note_id, reason, request)
-    if manual:
+        "succeeded" if payment["source"] == "manual" else "requested", credit_note_id, reason,
+        request) or False
+    return claimed
+
+
+async def carry_out(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+                    purpose: str) -> None:
+    """A claimed refund happens: at once for a manual payment, else owed to the processor."""
+    payment = held.payment
+    if payment["source"] == "manual":
         await settle_payment(conn, held.invoice["id"], payment["id"])
     else:
         # The refund's id is the processor's idempotency key; the outbox row's own key
@@ -107,7 +127,8 @@ async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id
 
 
 async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None:
-    """The processor would not make it (or 24 hours of trying passed): it never happens."""
+    """The processor would not make it (or, after 24 hours of trying, says it never made
+    it): it never happens."""
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
     if invoice_id is None:
         return
@@ -399,25 +420,28 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
     """A merchant's refund of a payment; (the refund, created?). It moves the books once,
     when the processor confirms it (at once for a manual payment), by the refund rule."""
     async with books.transaction() as conn:
-        existing = await conn.fetchrow("select * from refunds where id = $1", data.id)
-        if existing is not None:
-            check_same_request(existing, "payment_id", payment_id, data.request, "refund", data.id)
-            return refund_view(existing), False
         held = await lock(conn, payment_id)
         if held is None:
             raise NotFound("payment", payment_id)
+        # What may be refunded is read before the claim, so the claimed row is not in it.
+        left = await refundable(conn, held.payment)
+        # The id is claimed first, in one statement (as `payments.record_manual` does): of
+        # calls racing with one id, one passes; the others, once it commits, answer what it
+        # made (the same body) or 409. A refusal below rolls the claim back.
+        if not await claim(conn, held, refund_id=data.id, amount=data.amount,
+                           purpose="merchant", reason=data.reason,
+                           request=json.dumps(data.request)):
+            existing = await conn.fetchrow("select * from refunds where id = $1", data.id)
+            check_same_request(existing, "payment_id", payment_id, data.request, "refund",
+                               data.id)
+            return refund_view(existing), False
         if held.payment["source"] != "manual" and not processor_configured:
             raise Conflict("processor_not_configured",
                            "refunds of processor payments need STRIPE_API_KEY")
-        left = await refundable(conn, held.payment)
         if data.amount > left:
             raise Invalid("amount_exceeds_refundable",
                           f"{left} of this payment may still be refunded")
-        try:
-            await ask(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant",
-                      reason=data.reason, request=json.dumps(data.request))
-        except asyncpg.UniqueViolationError:  # the same id, a moment earlier
-            raise Conflict("id_conflict", f"refund {data.id!r} exists") from None
+        await carry_out(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant")
         row = await conn.fetchrow("select * from refunds where id = $1", data.id)
         return refund_view(row), True
 

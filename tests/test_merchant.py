@@ -3,6 +3,7 @@ notes, credit adjustments and the credit ledger, invoice lists, no processor no 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from typing import Any
 
@@ -386,13 +387,66 @@ async def test_a_repeated_post_is_a_no_op_and_another_body_a_conflict(
     assert first.status in (201, 202)
     again = await paying.client.post(path, json=body, headers={"Authorization":
                                                                 "Bearer test-token"})
-    assert again.status == (202 if first.status == 202 else 200)
+    # §5: the same body again answers 200 with the same object (a refund's too: it was
+    # asked for once, with 202).
+    assert again.status == 200
     assert await again.json() == await first.json()
     conflict = await paying.call("POST", path, {**body, **changed}, expect=409)
     assert conflict["error"]["code"] == "id_conflict"
     before = await paying.get_invoice("inv_1")
     await paying.client.post(path, json=body, headers={"Authorization": "Bearer test-token"})
     assert await paying.get_invoice("inv_1") == before
+
+
+async def post(svc: Service, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    answer = await svc.client.post(path, json=body,
+                                   headers={"Authorization": "Bearer test-token"})
+    return answer.status, await answer.json()
+
+
+@pytest.mark.parametrize("path,body,new", [
+    ("/v1/invoices/inv_1/credit-notes", {"id": "x_1", "amount": 100}, 201),
+    ("/v1/customers/cus_1/credit-adjustments",
+     {"id": "x_1", "amount": 100, "currency": "usd", "reason": "r"}, 201),
+    ("/v1/payments/m_0/refunds", {"id": "x_1", "amount": 100}, 202),
+    ("/v1/payments/pi_0/refunds", {"id": "x_1", "amount": 100}, 202),
+])
+async def test_concurrent_repeats_of_one_post_make_one_object_and_answer_it_to_each(
+        paying: Service, path: str, body: dict[str, Any], new: int) -> None:
+    """The id is claimed in one statement: of calls racing with one id and body, one
+    creates and the others answer 200 with the same object (§5, issue 13)."""
+    await paying.invoice("inv_1", 10_000)
+    await paying.call("POST", "/v1/invoices/inv_1/payments",
+                      {"id": "m_0", "amount": 1_000, "method": "cash"}, expect=201)
+    await paying.deliver(session_completed("inv_1", 1_000, "pi_0"))
+    before = await paying.balance()
+    answers = await asyncio.gather(*(post(paying, path, body) for _ in range(4)))
+    assert sorted(status for status, _ in answers) == [200, 200, 200, new], answers
+    assert all(answer == answers[0][1] for _, answer in answers)
+    invoice = await paying.get_invoice("inv_1")
+    if "credit-notes" in path:
+        assert (len(invoice["credit_notes"]), invoice["amount_credit_noted"]) == (1, 100)
+    elif "credit-adjustments" in path:
+        assert await paying.balance() == {"usd": before.get("usd", 0) + 100}
+    else:
+        assert await paying.db.fetchval("select count(*) from refunds where id = 'x_1'") == 1
+
+
+@pytest.mark.parametrize("kind", ["credit-notes", "refunds"])
+async def test_one_id_posted_at_once_for_two_objects_is_one_conflict_never_a_500(
+        paying: Service, kind: str) -> None:
+    for n in (1, 2):
+        await paying.invoice(f"inv_{n}", 10_000)
+        await paying.call("POST", f"/v1/invoices/inv_{n}/payments",
+                          {"id": f"m_{n}", "amount": 1_000, "method": "cash"}, expect=201)
+    paths = [f"/v1/invoices/inv_{n}/credit-notes" if kind == "credit-notes"
+             else f"/v1/payments/m_{n}/refunds" for n in (1, 2)]
+    answers = await asyncio.gather(*(post(paying, path, {"id": "x_1", "amount": 100})
+                                     for path in paths))
+    assert sorted(status for status, _ in answers) == [201 if kind == "credit-notes" else 202,
+                                                        409], answers
+    [conflict] = [answer for status, answer in answers if status == 409]
+    assert conflict["error"]["code"] == "id_conflict"
 
 
 # --- bad input -------------------------------------------------------------------------------
