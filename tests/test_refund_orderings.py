@@ -1,13 +1,16 @@
 """Refunds tracked by refund id: any order of capture, refund and refund-failure
 events, each delivered any number of times, ends in the right books (CONTRACT §3, §4).
 
-Hypothesis writes a story as Stripe would tell it (a capture; refunds made one
-after another, some of which fail later; each refund announced by a
-`charge.refunded` listing the refunds so far with the cumulative total, each
-failure by `refund.failed`), then delivers its events shuffled and duplicated
-to the real ledger in PostgreSQL, through the Stripe package's own reading of
-them. An event for a payment not yet known is retried later, as the inbox does.
-The books must end as the story says, whatever the order.
+Hypothesis writes a story as Stripe would tell it (a capture, by Checkout and
+by its PaymentIntent; refunds made one after another, some of which fail or
+are canceled later; each refund announced by a `charge.refunded` with the
+cumulative total, listing the refunds so far or, as Stripe does by default
+now, none; each failure by `refund.failed`, `refund.updated` or
+`charge.refund.updated`), each event stamped with its moment on Stripe's clock,
+a second apart, then delivers its events shuffled and duplicated to the real
+ledger in PostgreSQL, through the Stripe package's own reading of them. An
+event for a payment not yet known is retried later, as the inbox does. The
+books must end as the story says, whatever the order.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ from sandbox.events import (
     session_completed,
 )
 
+# How Stripe tells that a refund did not happen, and the statuses each may carry.
+FAILURES = [("refund.failed", "failed"), ("refund.updated", "failed"),
+            ("refund.updated", "canceled"), ("charge.refund.updated", "failed"),
+            ("charge.refund.updated", "canceled")]
+# Stripe's clock when a story starts: one event a second after it.
+STORY_START = 1_780_000_000
+
 
 @dataclass
 class Story:
@@ -43,30 +53,39 @@ class Story:
     captured: int
     refunds: list[tuple[int, bool]]  # (amount, fails later)
     order: list[int]  # where each failure happens among the other steps
+    listed: list[bool]  # whether each refund's charge.refunded lists the refunds so far
+    failures: list[int]  # how each failure is told (an index into FAILURES)
 
     def events(self, invoice_id: str, payment_id: str) -> list[dict[str, Any]]:
+        clock = itertools.count(STORY_START)
         out = [session_completed(invoice_id, self.captured, payment_id),
                payment_intent_succeeded(invoice_id, self.captured, payment_id)]
         made: list[dict[str, Any]] = []
-        failures: list[dict[str, Any]] = []
+        failing: list[dict[str, Any]] = []
+        told = iter(self.failures)
+
+        def fail(refund: dict[str, Any]) -> None:
+            kind, status = FAILURES[next(told, 0) % len(FAILURES)]
+            refund["status"] = status
+            out.append(refund_event(kind, refund, created=next(clock)))
+
         for n, (amount, fails) in enumerate(self.refunds):
-            refund = refund_object(f"re_{payment_id}_{n}", payment_id, amount, "succeeded")
+            now = next(clock)
+            refund = refund_object(f"re_{payment_id}_{n}", payment_id, amount, "succeeded",
+                                   created=now)
             made.append(refund)
-            listed = [dict(r) for r in made]
+            listed = [dict(r) for r in made] if self.listed[n % len(self.listed)] else []
             out.append(charge_refunded(
                 payment_id, self.captured,
                 sum(r["amount"] for r in made if r["status"] == "succeeded"),
-                invoice_id=invoice_id, refunds=listed))
+                invoice_id=invoice_id, refunds=listed, created=now))
             if fails:
-                failures.append(refund)
+                failing.append(refund)
             # Failures happen after their refund was made, at a point the story chose.
-            while failures and self.order and self.order.pop() % 2 == 0:
-                failed = failures.pop(0)
-                failed["status"] = "failed"
-                out.append(refund_event("refund.failed", failed))
-        for failed in failures:
-            failed["status"] = "failed"
-            out.append(refund_event("refund.failed", failed))
+            while failing and self.order and self.order.pop() % 2 == 0:
+                fail(failing.pop(0))
+        for refund in failing:
+            fail(refund)
         return out
 
     def expected(self) -> dict[str, int]:
@@ -93,7 +112,9 @@ def stories(draw: st.DrawFn) -> Story:
         # but only once they have failed: keep it simple and never over the capture).
         left -= amount
     order = draw(st.lists(st.integers(0, 3), max_size=8))
-    return Story(total, captured, refunds, order)
+    listed = draw(st.lists(st.booleans(), min_size=1, max_size=4))
+    failures = draw(st.lists(st.integers(0, len(FAILURES) - 1), max_size=4))
+    return Story(total, captured, refunds, order, listed, failures)
 
 
 async def deliver(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> None:
