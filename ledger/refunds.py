@@ -115,7 +115,7 @@ async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id
         return
     await lock_invoice(conn, invoice_id)
     row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
-    # A refund answered failed failed as it was made: no later report holds it.
+    # One the processor answers as failed failed as it was made: no later report holds it.
     await conn.execute(
         """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
                   status = $3, made_at = coalesce(made_at, $4),
@@ -216,7 +216,7 @@ async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: Refun
                       and (processor_refund_id is null or processor_refund_id = $1)))
            order by (processor_refund_id = $1) desc nulls last limit 1 for update""",
         refund.id, refund.settle_id, payment["id"])
-    # When this report says it failed: the earliest such report is when it was last seen.
+    # A report that it failed bounds when it failed: the earliest such report is kept.
     failed_at = refund.reported_at if refund.status in money.FAILED else None
     if row is None:
         inserted = await conn.fetchval(
