@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -96,6 +97,8 @@ class PaymentState:
 class RefundMade:
     id: str
     status: str  # pending, succeeded, failed, canceled, requires_action
+    # When the processor made it (its clock): tells which refund reports can hold it.
+    created: datetime | None = None
 
 
 class Processor(Protocol):

@@ -58,20 +58,23 @@ async def record_payment(request: web.Request) -> web.Response:
         received_at=data.received_at, request=data.model_dump(mode="json"))))
 
 
-@ROUTES.post("/v1/payments/{id}/refunds", body=RefundIn, answers={202: Refund}, on=Payment,
+@ROUTES.post("/v1/payments/{id}/refunds", body=RefundIn, answers={200: Refund, 202: Refund},
+             on=Payment,
              refs={"amount": (Payment, "amount")},
              errors={409: ("id_conflict", "processor_not_configured"),
                      422: ("amount_exceeds_refundable", "amount_invalid")})
 async def refund_payment(request: web.Request) -> web.Response:
     """Refund a payment: through the processor (the refund's id its idempotency key), or at
-    once for a manual one."""
+    once for a manual one.
+
+    202 when asked for; the same id and body again is 200 with the same refund.
+    """
     data = await body(request, RefundIn)
     processor = services(request).processor
-    refund, _ = await refunds.request_refund(
+    return created(await refunds.request_refund(
         books(request), path_id(request),
         refunds.RefundRequest(data.id, data.amount, data.reason, data.model_dump(mode="json")),
-        processor.configured, unit_refused=processor.unit_refused)
-    return web.json_response(refund, status=202)
+        processor.configured, unit_refused=processor.unit_refused), status=202)
 
 
 @ROUTES.get("/v1/refunds/{id}", answers={200: Refund}, on=Refund)

@@ -13,7 +13,9 @@ slow database does not turn an effect that happened into one done again.
 A performer raises `PermanentError` for a failure that will not pass
 (recorded, not retried); anything else is retried with backoff for up to
 GIVE_UP_AFTER (from when it was owed, or from an operator's retry), then
-recorded as failed (listed for operators, retryable).
+recorded as failed (listed for operators, retryable). A refund asks the
+processor first whether it happened after all (`LAST_LOOK`), so that a refund
+made is never also credited.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import logging
 import random
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +37,7 @@ from arq import ArqRedis, Retry
 
 from core import mail, metrics
 from core.errors import PermanentError, describe, is_transient
+from core.processor import RefundMade
 from core.queue import FUNCTIONS, job_id
 from core.retry import backoff
 from core.services import Services, WorkerContext
@@ -74,8 +78,11 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
                                    budget: float, record: Record) -> dict[str, Any]:
     """Ask the processor for a refund; its answer moves the books (`ledger.refunds`).
 
-    A retry once the idempotency key may be forgotten first asks whether the
+    Once the idempotency key may be forgotten, every attempt first asks whether the
     refund already happened: the key lasts 24 hours, the refund's metadata for ever.
+    That is decided by the row's age, never by its attempts: an operator's retry
+    (`ledger.backlog.retry_outbox`) counts attempts from 0 again, and the first
+    attempt of a row owed long ago (a worker down for a day) is as old.
     """
     processor = _processor(services, payload).processor
     refund_id = payload.get("refund_id")
@@ -89,14 +96,35 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
                 "settle_reason": payload.get("reason", "")}
     async with asyncio.timeout(budget):
         made = await processor.find_refund(payload["payment_id"], key) \
-            if payload["attempt"] > 1 and payload["age"] > KEY_FORGOTTEN_AFTER else None
+            if payload["age"] > KEY_FORGOTTEN_AFTER else None
         if made is None:
             made = await processor.refund(payload["payment_id"], payload["amount"], key,
                                           metadata)
+    return await _book_answer(services, refund_id, made)
+
+
+async def _book_answer(services: Services, refund_id: str | None,
+                       made: RefundMade) -> dict[str, Any]:
+    """The processor's answer moves the books, in a short transaction of its own."""
     if refund_id is not None:
         async with services.books.transaction() as conn:
-            await refunds.answered(conn, refund_id, made.id, made.status)
+            await refunds.answered(conn, refund_id, made.id, made.status, made_at=made.created)
     return {"refund_id": made.id, "status": made.status}
+
+
+async def refund_last_look(services: Services, payload: dict[str, Any], key: str,
+                           budget: float) -> dict[str, Any] | None:
+    """Before a refund is given up after a day of errors: did the processor make it after
+    all (the last try may have made it and lost the answer)? Asked with no transaction
+    open, by the idempotency key in the refund's metadata; what it made is booked, and
+    None when it made nothing (the books may then fall back to credit)."""
+    processor = _processor(services, payload).processor
+    async with asyncio.timeout(budget):
+        made = await processor.find_refund(payload["payment_id"],
+                                           payload.get("idempotency_key", key))
+    if made is None:
+        return None
+    return await _book_answer(services, payload.get("refund_id"), made)
 
 
 async def refund_given_up(conn: asyncpg.Connection, payload: dict[str, Any],
@@ -192,6 +220,14 @@ PERFORMERS: dict[str, Performer] = {
 GIVEN_UP: dict[str, Callable[[asyncpg.Connection, dict[str, Any], str], Awaitable[None]]] = {
     "refund": refund_given_up,
 }
+# Asked before an effect is given up after GIVE_UP_AFTER of errors, with no transaction
+# open: whether it happened after all (its result, then recorded done), or not (None).
+# A look that fails leaves the effect failed for an operator, without the GIVEN_UP
+# fallback: a refund that may have happened is never also credited.
+LAST_LOOK: dict[str, Callable[[Services, dict[str, Any], str, float],
+                              Awaitable[dict[str, Any] | None]]] = {
+    "refund": refund_last_look,
+}
 
 
 # arq cancels a job JOB_TIMEOUT_SECONDS after it starts; everything here ends this much
@@ -268,6 +304,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
                         raise
                 await asyncio.sleep(min(backoff(attempt), 2.0) / 2)
 
+    started = time.monotonic()
     try:
         perform = PERFORMERS.get(row["kind"])
         if perform is None:
@@ -297,12 +334,27 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         if row["kind"] == "webhook":
             too_old = row["attempts"] > len(schedule)
         if isinstance(exc, PermanentError) or too_old:
+            fall_back = True
+            look = None if isinstance(exc, PermanentError) else LAST_LOOK.get(row["kind"])
+            if look is not None:
+                left = max(1.0, budget - (time.monotonic() - started))
+                try:
+                    found = await look(services, row["payload"], row["key"], left)
+                except Exception as unknown:
+                    fall_back = False
+                    reason = (f"{reason}; whether it happened is unknown "
+                              f"({describe(unknown)}): retry it to ask again")
+                else:
+                    if found is not None:
+                        await record(found)
+                        log.info("side effect done", extra=facts)
+                        return "done"
             async with services.books.transaction() as conn:
                 # The books give up on the effect only with the row, by its holder.
                 if not await outbox.record_failed(conn, outbox_id, token, reason):
                     return lease_lost(facts)
                 given_up = GIVEN_UP.get(row["kind"])
-                if given_up is not None:
+                if given_up is not None and fall_back:
                     await given_up(conn, row["payload"], reason)
             log.error("side effect failed", extra={**facts, "reason": reason})
             return "failed"

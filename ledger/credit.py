@@ -43,11 +43,7 @@ async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: st
     arithmetic error fails the transaction instead of minting money.
     """
     await locked_balance(conn, customer_id, currency)
-    balance: int = await conn.fetchval(
-        """update credit_balances set balance = balance + $3
-           where customer_id = $1 and currency = $2 returning balance""",
-        customer_id, currency, amount,
-    )
+    balance = await _move(conn, customer_id, currency, amount)
     await conn.execute(
         """insert into credit_entries (customer_id, currency, amount, kind, payment_id,
                                        invoice_id, credit_note_id, ref, reason, request,
@@ -58,6 +54,16 @@ async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: st
     )
     await owe_event(conn, "customer.credit_changed", customer_id=customer_id,
                     invoice_id=invoice_id)
+    return balance
+
+
+async def _move(conn: asyncpg.Connection, customer_id: str, currency: str, amount: int) -> int:
+    """Add a signed amount to a (locked) balance; the new balance."""
+    balance: int = await conn.fetchval(
+        """update credit_balances set balance = balance + $3
+           where customer_id = $1 and currency = $2 returning balance""",
+        customer_id, currency, amount,
+    )
     return balance
 
 
@@ -94,23 +100,35 @@ class Adjustment:
 async def adjust(books: Books, customer_id: str, data: Adjustment) -> tuple[dict[str, Any], bool]:
     """Give or take credit by hand; (the entry, created?). Never below zero."""
     async with books.transaction() as conn:
-        existing = await conn.fetchrow("select * from credit_entries where ref = $1", data.id)
-        if existing is not None:
-            check_same_request(existing, "customer_id", customer_id, data.request, "adjustment",
-                               data.id)
-            return entry_view(existing), False
         if not await conn.fetchval("select 1 from customers where id = $1", customer_id):
             raise NotFound("customer", customer_id)
         balance = await locked_balance(conn, customer_id, data.currency)
+        # The id is claimed first, in one statement (as `payments.record_manual` does): of
+        # calls racing with one id, one passes; the others, once it commits, answer its
+        # entry (the same body) or 409. The entry holds the balance before it until the
+        # balance moves below; a refusal rolls the claim back.
+        entry_id = await conn.fetchval(
+            """insert into credit_entries (customer_id, currency, amount, kind, ref, reason,
+                                           request, balance_after)
+               values ($1, $2, $3, 'adjustment', $4, $5, $6, $7)
+               on conflict (ref) do nothing returning id""",
+            customer_id, data.currency, data.amount, data.id, data.reason,
+            json.dumps(data.request), balance)
+        if entry_id is None:
+            existing = await conn.fetchrow("select * from credit_entries where ref = $1",
+                                           data.id)
+            check_same_request(existing, "customer_id", customer_id, data.request, "adjustment",
+                               data.id)
+            return entry_view(existing), False
         if balance + data.amount < 0:
             raise Conflict("insufficient_credit",
                            f"the customer holds {balance} in {data.currency}")
-        try:
-            await change_credit(conn, customer_id, data.currency, data.amount, "adjustment",
-                                ref=data.id, reason=data.reason, request=json.dumps(data.request))
-        except asyncpg.UniqueViolationError:  # the same id, a moment earlier
-            raise Conflict("id_conflict", f"adjustment {data.id!r} exists") from None
-        row = await conn.fetchrow("select * from credit_entries where ref = $1", data.id)
+        after = await _move(conn, customer_id, data.currency, data.amount)
+        row = await conn.fetchrow(
+            "update credit_entries set balance_after = $2 where id = $1 returning *",
+            entry_id, after)
+        await owe_event(conn, "customer.credit_changed", customer_id=customer_id,
+                        invoice_id=None)
         return entry_view(row), True
 
 

@@ -43,8 +43,18 @@ async def issue(books: Books, invoice_id: str,
     no-op; another body under the same id is a conflict."""
     async with books.transaction() as conn:
         invoice = await locked(conn, invoice_id)
-        existing = await conn.fetchrow("select * from credit_notes where id = $1", data.id)
-        if existing is not None:
+        # The id is claimed first, in one statement: two calls with one id (on this invoice
+        # or another) never both pass, and a repeat waits for the first and answers it. The
+        # split is written once the note is known to be new; a refusal rolls the claim back.
+        claimed = await conn.fetchval(
+            """insert into credit_notes (id, invoice_id, amount, pre_payment_amount,
+                                         post_payment_amount, refund, reason, request)
+               values ($1, $2, $3, $3, 0, $4, $5, $6)
+               on conflict (id) do nothing returning true""",
+            data.id, invoice_id, data.amount, data.refund, data.reason,
+            json.dumps(data.request))
+        if not claimed:
+            existing = await conn.fetchrow("select * from credit_notes where id = $1", data.id)
             check_same_request(existing, "invoice_id", invoice_id, data.request, "credit note",
                                data.id)
             return credit_note_view(existing), False
@@ -53,7 +63,7 @@ async def issue(books: Books, invoice_id: str,
         earlier = await conn.fetchrow(
             """select coalesce(sum(amount), 0) as amount,
                       coalesce(sum(post_payment_amount), 0) as post
-               from credit_notes where invoice_id = $1""", invoice_id)
+               from credit_notes where invoice_id = $1 and id <> $2""", invoice_id, data.id)
         returnable = invoice["amount_paid"] + invoice["amount_credited"] - earlier["post"]
         split = money.split_credit_note(data.amount, left=remaining_of(invoice),
                                         returnable=max(0, returnable))
@@ -66,11 +76,9 @@ async def issue(books: Books, invoice_id: str,
             raise Conflict("processor_not_configured",
                            "refunds through the processor need STRIPE_API_KEY")
         await conn.execute(
-            """insert into credit_notes (id, invoice_id, amount, pre_payment_amount,
-                                         post_payment_amount, refund, reason, request)
-               values ($1, $2, $3, $4, $5, $6, $7, $8)""",
-            data.id, invoice_id, data.amount, split.pre_payment, split.post_payment,
-            data.refund, data.reason, json.dumps(data.request))
+            """update credit_notes set pre_payment_amount = $2, post_payment_amount = $3
+               where id = $1""",
+            data.id, split.pre_payment, split.post_payment)
         if split.pre_payment:
             await conn.execute(
                 "update invoices set amount_credit_noted = amount_credit_noted + $2 where id = $1",

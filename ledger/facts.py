@@ -8,6 +8,7 @@ processor's payload.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +67,30 @@ class RefundState:
     amount: int
     status: str  # requires_action, pending, succeeded, failed, canceled
     settle_id: str | None = None
+    # On the processor's clock: when it made the refund, and when it said this status.
+    created: datetime | None = None
+    reported_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cumulative:
+    """A payment's cumulative refunded total as the processor reported it, and when (its
+    clock; None when the report did not say): a newer report may be lower, after a
+    refund failed (`ledger.money.refund_totals`)."""
+
+    amount: int
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Refunded:
-    """The processor's cumulative refunded total for a payment (never lowered by an
-    older report), with the refunds the report lists. `invoice_id` is None when the
+    """The processor's cumulative refunded total for a payment (an older report never
+    lowers it), with the refunds the report lists. `invoice_id` is None when the
     report does not name the invoice."""
 
     payment_id: str
     invoice_id: str | None
-    cumulative: int
+    cumulative: Cumulative
     currency: str
     payment_amount: int
     refunds: tuple[RefundState, ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 InvoiceStatus = Literal["void", "draft", "paid", "overdue", "partially_paid", "sent"]
@@ -84,6 +84,10 @@ class RefundLine:
     status: str
     purpose: str  # external, merchant, excess, credit_note
     at_processor: bool  # the processor knows it (it has the processor's id)
+    # On the processor's clock, when known: when it made the refund, and the earliest
+    # report that it had failed or was canceled.
+    made_at: datetime | None = None
+    failed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +96,56 @@ class RefundTotals:
     by_rule: int  # of which the refund rule takes back from credit and the invoice
 
 
-def refund_totals(reported: int, lines: list[RefundLine]) -> RefundTotals:
-    """A payment's refunds from what the processor reported (`reported`, the largest
-    cumulative amount_refunded seen) and the refunds known one by one.
+def in_report(line: RefundLine, reported_at: datetime | None) -> bool:
+    """Whether a cumulative figure the processor reported at `reported_at` may hold this
+    refund: the processor knows it, and its times do not prove it absent (made after the
+    report, or reported failed before it). Without times, it may."""
+    if not line.at_processor:
+        return False
+    if reported_at is None:
+        return True
+    if line.made_at is not None and line.made_at > reported_at:
+        return False
+    return line.failed_at is None or line.failed_at >= reported_at
 
-    Each refund counts while confirmed and not failed; a cumulative figure may
-    include refunds known only through it, less those known to have failed since.
+
+def refund_totals(reported: int, lines: list[RefundLine], *,
+                  reported_at: datetime | None = None) -> RefundTotals:
+    """A payment's refunds from the processor's newest cumulative report (`reported`,
+    amount_refunded as of `reported_at`) and the refunds known one by one.
+
+    Stripe's amount_refunded is the sum of the charge's refunds not failed or
+    canceled at that moment: it goes down when a refund fails, and an event may
+    list no refund at all. So the largest figure ever seen is not the truth (500
+    reported, that refund failed, 300 reported for a new one: 300, not 0); the
+    newest is, as of its moment. "An older event never lowers it" is read that
+    way: a report older than the one kept changes nothing (`ledger.refunds`
+    keeps the newest by the processor's event time, the larger on a tie), a
+    newer one may lower it.
+
+    Each known refund counts while confirmed and not failed. Of the newest
+    report, the known refunds that may be in it explain their part; a refund is
+    taken to be in it unless the processor's times prove otherwise, so an
+    ambiguity (a failure in the very second of a report) never invents a refund
+    nobody listed: at worst one is counted when the next report comes. What the
+    report holds beyond that was made without settle hearing of it one by one:
+    first settle's own refunds of an overpayment or a credit note asked for and
+    not answered yet (the webhook can beat the answer), which belong to their
+    purpose and are counted once confirmed; the rest was made elsewhere (the
+    processor's dashboard) and falls under the refund rule. A merchant's refund
+    not answered yet needs no such care: it is under the rule either way, and
+    its answer only moves its part from "elsewhere" to "known".
     The same reports in any order give the same totals (§3).
     """
     counted = sum(line.amount for line in lines if line.status in COUNTED)
-    failed = sum(line.amount for line in lines if line.status in FAILED and line.at_processor)
-    refunded = max(counted, reported - failed)
     held = sum(line.amount for line in lines
                if line.status in COUNTED and line.purpose in NOT_BY_RULE)
-    return RefundTotals(refunded, max(0, refunded - held))
+    explained = sum(line.amount for line in lines if in_report(line, reported_at))
+    awaited = sum(line.amount for line in lines
+                  if line.status == "requested" and line.purpose in NOT_BY_RULE)
+    elsewhere = max(0, reported - explained - awaited)
+    refunded = counted + elsewhere
+    return RefundTotals(refunded, refunded - held)
 
 
 @dataclass(frozen=True, slots=True)

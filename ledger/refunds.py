@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -34,7 +35,7 @@ from core.errors import Conflict, Invalid, NotFound, PermanentError, RetryLater
 from core.tx import Books
 from ledger import money
 from ledger.credit import change_credit, locked_balance
-from ledger.facts import RefundState
+from ledger.facts import Cumulative, RefundState
 from ledger.invoices import changed
 from ledger.outbound import owe_event
 from ledger.outbox import invoice_audience, owe_email, owe_refund
@@ -68,15 +69,35 @@ async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount:
               request: str | None = None) -> None:
     """Ask for a refund of a (locked) payment: through the processor after the commit
     (the refund's id is its idempotency key), or at once for a manual payment."""
+    if not await claim(conn, held, refund_id=refund_id, amount=amount, purpose=purpose,
+                       reason=reason, credit_note_id=credit_note_id, request=request):
+        # settle makes these ids itself, once per capture or credit note.
+        raise PermanentError(f"refund {refund_id} was already asked for")
+    await carry_out(conn, held, refund_id=refund_id, amount=amount, purpose=purpose)
+
+
+async def claim(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+                purpose: str, reason: str | None = None, credit_note_id: str | None = None,
+                request: str | None = None) -> bool:
+    """The refund's row, under its id, in one statement; False when the id is taken (a
+    concurrent call with it waits for the first to commit, then finds it taken)."""
     payment = held.payment
-    manual = payment["source"] == "manual"
-    await conn.execute(
+    claimed: bool = await conn.fetchval(
         """insert into refunds (id, payment_id, invoice_id, amount, purpose, status,
                                 credit_note_id, reason, request)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           on conflict (id) do nothing returning true""",
         refund_id, payment["id"], payment["invoice_id"], amount, purpose,
-        "succeeded" if manual else "requested", credit_note_id, reason, request)
-    if manual:
+        "succeeded" if payment["source"] == "manual" else "requested", credit_note_id, reason,
+        request) or False
+    return claimed
+
+
+async def carry_out(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+                    purpose: str) -> None:
+    """A claimed refund happens: at once for a manual payment, else owed to the processor."""
+    payment = held.payment
+    if payment["source"] == "manual":
         await settle_payment(conn, held.invoice["id"], payment["id"])
     else:
         # The refund's id is the processor's idempotency key; the outbox row's own key
@@ -87,23 +108,28 @@ async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount:
 
 
 async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id: str,
-                   status: str) -> None:
-    """The processor's answer to settle's own request (it confirms, or refuses)."""
+                   status: str, *, made_at: datetime | None = None) -> None:
+    """The processor's answer to settle's own request (it confirms, or refuses); `made_at`
+    is when the processor made the refund (its clock), when it says."""
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
     if invoice_id is None:
         return
     await lock_invoice(conn, invoice_id)
     row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
+    # One the processor answers as failed failed as it was made: no later report holds it.
     await conn.execute(
         """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
-                  status = $3, updated_at = now()
+                  status = $3, made_at = coalesce(made_at, $4),
+                  failed_at = least(failed_at, $5), updated_at = now()
            where id = $1""",
-        refund_id, processor_refund_id, money.later_status(row["status"], status))
+        refund_id, processor_refund_id, money.later_status(row["status"], status), made_at,
+        made_at if status in money.FAILED else None)
     await settle_payment(conn, invoice_id, row["payment_id"])
 
 
 async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None:
-    """The processor would not make it (or 24 hours of trying passed): it never happens."""
+    """The processor would not make it (or, after 24 hours of trying, says it never made
+    it): it never happens."""
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
     if invoice_id is None:
         return
@@ -128,19 +154,24 @@ async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
 
 
 async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
-                   cumulative: int, currency: str, payment_amount: int,
+                   cumulative: Cumulative, currency: str, payment_amount: int,
                    refunds: tuple[RefundState, ...]) -> str:
-    """A payment's cumulative refunded total, with the refunds it lists (charge.refunded)."""
+    """A payment's cumulative refunded total, with the refunds it lists (charge.refunded).
+
+    The newest report is kept, by the processor's time (the larger figure on a tie, or
+    when neither says when): an older one, delivered late, changes nothing; a newer one
+    may be lower, once a refund failed (`money.refund_totals`)."""
     held = await _payment_for_report(conn, payment_id, invoice_id, currency, payment_amount)
     await conn.execute(
-        """update payments set reported_refunded = greatest(reported_refunded, $2),
-                  updated_at = now()
-           where id = $1""",
-        payment_id, cumulative)
+        """update payments set reported_refunded = $2, reported_at = $3, updated_at = now()
+           where id = $1
+             and (coalesce($3::timestamptz, '-infinity'), $2::bigint)
+                 > (coalesce(reported_at, '-infinity'), reported_refunded)""",
+        payment_id, cumulative.amount, cumulative.at)
     for refund in refunds:
         await _note(conn, held.payment, refund)
     note = await settle_payment(conn, held.invoice["id"], payment_id)
-    return f"refunded total reported {cumulative}: {note}"
+    return f"refunded total reported {cumulative.amount}: {note}"
 
 
 async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
@@ -175,25 +206,38 @@ async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
 
 
 async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: RefundState) -> None:
-    """Record one refund as the processor describes it: settle's own (by the id settle
-    put in its metadata), or one settle did not ask for."""
+    """Record one refund of this payment as the processor describes it: settle's own (by
+    the id settle put in its metadata, when that refund is of this very payment and not
+    yet tied to another processor refund), or one settle did not ask for."""
     row = await conn.fetchrow(
         """select * from refunds
-           where processor_refund_id = $1 or ($2::text is not null and id = $2)
-           order by (id = $2) desc limit 1 for update""",
-        refund.id, refund.settle_id)
+           where payment_id = $3
+             and (processor_refund_id = $1
+                  or ($2::text is not null and id = $2
+                      and (processor_refund_id is null or processor_refund_id = $1)))
+           order by (processor_refund_id = $1) desc nulls last limit 1 for update""",
+        refund.id, refund.settle_id, payment["id"])
+    # A report that it failed bounds when it failed: the earliest such report is kept.
+    failed_at = refund.reported_at if refund.status in money.FAILED else None
     if row is None:
-        await conn.execute(
+        inserted = await conn.fetchval(
             """insert into refunds (id, processor_refund_id, payment_id, invoice_id, amount,
-                                    purpose, status)
-               values ($1, $1, $2, $3, $4, 'external', $5) on conflict do nothing""",
-            refund.id, payment["id"], payment["invoice_id"], refund.amount, refund.status)
+                                    purpose, status, made_at, failed_at)
+               values ($1, $1, $2, $3, $4, 'external', $5, $6, $7)
+               on conflict do nothing returning true""",
+            refund.id, payment["id"], payment["invoice_id"], refund.amount, refund.status,
+            refund.created, failed_at)
+        if not inserted:
+            raise PermanentError(f"refund {refund.id} is recorded for another payment, "
+                                 f"not {payment['id']}")
         return
     await conn.execute(
         """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
-                  status = $3, updated_at = now()
+                  status = $3, made_at = coalesce(made_at, $4),
+                  failed_at = least(failed_at, $5), updated_at = now()
            where id = $1""",
-        row["id"], refund.id, money.later_status(row["status"], refund.status))
+        row["id"], refund.id, money.later_status(row["status"], refund.status), refund.created,
+        failed_at)
 
 
 # --- the books -----------------------------------------------------------------------------
@@ -213,7 +257,9 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
         invoice, payment = await _book(conn, invoice, payment, row)
     totals = money.refund_totals(payment["reported_refunded"], [
         money.RefundLine(r["amount"], r["status"], r["purpose"],
-                         r["processor_refund_id"] is not None) for r in rows])
+                         r["processor_refund_id"] is not None, made_at=r["made_at"],
+                         failed_at=r["failed_at"]) for r in rows],
+        reported_at=payment["reported_at"])
     taken = (payment["refund_from_credit"] + payment["refund_from_paid"]
              + payment["refund_unrecovered"])
     refunded = min(totals.refunded, payment["amount"])
@@ -379,13 +425,21 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
     `unit_refused` is the processor's `Processor.unit_refused`: a refund through it must be
     an amount it can move."""
     async with books.transaction() as conn:
-        existing = await conn.fetchrow("select * from refunds where id = $1", data.id)
-        if existing is not None:
-            check_same_request(existing, "payment_id", payment_id, data.request, "refund", data.id)
-            return refund_view(existing), False
         held = await lock(conn, payment_id)
         if held is None:
             raise NotFound("payment", payment_id)
+        # What may be refunded is read before the claim, so the claimed row is not in it.
+        left = await refundable(conn, held.payment)
+        # The id is claimed first, in one statement (as `payments.record_manual` does): of
+        # calls racing with one id, one passes; the others, once it commits, answer what it
+        # made (the same body) or 409. A refusal below rolls the claim back.
+        if not await claim(conn, held, refund_id=data.id, amount=data.amount,
+                           purpose="merchant", reason=data.reason,
+                           request=json.dumps(data.request)):
+            existing = await conn.fetchrow("select * from refunds where id = $1", data.id)
+            check_same_request(existing, "payment_id", payment_id, data.request, "refund",
+                               data.id)
+            return refund_view(existing), False
         if held.payment["source"] != "manual" and not processor_configured:
             raise Conflict("processor_not_configured",
                            "refunds of processor payments need STRIPE_API_KEY")
@@ -393,15 +447,10 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
             if unit_refused is not None and held.payment["source"] != "manual" else None
         if refused:
             raise Invalid("amount_invalid", refused)
-        left = await refundable(conn, held.payment)
         if data.amount > left:
             raise Invalid("amount_exceeds_refundable",
                           f"{left} of this payment may still be refunded")
-        try:
-            await ask(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant",
-                      reason=data.reason, request=json.dumps(data.request))
-        except asyncpg.UniqueViolationError:  # the same id, a moment earlier
-            raise Conflict("id_conflict", f"refund {data.id!r} exists") from None
+        await carry_out(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant")
         row = await conn.fetchrow("select * from refunds where id = $1", data.id)
         return refund_view(row), True
 

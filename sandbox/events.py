@@ -33,12 +33,15 @@ def stripe_object(kind: str, **overrides: Any) -> dict[str, Any]:
     return obj
 
 
-def event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+def event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None,
+          created: int | None = None) -> dict[str, Any]:
+    """An event as Stripe sends it; `created` (Stripe's clock, whole seconds) is now unless
+    a story says when it happened."""
     return stripe_object(
         "event",
         id=event_id or f"evt_{uuid.uuid4().hex[:24]}",
         type=event_type,
-        created=int(time.time()),
+        created=int(time.time()) if created is None else created,
         data={"object": obj},
     )
 
@@ -86,7 +89,8 @@ def payment_intent_succeeded(invoice_id: str | None, amount: int, payment_intent
 
 def charge_refunded(payment_intent: str, amount: int, amount_refunded: int, *,
                     invoice_id: str | None, currency: str = "usd",
-                    refunds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                    refunds: list[dict[str, Any]] | None = None,
+                    created: int | None = None) -> dict[str, Any]:
     """Stripe copies the PaymentIntent's metadata onto its charge when it is confirmed.
     `refunds` are the refund objects the charge lists (none: an event that lists none)."""
     charge = stripe_object(
@@ -95,16 +99,20 @@ def charge_refunded(payment_intent: str, amount: int, amount_refunded: int, *,
         payment_intent=payment_intent, metadata=_metadata(invoice_id, None),
         refunds={"object": "list", "data": refunds or [], "has_more": False},
     )
-    return event("charge.refunded", charge)
+    return event("charge.refunded", charge, created=created)
 
 
 def refund_object(refund_id: str, payment_intent: str, amount: int, status: str, *,
-                  currency: str = "usd", settle_refund: str | None = None) -> dict[str, Any]:
+                  currency: str = "usd", settle_refund: str | None = None,
+                  created: int | None = None) -> dict[str, Any]:
+    """A refund; `created` is when Stripe made it (now unless a story says when)."""
     metadata = {"settle_refund": settle_refund} if settle_refund else {}
     return stripe_object("refund", id=refund_id, payment_intent=payment_intent, amount=amount,
-                         status=status, currency=currency, metadata=metadata)
+                         status=status, currency=currency, metadata=metadata,
+                         created=int(time.time()) if created is None else created)
 
 
-def refund_event(event_type: str, refund: dict[str, Any]) -> dict[str, Any]:
+def refund_event(event_type: str, refund: dict[str, Any], *,
+                 created: int | None = None) -> dict[str, Any]:
     """refund.created, refund.updated, refund.failed or charge.refund.updated."""
-    return event(event_type, dict(refund))
+    return event(event_type, dict(refund), created=created)

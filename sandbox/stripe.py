@@ -330,6 +330,7 @@ class StripeStandIn:
         refund = stripe_object(
             "refund", id=f"re_{uuid.uuid4().hex[:24]}", amount=int(call.params["amount"]),
             payment_intent=call.params.get("payment_intent"), status=self.refund_status,
+            created=int(time.time()),
             currency=self.intents.get(call.params.get("payment_intent") or "", {}).get(
                 "currency", "usd"),
             metadata={k[9:-1]: v for k, v in call.params.items() if k.startswith("metadata[")},

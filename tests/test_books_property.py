@@ -1,25 +1,38 @@
 """The books' invariants hold after every step of any story (CONTRACT §4), in PostgreSQL.
 
 Hypothesis plays a merchant, a customer and Stripe at once against the real
-ledger: processor captures, manual payments, merchant refunds (answered,
-refused), refunds made and failed at the processor (reported by
-`charge.refunded` listing them, and `refund.failed`), credit notes both ways,
-credit adjustments and credit applied to invoices, interleaved in any order,
-with processor events delivered again late. After every step:
+ledger: processor captures (by Checkout, its PaymentIntent's event
+duplicating it, some held back so that a refund report arrives first),
+asynchronous payments (processing, then succeeded or failed), manual
+payments, payment requests, merchant refunds (answered, refused, or made by
+Stripe with its webhook before the answer), refunds made and failed at the
+processor (reported by `charge.refunded` listing them or, as Stripe does by
+default, listing none; failures by `refund.failed`, `refund.updated` and
+`charge.refund.updated`), credit notes both ways, credit adjustments and
+credit applied to invoices, interleaved in any order, with processor events
+delivered again late. Each event carries its moment on Stripe's clock, a
+second apart. After every step:
 
 - each invoice's kept sums equal what its records say, and never exceed it;
+- its credit notes never add up to more than its total, and no payment
+  request is active once it is paid;
 - the customer's credit balance is the sum of its ledger entries, never below
   zero, and the last entry's `balance_after`;
 - no money appears or vanishes: what the invoices hold, plus the credit
   balance, plus what went back or is on its way back, equals what was
   received plus what credit notes and adjustments gave.
+
+And a credit note's post-payment part is never more than what the invoice's
+amount_paid + amount_credited held when it was issued, less what earlier
+credit notes gave back.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -27,39 +40,86 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import DomainError, RetryLater
+from core.processor import Processor
 from core.tx import Books
-from ledger import credit, credit_notes, invoices, refunds
+from ledger import credit, credit_notes, invoices, refunds, requests
 from ledger.inbox import Policy
 from ledger.payments import ManualPayment, apply_facts, record_manual
-from processors.stripe.events import interpret
-from sandbox.events import charge_refunded, refund_event, refund_object, session_completed
+from processors.stripe.events import interpret, moment
+from sandbox.events import (
+    charge_refunded,
+    payment_intent_succeeded,
+    refund_event,
+    refund_object,
+    session_completed,
+)
 
-STEPS = ["capture", "manual", "external_refund", "fail_refund", "merchant_refund", "answer",
-         "refuse", "credit_note", "adjust", "apply_credit", "late"]
+STEPS = ["capture", "held", "duplicate", "async_start", "async_end", "manual", "request",
+         "external_refund", "fail_refund", "merchant_refund", "made", "answer", "refuse",
+         "credit_note", "adjust", "apply_credit", "late"]
+# What a story is made of: every step, money arriving and refunds more often (most steps
+# need a payment to act on).
+STORY_STEPS = STEPS + ["capture", "capture", "external_refund", "merchant_refund", "made",
+                       "made", "answer", "credit_note", "credit_note", "request"]
+# How Stripe tells that a refund did not happen, and with which status.
+FAILURES = [("refund.failed", "failed"), ("refund.updated", "failed"),
+            ("refund.updated", "canceled"), ("charge.refund.updated", "failed"),
+            ("charge.refund.updated", "canceled")]
 
 
 async def nothing(_: list[int]) -> None:
     return None
 
 
+class Configured:
+    """The processor as payment requests see it: configured, refusing no amount."""
+
+    name = "stripe"
+    configured = True
+
+    def amount_refused(self, amount: int, currency: str) -> str | None:
+        return None
+
+
 @dataclass
 class Stripe:
-    """What Stripe holds: each payment's refunds, as its events would list them."""
+    """What Stripe holds: each payment's refunds, as its events would list them, and its
+    clock (one event a second)."""
 
     captured: dict[str, int] = field(default_factory=dict)
     refunds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # settle's own refunds Stripe made, by settle's refund id.
+    made: dict[str, dict[str, Any]] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    # Events Stripe sent that have not arrived yet (a capture's, so its refunds come first).
+    held: list[dict[str, Any]] = field(default_factory=list)
+    # Asynchronous payments still processing: payment id -> (invoice, amount).
+    processing: dict[str, tuple[str, int]] = field(default_factory=dict)
+    clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1_780_000_000))
 
-    def charge_event(self, invoice_id: str, payment_id: str) -> dict[str, Any]:
-        listed = self.refunds.setdefault(payment_id, [])
-        live = sum(r["amount"] for r in listed if r["status"] not in ("failed", "canceled"))
+    def now(self) -> int:
+        return next(self.clock)
+
+    def charge_event(self, invoice_id: str, payment_id: str, listed: bool) -> dict[str, Any]:
+        refunds = self.refunds.setdefault(payment_id, [])
+        live = sum(r["amount"] for r in refunds if r["status"] not in ("failed", "canceled"))
         return charge_refunded(payment_id, self.captured[payment_id], live,
-                               invoice_id=invoice_id, refunds=[dict(r) for r in listed])
+                               invoice_id=invoice_id, created=self.now(),
+                               refunds=[dict(r) for r in refunds] if listed else [])
 
     def room(self, payment_id: str) -> int:
         listed = self.refunds.get(payment_id, [])
-        return self.captured[payment_id] - sum(
+        return self.captured.get(payment_id, 0) - sum(
             r["amount"] for r in listed if r["status"] not in ("failed", "canceled"))
+
+    def refund(self, payment_id: str, amount: int,
+               settle_refund: str | None = None) -> dict[str, Any]:
+        made = refund_object(f"re_{uuid.uuid4().hex[:12]}", payment_id, amount, "succeeded",
+                             settle_refund=settle_refund, created=self.now())
+        self.refunds.setdefault(payment_id, []).append(made)
+        if settle_refund is not None:
+            self.made[settle_refund] = made
+        return made
 
 
 @dataclass
@@ -89,6 +149,38 @@ async def deliver(world: World, event: dict[str, Any]) -> None:
     world.stripe.sent.append(event)
 
 
+async def answer(world: World, row: asyncpg.Record) -> None:
+    """Stripe's answer to settle's own refund: the refund it made (now, or earlier), or a
+    refusal when the payment has no room left for it."""
+    stripe = world.stripe
+    made = stripe.made.get(row["id"])
+    async with world.books.transaction() as conn:
+        if made is None and stripe.room(row["payment_id"]) < row["amount"]:
+            await refunds.refused(conn, row["id"], "amount exceeds what can be refunded")
+            return
+        if made is None:
+            made = stripe.refund(row["payment_id"], row["amount"], settle_refund=row["id"])
+        await refunds.answered(conn, row["id"], made["id"], made["status"],
+                               made_at=moment(made["created"]))
+
+
+async def asked(world: World, *, made: bool | None = None) -> list[asyncpg.Record]:
+    """settle's own refunds through the processor still waiting for its answer (of which
+    Stripe did, or did not, make the refund already)."""
+    rows = await world.books.pool.fetch(
+        """select r.* from refunds r join payments p on p.id = r.payment_id
+           where r.invoice_id = any($1) and r.status = 'requested'
+             and p.source <> 'manual' order by r.id""", world.invoices)
+    return [r for r in rows if made is None or (r["id"] in world.stripe.made) == made]
+
+
+async def remaining(world: World, invoice_id: str) -> int:
+    left: int = await world.books.pool.fetchval(
+        """select greatest(0, total - amount_paid - amount_credited - amount_credit_noted)
+           from invoices where id = $1""", invoice_id)
+    return left
+
+
 async def step(world: World, kind: str, data: st.DataObject) -> None:
     stripe = world.stripe
     pool = world.books.pool
@@ -98,28 +190,67 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
         payment_id = world.new_id("pi")
         stripe.captured[payment_id] = amount
         world.payment_invoice[payment_id] = invoice_id
-        await deliver(world, session_completed(invoice_id, amount, payment_id))
+        event = session_completed(invoice_id, amount, payment_id)
+        if data.draw(st.booleans()):
+            await deliver(world, event)
+        else:  # on its way: what Stripe says of its refunds may arrive first
+            stripe.held.append(event)
+    elif kind == "held" and stripe.held:
+        event = data.draw(st.sampled_from(stripe.held))
+        stripe.held.remove(event)
+        await deliver(world, event)
+    elif kind == "duplicate" and stripe.captured:
+        # payment_intent.succeeded for a payment Checkout already reported (or will).
+        payment_id = data.draw(st.sampled_from(sorted(stripe.captured)))
+        await deliver(world, payment_intent_succeeded(world.payment_invoice[payment_id],
+                                                      stripe.captured[payment_id], payment_id))
+    elif kind == "async_start":
+        payment_id = world.new_id("pi")
+        stripe.processing[payment_id] = (invoice_id, amount)
+        world.payment_invoice[payment_id] = invoice_id
+        await deliver(world, session_completed(invoice_id, amount, payment_id,
+                                               payment_status="unpaid"))
+    elif kind == "async_end" and stripe.processing:
+        payment_id = data.draw(st.sampled_from(sorted(stripe.processing)))
+        invoice_id, amount = stripe.processing.pop(payment_id)
+        if data.draw(st.booleans()):
+            stripe.captured[payment_id] = amount
+            await deliver(world, session_completed(
+                invoice_id, amount, payment_id,
+                event_type="checkout.session.async_payment_succeeded"))
+        else:
+            await deliver(world, session_completed(
+                invoice_id, amount, payment_id, payment_status="unpaid",
+                event_type="checkout.session.async_payment_failed"))
     elif kind == "manual":
         payment_id = world.new_id("m")
         world.payment_invoice[payment_id] = invoice_id
         await record_manual(world.books, invoice_id, ManualPayment(
             payment_id, amount, "check", None, None, {"amount": amount}))
+    elif kind == "request":
+        left = await remaining(world, invoice_id)
+        if left > 0 and data.draw(st.booleans()):  # mostly one the invoice can take
+            amount = data.draw(st.integers(1, left))
+        try:
+            await requests.create_request(world.books, invoice_id, requests.RequestInput(
+                amount, "payer@example.com", [], [], replace=data.draw(st.booleans())),
+                cast(Processor, Configured()))
+        except DomainError as refused:
+            assert refused.code in ("invoice_not_open", "amount_exceeds_remaining",
+                                    "active_request_exists")
     elif kind == "external_refund" and stripe.captured:
         payment_id = data.draw(st.sampled_from(sorted(stripe.captured)))
         if stripe.room(payment_id) > 0:
-            refund = refund_object(world.new_id("re"), payment_id,
-                                   data.draw(st.integers(1, stripe.room(payment_id))),
-                                   "succeeded")
-            stripe.refunds.setdefault(payment_id, []).append(refund)
+            stripe.refund(payment_id, data.draw(st.integers(1, stripe.room(payment_id))))
             await deliver(world, stripe.charge_event(world.payment_invoice[payment_id],
-                                                     payment_id))
+                                                     payment_id, data.draw(st.booleans())))
     elif kind == "fail_refund":
         live = [r for rs in stripe.refunds.values() for r in rs
                 if r["status"] in ("succeeded", "pending")]
         if live:
             refund = data.draw(st.sampled_from(live))
-            refund["status"] = data.draw(st.sampled_from(["failed", "canceled"]))
-            await deliver(world, refund_event("refund.failed", refund))
+            event_type, refund["status"] = data.draw(st.sampled_from(FAILURES))
+            await deliver(world, refund_event(event_type, refund, created=stripe.now()))
     elif kind == "merchant_refund":
         paid = await pool.fetch(
             "select id from payments where invoice_id = any($1) and status = 'succeeded'",
@@ -131,31 +262,51 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
                     world.new_id("rf"), amount, None, {"amount": amount}), True)
             except DomainError as refused:
                 assert refused.code == "amount_exceeds_refundable"
-    elif kind in ("answer", "refuse"):
-        asked = await pool.fetch(
-            """select r.* from refunds r join payments p on p.id = r.payment_id
-               where r.invoice_id = any($1) and r.status = 'requested'
-                 and p.source <> 'manual' order by r.id""", world.invoices)
-        if asked:
-            row = data.draw(st.sampled_from(list(asked)))
+    elif kind == "made":
+        # Stripe makes one of settle's refunds; its webhook arrives before the answer.
+        waiting = [r for r in await asked(world, made=False)
+                   if stripe.room(r["payment_id"]) >= r["amount"]]
+        if waiting:
+            row = data.draw(st.sampled_from(waiting))
+            stripe.refund(row["payment_id"], row["amount"], settle_refund=row["id"])
+            await deliver(world, stripe.charge_event(row["invoice_id"], row["payment_id"],
+                                                     data.draw(st.booleans())))
+    elif kind == "answer":
+        waiting = await asked(world)
+        if waiting:
+            row = data.draw(st.sampled_from(waiting))
+            await answer(world, row)
+            if row["id"] in stripe.made and data.draw(st.booleans()):
+                # and Stripe's webhook about it
+                await deliver(world, stripe.charge_event(row["invoice_id"], row["payment_id"],
+                                                         data.draw(st.booleans())))
+    elif kind == "refuse":
+        # The processor refuses a refund it did not make.
+        waiting = await asked(world, made=False)
+        if waiting:
+            row = data.draw(st.sampled_from(waiting))
             async with world.books.transaction() as conn:
-                if kind == "refuse":
-                    await refunds.refused(conn, row["id"], "card_declined")
-                    return
-                refund = refund_object(world.new_id("re"), row["payment_id"], row["amount"],
-                                       "succeeded", settle_refund=row["id"])
-                stripe.refunds.setdefault(row["payment_id"], []).append(refund)
-                await refunds.answered(conn, row["id"], refund["id"], "succeeded")
-            if data.draw(st.booleans()):  # and Stripe's webhook about it
-                await deliver(world, stripe.charge_event(row["invoice_id"], row["payment_id"]))
+                await refunds.refused(conn, row["id"], "card_declined")
     elif kind == "credit_note":
+        before = await pool.fetchrow(
+            """select amount_paid + amount_credited as returnable,
+                      (select coalesce(sum(post_payment_amount), 0) from credit_notes
+                        where invoice_id = $1) as given_back
+               from invoices where id = $1""", invoice_id)
+        note_id = world.new_id("cn")
+        if data.draw(st.booleans()):  # often more than remains: a post-payment part
+            amount = await remaining(world, invoice_id) + data.draw(st.integers(1, 3_000))
         try:
             await credit_notes.issue(world.books, invoice_id, credit_notes.CreditNoteInput(
-                world.new_id("cn"), amount, None, data.draw(st.booleans()), {"a": amount}))
+                note_id, amount, None, data.draw(st.booleans()), {"a": amount}))
         except DomainError as refused:
             assert refused.code == "amount_exceeds_creditable"
+        else:
+            post = await pool.fetchval(
+                "select post_payment_amount from credit_notes where id = $1", note_id)
+            assert post <= before["returnable"] - before["given_back"], (post, dict(before))
     elif kind == "adjust":
-        change = data.draw(st.integers(-3_000, 3_000).filter(bool))
+        change = data.draw(st.integers(-3_000, -1) | st.integers(1, 3_000))
         try:
             await credit.adjust(world.books, world.customer, credit.Adjustment(
                 world.new_id("adj"), change, "usd", "property", {"a": change}))
@@ -173,32 +324,48 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
 
 async def check(world: World) -> None:
     pool = world.books.pool
-    for invoice_id in world.invoices:
-        row = await pool.fetchrow(
+    for row in await pool.fetch(
             """select i.total, i.amount_paid, i.amount_credited, i.amount_credit_noted,
                  (select coalesce(sum(applied - refund_from_paid), 0) from payments
                    where invoice_id = i.id and status = 'succeeded') as paid_by_payments,
                  (select coalesce(-sum(amount), 0) from credit_entries
                    where invoice_id = i.id and kind = 'applied') as credited_by_entries,
                  (select coalesce(sum(pre_payment_amount), 0) from credit_notes
-                   where invoice_id = i.id) as noted_by_notes
-               from invoices i where i.id = $1""", invoice_id)
+                   where invoice_id = i.id) as noted_by_notes,
+                 (select coalesce(sum(amount), 0) from credit_notes
+                   where invoice_id = i.id) as noted_total,
+                 (select count(*) from payment_requests r
+                   where r.invoice_id = i.id and r.status = 'active'
+                     and i.total - i.amount_paid - i.amount_credited
+                         - i.amount_credit_noted <= 0) as paid_with_active_request
+               from invoices i where i.id = any($1)""", world.invoices):
+        assert row["noted_total"] <= row["total"]
+        assert row["paid_with_active_request"] == 0
         assert row["amount_paid"] == row["paid_by_payments"]
         assert row["amount_credited"] == row["credited_by_entries"]
         assert row["amount_credit_noted"] == row["noted_by_notes"]
         assert 0 <= row["amount_paid"] + row["amount_credited"] + row["amount_credit_noted"] \
             <= row["total"]
-    ledger = await pool.fetchrow(
-        """select coalesce((select balance from credit_balances
-                             where customer_id = $1 and currency = 'usd'), 0) as balance,
-                  coalesce((select sum(amount) from credit_entries where customer_id = $1), 0)
-                    as entries,
-                  (select balance_after from credit_entries where customer_id = $1
-                    order by id desc limit 1) as last""", world.customer)
-    assert ledger["balance"] == ledger["entries"] >= 0
-    assert ledger["last"] in (None, ledger["balance"])
-    money = await pool.fetchrow(
+    # The refund rule takes back only what refunds under it moved (§4): never more than
+    # the external and merchant refunds Stripe made of the payment (a credit note's or
+    # an overpayment's refund belongs to its purpose, whatever order the reports came in).
+    for payment in await pool.fetch(
+            """select id, refund_from_credit + refund_from_paid + refund_unrecovered as taken
+               from payments where invoice_id = any($1) and source <> 'manual'""",
+            world.invoices):
+        under_rule = sum(r["amount"] for r in world.stripe.refunds.get(payment["id"], [])
+                         if not r["metadata"].get("settle_refund", "rf_").startswith(
+                             ("refund-excess:", "cn:")))
+        assert payment["taken"] <= under_rule, (payment["id"], payment["taken"], under_rule)
+    # The credit ledger and the money, in one round trip.
+    money = ledger = await pool.fetchrow(
         """select
+             coalesce((select balance from credit_balances
+                        where customer_id = $2 and currency = 'usd'), 0) as balance,
+             coalesce((select sum(amount) from credit_entries where customer_id = $2), 0)
+               as entries,
+             (select balance_after from credit_entries where customer_id = $2
+               order by id desc limit 1) as last,
              (select coalesce(sum(amount_paid + amount_credited), 0) from invoices
                where id = any($1)) as on_invoices,
              (select coalesce(sum(refunded), 0) from payments where invoice_id = any($1))
@@ -217,6 +384,8 @@ async def check(world: World) -> None:
              (select coalesce(sum(amount), 0) from credit_entries
                where customer_id = $2 and kind = 'adjustment') as adjusted""",
         world.invoices, world.customer)
+    assert ledger["balance"] == ledger["entries"] >= 0
+    assert ledger["last"] in (None, ledger["balance"])
     assert (money["on_invoices"] + ledger["balance"] + money["refunded"]
             + money["excess_pending"] + money["note_refunds_asked"] - money["unrecovered"]) \
         == money["received"] + money["given_by_notes"] + money["adjusted"], dict(money)
@@ -230,7 +399,7 @@ async def book_pool(db: asyncpg.Pool) -> asyncpg.Pool:
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data(), policy=st.sampled_from(["credit", "refund"]),
-       kinds=st.lists(st.sampled_from(STEPS), min_size=1, max_size=14))
+       kinds=st.lists(st.sampled_from(STORY_STEPS), min_size=4, max_size=12))
 async def test_the_books_balance_after_every_step(book_pool: asyncpg.Pool, data: st.DataObject,
                                                   policy: str, kinds: list[str]) -> None:
     suffix = uuid.uuid4().hex[:8]
@@ -245,6 +414,7 @@ async def test_the_books_balance_after_every_step(book_pool: asyncpg.Pool, data:
                                      pay_token, auto_apply_credit)
                values ($1, $2, $1, 'usd', $3, now(), $1, false)""",
             invoice_id, customer, 4_000 + 3_000 * n)
-    for kind in kinds:
+    # Every story starts with money on its way; what happens then is Hypothesis's choice.
+    for kind in ["capture", "capture", *kinds]:
         await step(world, kind, data)
         await check(world)

@@ -3,6 +3,7 @@ notes, credit adjustments and the credit ledger, invoice lists, no processor no 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from typing import Any
 
@@ -195,6 +196,39 @@ async def test_a_credit_note_refund_goes_to_the_newest_payments_and_keeps_the_in
     assert await paying.balance() == {}
 
 
+async def test_a_credit_note_refund_reported_before_its_answer_never_reopens_the_invoice(
+        paying: Service, standin: StripeStandIn, mail: MailServer) -> None:
+    """Stripe makes the credit note's refund, its answer is lost, and a charge.refunded
+    listing no refund lands first: the refund belongs to the credit note, so the paid
+    invoice is never reopened nor paid again (§4, issue 13)."""
+    from tests.test_refund_policy import run_jobs
+
+    await paying.invoice("inv_1", 5_000)
+    await paying.deliver(session_completed("inv_1", 5_000, "pi_1"))
+    await paying.call("POST", "/v1/invoices/inv_1/credit-notes",
+                      {"id": "cn_1", "amount": 5_000, "refund": True}, expect=201)
+    standin.lose_next_refund_answer = True
+    assert await run_jobs(paying, "refund") == ["retry"]
+    await paying.deliver(charge_refunded("pi_1", 5_000, 5_000, invoice_id="inv_1"),
+                         settle=False)
+    assert await run_jobs(paying, "event") == ["processed"]
+    invoice = await paying.get_invoice("inv_1")
+    assert (invoice["status"], invoice["amount_paid"]) == ("paid", 5_000)
+    # Then the answer, from the retry under the same key.
+    await paying.db.execute("update outbox set next_attempt_at = now(), lease_until = null")
+    assert await run_jobs(paying, "refund") == ["done"]
+    await paying.settle()
+    invoice = await paying.get_invoice("inv_1")
+    assert (invoice["status"], invoice["amount_paid"], invoice["amount_remaining"]) == (
+        "paid", 5_000, 0)
+    assert invoice["credit_notes"][0]["refunded_amount"] == 5_000
+    assert invoice["payments"][0]["refunded"] == 5_000
+    assert await paying.db.fetchval("select times_paid from invoices") == 1
+    assert len(mail.of_kind("invoice_paid")) == 1
+    assert len(mail.of_kind("refund_issued")) == 1
+    assert len(standin.refunds) == 1
+
+
 async def test_a_credit_note_refund_that_fails_is_credited(paying: Service,
                                                            standin: StripeStandIn) -> None:
     await paying.invoice("inv_1", 2_000)
@@ -353,13 +387,66 @@ async def test_a_repeated_post_is_a_no_op_and_another_body_a_conflict(
     assert first.status in (201, 202)
     again = await paying.client.post(path, json=body, headers={"Authorization":
                                                                 "Bearer test-token"})
-    assert again.status == (202 if first.status == 202 else 200)
+    # §5: the same body again answers 200 with the same object (a refund's too: it was
+    # asked for once, with 202).
+    assert again.status == 200
     assert await again.json() == await first.json()
     conflict = await paying.call("POST", path, {**body, **changed}, expect=409)
     assert conflict["error"]["code"] == "id_conflict"
     before = await paying.get_invoice("inv_1")
     await paying.client.post(path, json=body, headers={"Authorization": "Bearer test-token"})
     assert await paying.get_invoice("inv_1") == before
+
+
+async def post(svc: Service, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    answer = await svc.client.post(path, json=body,
+                                   headers={"Authorization": "Bearer test-token"})
+    return answer.status, await answer.json()
+
+
+@pytest.mark.parametrize("path,body,new", [
+    ("/v1/invoices/inv_1/credit-notes", {"id": "x_1", "amount": 100}, 201),
+    ("/v1/customers/cus_1/credit-adjustments",
+     {"id": "x_1", "amount": 100, "currency": "usd", "reason": "r"}, 201),
+    ("/v1/payments/m_0/refunds", {"id": "x_1", "amount": 100}, 202),
+    ("/v1/payments/pi_0/refunds", {"id": "x_1", "amount": 100}, 202),
+])
+async def test_concurrent_repeats_of_one_post_make_one_object_and_answer_it_to_each(
+        paying: Service, path: str, body: dict[str, Any], new: int) -> None:
+    """The id is claimed in one statement: of calls racing with one id and body, one
+    creates and the others answer 200 with the same object (§5, issue 13)."""
+    await paying.invoice("inv_1", 10_000)
+    await paying.call("POST", "/v1/invoices/inv_1/payments",
+                      {"id": "m_0", "amount": 1_000, "method": "cash"}, expect=201)
+    await paying.deliver(session_completed("inv_1", 1_000, "pi_0"))
+    before = await paying.balance()
+    answers = await asyncio.gather(*(post(paying, path, body) for _ in range(4)))
+    assert sorted(status for status, _ in answers) == [200, 200, 200, new], answers
+    assert all(answer == answers[0][1] for _, answer in answers)
+    invoice = await paying.get_invoice("inv_1")
+    if "credit-notes" in path:
+        assert (len(invoice["credit_notes"]), invoice["amount_credit_noted"]) == (1, 100)
+    elif "credit-adjustments" in path:
+        assert await paying.balance() == {"usd": before.get("usd", 0) + 100}
+    else:
+        assert await paying.db.fetchval("select count(*) from refunds where id = 'x_1'") == 1
+
+
+@pytest.mark.parametrize("kind", ["credit-notes", "refunds"])
+async def test_one_id_posted_at_once_for_two_objects_is_one_conflict_never_a_500(
+        paying: Service, kind: str) -> None:
+    for n in (1, 2):
+        await paying.invoice(f"inv_{n}", 10_000)
+        await paying.call("POST", f"/v1/invoices/inv_{n}/payments",
+                          {"id": f"m_{n}", "amount": 1_000, "method": "cash"}, expect=201)
+    paths = [f"/v1/invoices/inv_{n}/credit-notes" if kind == "credit-notes"
+             else f"/v1/payments/m_{n}/refunds" for n in (1, 2)]
+    answers = await asyncio.gather(*(post(paying, path, {"id": "x_1", "amount": 100})
+                                     for path in paths))
+    assert sorted(status for status, _ in answers) == [201 if kind == "credit-notes" else 202,
+                                                        409], answers
+    [conflict] = [answer for status, answer in answers if status == 409]
+    assert conflict["error"]["code"] == "id_conflict"
 
 
 # --- bad input -------------------------------------------------------------------------------

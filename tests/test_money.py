@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -53,9 +53,16 @@ def test_refund_takes_credit_first_then_paid() -> None:
                               applied_from_payment=10_000) == money.RefundSplit(0, 10_000, 2_000)
 
 
-def line(amount: int, status: str, purpose: str = "external",
-         at_processor: bool = True) -> money.RefundLine:
-    return money.RefundLine(amount, status, purpose, at_processor)
+def line(amount: int, status: str, purpose: str = "external", at_processor: bool = True, *,
+         made: int | None = None, failed: int | None = None) -> money.RefundLine:
+    return money.RefundLine(amount, status, purpose, at_processor,
+                            made_at=None if made is None else at(made),
+                            failed_at=None if failed is None else at(failed))
+
+
+def at(second: int) -> datetime:
+    """A moment on the processor's clock, `second` seconds into the story."""
+    return datetime(2026, 6, 1, tzinfo=UTC) + timedelta(seconds=second)
 
 
 def test_refund_totals_are_cumulative_and_never_lowered_by_an_older_report() -> None:
@@ -78,6 +85,54 @@ def test_a_failed_refund_is_given_back_once_in_any_order() -> None:
     assert money.later_status("failed", "succeeded") == "failed"
     assert money.later_status("requested", "pending") == "pending"
     assert money.later_status("pending", "requested") == "pending"
+
+
+def test_the_newest_report_counts_without_the_refunds_that_failed_before_it() -> None:
+    # The review's story: 500 reported for R1 (second 1), R1 fails (second 2), then 300
+    # reported for a new refund R2 that no event lists (second 3). The truth is 300.
+    r1 = line(500, "failed", made=0, failed=2)
+    assert money.refund_totals(300, [r1], reported_at=at(3)) == money.RefundTotals(300, 300)
+    # Only the report from before the failure known: R1 was in it, and it failed.
+    assert money.refund_totals(500, [r1], reported_at=at(1)) == money.RefundTotals(0, 0)
+    # R1 failed after the newest report: the report held it, nothing else.
+    assert money.refund_totals(500, [line(500, "failed", made=0, failed=4)],
+                               reported_at=at(3)) == money.RefundTotals(0, 0)
+
+
+def test_a_refund_made_after_the_newest_report_is_not_in_it() -> None:
+    # settle's own refund, answered, made after the report: the report's 300 is another.
+    mine = line(200, "succeeded", "merchant", made=5)
+    assert money.refund_totals(300, [mine], reported_at=at(3)) == money.RefundTotals(500, 500)
+    # Made before it: the report's 300 holds it.
+    assert money.refund_totals(300, [line(200, "succeeded", "merchant", made=2)],
+                               reported_at=at(3)) == money.RefundTotals(300, 300)
+
+
+def test_a_refund_not_proven_absent_from_a_report_is_taken_as_in_it() -> None:
+    # Failed in the very second of the report (the processor's clock has whole seconds):
+    # the report may hold it, so it explains the report rather than a refund never seen.
+    assert money.refund_totals(500, [line(500, "failed", made=0, failed=3)],
+                               reported_at=at(3)) == money.RefundTotals(0, 0)
+    # Without times, every refund the processor knows may be in the report.
+    assert money.refund_totals(500, [line(500, "failed", made=0, failed=2)]) == \
+        money.RefundTotals(0, 0)
+
+
+def test_a_report_before_the_answer_to_settles_own_refund_is_that_refund() -> None:
+    # A credit note's refund (or an overpayment's) asked for, its answer not back yet: a
+    # cumulative report of it is that refund, which belongs to its purpose (issue 13).
+    for purpose in ("credit_note", "excess"):
+        asked = line(5_000, "requested", purpose, False)
+        assert money.refund_totals(5_000, [asked]) == money.RefundTotals(0, 0)
+        # What the report holds beyond it was made elsewhere: under the refund rule.
+        assert money.refund_totals(6_000, [asked]) == money.RefundTotals(1_000, 1_000)
+        # Answered: counted, and still not under the rule.
+        answered = line(5_000, "succeeded", purpose, made=1)
+        assert money.refund_totals(5_000, [answered], reported_at=at(2)) == \
+            money.RefundTotals(5_000, 0)
+    # Refused (it never happened): the report is someone else's refund.
+    refused = line(5_000, "failed", "credit_note", False)
+    assert money.refund_totals(5_000, [refused]) == money.RefundTotals(5_000, 5_000)
 
 
 def test_settle_own_refunds_take_nothing_back_under_the_rule() -> None:

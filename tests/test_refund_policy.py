@@ -174,6 +174,90 @@ async def test_an_old_refund_asks_before_it_is_retried(
     assert (payment["credited"], payment["refunded"]) == (0, 500)
 
 
+async def test_an_operators_retry_of_an_old_refund_asks_before_it_refunds(
+        refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
+    """An operator's retry starts the attempts again at 0; the row is still older than
+    the idempotency key: settle asks the processor first and refunds once (issue 12.4)."""
+    standin.lose_next_refund_answer = True
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"), settle=False)
+    assert await run_jobs(refunding, "event") == ["processed"]
+    assert await run_jobs(refunding, "refund") == ["retry"]
+    assert len(standin.refunds) == 1
+    # It ended failed a day later (the processor could not be asked); Stripe has
+    # forgotten the key; an operator retries the row.
+    standin.forget_idempotency_keys()
+    outbox_id = await db.fetchval(
+        """update outbox set status = 'failed', done_at = now(), lease_until = null,
+                  created_at = now() - interval '25 hours'
+           where kind = 'refund' returning id""")
+    await refunding.call("POST", f"/v1/ops/outbox/{outbox_id}/retry", expect=202)
+    assert await db.fetchval("select attempts from outbox where id = $1", outbox_id) == 0
+    assert await run_jobs(refunding, "refund") == ["done"]
+    assert len(standin.refunds) == 1
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 500)
+
+
+async def test_a_refund_given_up_after_a_day_asks_the_processor_before_it_credits(
+        refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
+    """The last try, 24 hours on, made the refund but lost its answer: settle asks before
+    it gives up, books the refund and credits nothing (issue 12.2)."""
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"), settle=False)
+    assert await run_jobs(refunding, "event") == ["processed"]
+    await db.execute("update outbox set created_at = now() - interval '25 hours' "
+                     "where kind = 'refund'")
+    standin.lose_next_refund_answer = True
+    assert await run_jobs(refunding, "refund") == ["done"]
+    assert len(standin.refunds) == 1
+    assert await refunding.balance() == {}
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 500)
+
+
+async def test_a_refund_given_up_unasked_is_kept_for_a_retry_and_never_credited(
+        refunding: Service, standin: StripeStandIn, db: asyncpg.Pool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given up after 24 hours with the processor unable to say whether the refund
+    happened: the row fails for an operator, nothing is credited, and the operator's retry
+    finds the refund and books it, once."""
+    from core.errors import Unavailable
+    from processors.stripe.client import StripeProcessor
+
+    real = StripeProcessor.find_refund
+    looks: list[str] = []
+
+    async def find_refund(self: StripeProcessor, payment_id: str, key: str) -> Any:
+        looks.append(key)
+        if len(looks) == 2:  # the look before giving up: Stripe does not answer
+            raise Unavailable("Stripe: APIConnectionError")
+        return await real(self, payment_id, key)
+
+    monkeypatch.setattr(StripeProcessor, "find_refund", find_refund)
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"), settle=False)
+    assert await run_jobs(refunding, "event") == ["processed"]
+    outbox_id = await db.fetchval("update outbox set created_at = now() - interval '25 hours' "
+                                  "where kind = 'refund' returning id")
+    standin.lose_next_refund_answer = True
+    assert await run_jobs(refunding, "refund") == ["failed"]
+    assert len(looks) == 2
+    row = await db.fetchrow("select status, reason from outbox where id = $1", outbox_id)
+    assert row["status"] == "failed" and "unknown" in row["reason"]
+    assert await refunding.balance() == {}
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 0)
+    assert await db.fetchval("select status from refunds") == "requested"
+    # An operator retries it: the processor is asked again, and says it made it.
+    await refunding.call("POST", f"/v1/ops/outbox/{outbox_id}/retry", expect=202)
+    assert await run_jobs(refunding, "refund") == ["done"]
+    assert len(standin.refunds) == 1
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 500)
+    assert await refunding.balance() == {}
+
+
 def test_a_worker_with_policy_refund_and_no_api_key_stops_at_start(settings: Settings) -> None:
     import subprocess
 

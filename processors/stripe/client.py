@@ -28,7 +28,7 @@ from core.processor import (
     SessionState,
 )
 from ledger.money import THREE_DECIMAL, exponent
-from processors.stripe.events import invoice_reference
+from processors.stripe.events import invoice_reference, moment
 from processors.stripe.signature import verify
 
 MAX_ID_LENGTH = 255
@@ -252,9 +252,8 @@ class StripeProcessor:
         for refund in found.data:
             metadata = refund.metadata.to_dict() if refund.metadata else {}
             if metadata.get("settle_key") == key:
-                return RefundMade(refund.id, refund.status or "pending")
+                return RefundMade(refund.id, refund.status or "pending", moment(refund.created))
         return None
-
 
     async def refund(self, payment_id: str, amount: int, key: str,
                      metadata: Mapping[str, str]) -> RefundMade:
@@ -265,7 +264,7 @@ class StripeProcessor:
             )
         except stripe.StripeError as error:
             raise _translated(error) from error
-        return RefundMade(refund.id, refund.status or "pending")
+        return RefundMade(refund.id, refund.status or "pending", moment(refund.created))
 
 
 def make(settings: Settings, timeout: float) -> StripeProcessor:

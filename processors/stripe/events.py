@@ -13,6 +13,7 @@ processor "stripe".
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,7 @@ from core.errors import PermanentError
 from ledger.facts import (
     Captured,
     CheckoutFinished,
+    Cumulative,
     Fact,
     Ignored,
     PaymentFacts,
@@ -64,6 +66,16 @@ def _amount(obj: dict[str, Any], field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise PermanentError(f"{field} is not a non-negative integer")
     return value
+
+
+def moment(value: Any) -> datetime | None:
+    """A Stripe timestamp (whole seconds since the epoch), or None when there is none."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _currency(obj: dict[str, Any]) -> str:
@@ -125,16 +137,18 @@ def payment_intent_succeeded(obj: dict[str, Any]) -> list[Fact]:
                                   _currency(obj), SOURCE, _metadata(obj, "payment_request_id")))]
 
 
-def _refund(obj: dict[str, Any]) -> RefundState:
+def _refund(obj: dict[str, Any], at: datetime | None) -> RefundState:
+    """A refund as an event of `at` describes it."""
     refund_id = _id(obj.get("id"))
     status = obj.get("status")
     if refund_id is None or status not in REFUND_STATUSES:
         raise PermanentError("refund without id or status")
     return RefundState(refund_id, _amount(obj, "amount"), status,
-                       _metadata(obj, "settle_refund"))
+                       _metadata(obj, "settle_refund"), created=moment(obj.get("created")),
+                       reported_at=at)
 
 
-def charge_refunded(obj: dict[str, Any]) -> list[Fact]:
+def charge_refunded(obj: dict[str, Any], at: datetime | None) -> list[Fact]:
     payment_id = _id(obj.get("payment_intent")) or _id(obj.get("id"))
     if payment_id is None:
         raise PermanentError("charge without payment_intent")
@@ -142,35 +156,45 @@ def charge_refunded(obj: dict[str, Any]) -> list[Fact]:
     # cumulative amount_refunded is all there is).
     listed = obj.get("refunds")
     data = listed.get("data") if isinstance(listed, dict) else None
-    refunds = tuple(_refund(r) for r in data if isinstance(r, dict)) \
+    refunds = tuple(_refund(r, at) for r in data if isinstance(r, dict)) \
         if isinstance(data, list) else ()
-    return [Refunded(payment_id, _metadata(obj, "invoice_id"), _amount(obj, "amount_refunded"),
+    # The figure is as of the event's moment: a later event may be lower (a refund failed
+    # in between), an earlier one delivered late changes nothing.
+    return [Refunded(payment_id, _metadata(obj, "invoice_id"),
+                     Cumulative(_amount(obj, "amount_refunded"), at),
                      _currency(obj), obj.get("amount_captured") or obj.get("amount") or 0,
                      refunds)]
 
 
-def refund_updated(obj: dict[str, Any]) -> list[Fact]:
+def refund_updated(obj: dict[str, Any], at: datetime | None) -> list[Fact]:
     """refund.created, refund.updated, refund.failed, charge.refund.updated: a refund."""
     payment_id = _id(obj.get("payment_intent"))
     if payment_id is None:
         raise PermanentError("refund without payment_intent")
     return [RefundChanged(payment_id, _metadata(obj, "invoice_id"), _currency(obj),
-                          _refund(obj))]
+                          _refund(obj, at))]
 
 
 SOURCE = "stripe"
 REFUND_STATUSES = ("requires_action", "pending", "succeeded", "failed", "canceled")
 
-Interpreter = Callable[[dict[str, Any]], list[Fact]]
+# An event's object and the event's moment (`created`) in, facts out.
+Interpreter = Callable[[dict[str, Any], datetime | None], list[Fact]]
+
+
+def _untimed(read: Callable[[dict[str, Any]], list[Fact]]) -> Interpreter:
+    """An event whose facts do not depend on when it was sent (a capture is a capture)."""
+    return lambda obj, at: read(obj)
+
 
 # Event type -> (interpreter, whether the event must name its invoice). A charge may
 # not carry the PaymentIntent's metadata: a known payment is enough.
 INTERPRETERS: dict[str, tuple[Interpreter, bool]] = {
-    "checkout.session.completed": (session_completed, True),
-    "checkout.session.async_payment_succeeded": (async_payment_succeeded, True),
-    "checkout.session.async_payment_failed": (async_payment_failed, True),
-    "checkout.session.expired": (session_expired, True),
-    "payment_intent.succeeded": (payment_intent_succeeded, True),
+    "checkout.session.completed": (_untimed(session_completed), True),
+    "checkout.session.async_payment_succeeded": (_untimed(async_payment_succeeded), True),
+    "checkout.session.async_payment_failed": (_untimed(async_payment_failed), True),
+    "checkout.session.expired": (_untimed(session_expired), True),
+    "payment_intent.succeeded": (_untimed(payment_intent_succeeded), True),
     "charge.refunded": (charge_refunded, False),
     # A refund is tied to its payment by payment_intent: it need not name the invoice.
     "refund.created": (refund_updated, False),
@@ -185,7 +209,8 @@ def interpret(event_type: str, payload: Any) -> list[Fact]:
     entry = INTERPRETERS.get(event_type)
     if entry is None:
         return [Ignored(f"settle does not act on {event_type}")]
-    return entry[0](data_object(payload))
+    created = payload.get("created") if isinstance(payload, dict) else None
+    return entry[0](data_object(payload), moment(created))
 
 
 def _handler(event_type: str) -> Callable[[asyncpg.Connection, Event, Policy],
