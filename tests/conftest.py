@@ -129,7 +129,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, min_size=1, max_size=4)
     await pool.execute(
         """truncate events, test_probe_effects, outbox, credit_entries, credit_balances,
-                    webhook_endpoints, webhook_sequences,
+                    webhook_endpoints, webhook_sequences, ops_jobs,
                     payments, invoices, customers restart identity cascade"""
     )
     yield pool
