@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal
+import subprocess
 import json
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
 import pytest
 from pypdf import PdfReader
@@ -31,9 +35,9 @@ from pypdf import PdfReader
 from core.settings import Settings
 from sandbox.events import SECRET
 from sandbox.stripe import StripeStandIn
-from tests.conftest import ROOT, free_port, replace, run_burst
+from tests.conftest import (
+    ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers)
 from tests.service import Service
-from worker.app import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -205,30 +209,68 @@ async def in_browser(step: Callable[[], Any]) -> Any:
     return await asyncio.to_thread(step)
 
 
-async def meanwhile(step: Callable[[], Any], work: Callable[[], Awaitable[None]]) -> Any:
-    """Run a browser step while `work` runs here (a worker applying what was paid)."""
-    waiting = asyncio.ensure_future(asyncio.to_thread(step))
-    await asyncio.sleep(0.5)
-    await work()
-    return await waiting
+@dataclass
+class Live(Service):
+    """The service run as processes; its worker can be held still for a moment (a busy
+    worker), so the page's "being confirmed" is seen before the payment is applied."""
+
+    worker: subprocess.Popen[bytes] | None = None
+
+    def hold_the_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGSTOP)
+
+    async def release_the_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture
-async def live(aiohttp_client: Any, aiohttp_server: Any, settings: Settings, db: asyncpg.Pool,
-               standin: StripeStandIn) -> Service:
-    """settle serving on a real port, the sandbox processor posting its webhooks to it."""
+async def live(settings: Settings, db: asyncpg.Pool,
+               standin: StripeStandIn) -> AsyncIterator[Live]:
+    """settle as a platform runs it: `settle web` and `settle worker` processes (the
+    Procfile's), the sandbox processor posting its webhooks to the web process."""
     standin.webhook_secret = SECRET
     # settle must know its own address (the checkout's success_url), so pick it first.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     configured = replace(settings, stripe_api_key=standin.api_key, stripe_api_base=standin.base,
                          public_url=base, merchant_name="Northwind Studio")
-    server = await aiohttp_server(create_app(configured), port=port)
+    environment = process_env(configured, PORT=str(port), MERCHANT_NAME="Northwind Studio")
     standin.webhook_url = f"{base}/webhooks/stripe"
-    return Service(await aiohttp_client(server), configured, db)
+    processes = [subprocess.Popen([SETTLE, command], env=environment, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for command in ("web", "worker")]
+    try:
+        async with aiohttp.ClientSession(base) as http:
+            await wait_until_answers(http, "/healthz")
+            yield Live(http, configured, db, processes[1])  # type: ignore[arg-type]
+    finally:
+        processes[1].send_signal(signal.SIGCONT)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
 
 
-async def test_a_customer_pays_by_the_pay_now_link(live: Service, browser: Any,
+async def meanwhile(step: Callable[[], Any], work: Callable[[], Awaitable[None]]) -> Any:
+    """Run a browser step while `work` runs here (the worker let go to apply what was paid)."""
+    waiting = asyncio.ensure_future(asyncio.to_thread(step))
+    await asyncio.sleep(0.5)
+    await work()
+    return await waiting
+
+
+async def mailed(mail: Any, kind: str, count: int = 1) -> list[Any]:
+    """The mails of `kind`, once the worker has sent `count` of them."""
+    async def sent() -> list[Any]:
+        found = mail.of_kind(kind)
+        return found if len(found) >= count else []
+
+    return list(await wait_for(sent, timeout=30, interval=0.1))
+
+
+async def test_a_customer_pays_by_the_pay_now_link(live: Live, browser: Any,
                                                    mail: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -245,17 +287,23 @@ async def test_a_customer_pays_by_the_pay_now_link(live: Service, browser: Any,
         person.wait_for(lambda: "/i/" in browser.current_url)
         return person.text()
 
+    svc.hold_the_worker()
     said = await in_browser(pay)
     assert "Your payment of $42.00 is being confirmed" in said
-    await run_burst(svc.settings)
-    paid = await svc.get_invoice("inv_browser")
+    await svc.release_the_worker()
+
+    async def paid_in_full() -> Any:
+        invoice = await svc.get_invoice("inv_browser")
+        return invoice if invoice["status"] == "paid" else None
+
+    paid = await wait_for(paid_in_full, timeout=30)
     assert (paid["status"], paid["amount_paid"]) == ("paid", 4_200)
-    [notice] = mail.of_kind("invoice_paid")
+    [notice] = await mailed(mail, "invoice_paid")
     assert "$42.00" in notice.part("plain")
 
 
 async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
-        live: Service, browser: Any, mail: Any, downloads: Path) -> None:
+        live: Live, browser: Any, mail: Any, downloads: Path) -> None:
     svc = live
     await svc.call("PUT", "/v1/customers/cus_1",
                    {"email": "ada@example.com", "name": "Ada Lovelace", "locale": "en-US"},
@@ -269,8 +317,7 @@ async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
                              {"description": "Travel & materials", "amount": 3_000}])
     request = await svc.request("inv_7", 3_000, to="ada@example.com",
                                 note="First half, as agreed.")
-    await run_burst(svc.settings)
-    [asked] = mail.of_kind("payment_request")
+    [asked] = await mailed(mail, "payment_request")
     invoice_url = re.search(r"http://\S+/i/[A-Za-z0-9_-]+", asked.part("plain")).group(0)  # type: ignore[union-attr]
     person = Person(browser)
 
@@ -311,6 +358,7 @@ async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
         person.check("4-being-confirmed")
         return person.text()
 
+    svc.hold_the_worker()
     said = await in_browser(pay_part)
     assert "Your payment of $25.50 is being confirmed" in said and "Remaining $100.00" in said
 
@@ -320,7 +368,7 @@ async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
         person.check("5-received")
         return person.text()
 
-    said = await meanwhile(confirmed, lambda: run_burst(svc.settings))
+    said = await meanwhile(confirmed, svc.release_the_worker)
     assert "Thank you: your payment of $25.50 was received" in said
     assert "Remaining $74.50" in said and "Paid online $25.50" in said
 
@@ -348,8 +396,9 @@ async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
         person.check("7-receipt")
         return person.text()
 
+    svc.hold_the_worker()
     await in_browser(pay_rest)
-    said = await meanwhile(receipt, lambda: run_burst(svc.settings))
+    said = await meanwhile(receipt, svc.release_the_worker)
     for expected in ("Receipt for invoice NW-2030-007", "Paid in full on", "Remaining $0.00",
                      "Paid $85.00", "Paid from your credit $15.00"):
         assert expected in said, expected
@@ -392,6 +441,82 @@ async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
     assert (paid["status"], paid["amount_paid"], paid["amount_credited"]) == ("paid", 8_500,
                                                                               1_500)
     assert urlsplit(paid["invoice_url"]).path == urlsplit(invoice_url).path
+
+
+async def test_every_other_state_of_the_pages_reads_well_and_passes_axe(
+        live: Live, browser: Any, mail: Any) -> None:
+    """The states the story above does not reach: a transfer on its way, an overdue invoice
+    with a credit note, a void one, a draft, a form sent from another site, a second
+    customer's page with credit and nothing paid."""
+    from selenium.webdriver.common.by import By
+
+    svc = live
+    await svc.call("PUT", "/v1/customers/cus_2", {"email": "grace@example.com",
+                                                  "name": "Grace Hopper", "locale": "de-DE"},
+                   expect=201)
+    await svc.call("POST", "/v1/customers/cus_2/credit-adjustments",
+                   {"id": "goodwill-2", "amount": 2_000, "currency": "eur",
+                    "reason": "Welcome"}, expect=201)
+    transfer = await svc.invoice("inv_t", 50_000, customer_id="cus_2", number="T-1",
+                                 currency="eur", auto_apply_credit=False)
+    late = await svc.invoice("inv_late", 30_000, customer_id="cus_2", number="L-1",
+                             currency="eur", due_date="2021-03-01", auto_apply_credit=False)
+    await svc.call("POST", "/v1/invoices/inv_late/credit-notes",
+                   {"id": "cn-1", "amount": 5_000, "reason": "Late delivery"}, expect=201)
+    withdrawn = await svc.invoice("inv_void", 9_900, customer_id="cus_2", number="V-1",
+                                  currency="eur")
+    await svc.call("POST", "/v1/invoices/inv_void/void")
+    draft = await svc.invoice("inv_draft", 1_000, customer_id="cus_2", number="D-1",
+                              currency="eur", send=False)
+    customer = await svc.call("GET", "/v1/customers/cus_2")
+    person = Person(browser)
+
+    def transfer_on_its_way() -> str:
+        person.open(transfer["pay_url"])
+        browser.find_element(By.ID, "pay-bank").click()
+        person.wait_for(lambda: "transfer is processing" in person.text())
+
+        def shown() -> bool:  # the invoice page, looked at again until the worker has it
+            person.open(transfer["invoice_url"])
+            return "On its way" in person.text()
+
+        person.wait_for(shown, timeout=40)
+        person.check("11-transfer-on-its-way")
+        return person.text()
+
+    said = await in_browser(transfer_on_its_way)
+    assert "On its way" in said and "Remaining 500,00 €" in said
+    assert "A payment of 500,00 € is on its way and not counted yet" in said
+
+    def the_others() -> dict[str, str]:
+        seen = {}
+        for name, url in (("12-overdue-credit-noted", late["invoice_url"]),
+                          ("13-void", withdrawn["invoice_url"]),
+                          ("14-draft", draft["invoice_url"]),
+                          ("15-customer-with-credit", customer["portal_url"])):
+            person.open(url)
+            person.check(name)
+            seen[name] = person.text()
+        # A form posted from another site: refused, with a page that says so.
+        browser.get("data:text/html;charset=utf-8,<html lang='en'><body><form method='post' "
+                    f"action='{late['invoice_url']}/credit'><button id='go'>Go</button>"
+                    "</form></body></html>")
+        browser.find_element(By.ID, "go").click()
+        person.wait_for(lambda: browser.current_url.startswith("http"))
+        person.check("16-refused-cross-site")
+        seen["16-refused-cross-site"] = person.text()
+        return seen
+
+    seen = await in_browser(the_others)
+    assert "Überfällig" in seen["12-overdue-credit-noted"] or "overdue" in \
+        seen["12-overdue-credit-noted"].lower()
+    assert "50,00 €" in seen["12-overdue-credit-noted"]
+    assert "withdrawn" in seen["13-void"] and "Nothing is due" in seen["13-void"]
+    assert "has not been issued yet" in seen["14-draft"]
+    assert "20,00 €" in seen["15-customer-with-credit"]
+    # The refusal changed nothing: the credit is still the customer's.
+    assert (await svc.call("GET", "/v1/customers/cus_2"))["credit_balance"] == {"eur": 2_000}
+    (SHOTS / "axe-findings-states.json").write_text(json.dumps(person.findings, indent=1))
 
 
 async def test_the_accessibility_check_finds_what_is_wrong(browser: Any) -> None:
