@@ -67,7 +67,7 @@ def main() -> None:
     asyncio.run(fresh_database(database))
     count = args.rate * args.seconds
     lines = [signed_line(capture_event(f"inv_{i % 100}", 1_000))
-             for i in range(count * 2 * args.runs)]
+             for i in range(count * 3 * args.runs)]
     print(disk_figure(database))
     bare_port, web_port, processes = start_bare_and_web(database, redis, "bench-latency")
     single_port = free_port()
@@ -77,12 +77,11 @@ def main() -> None:
     met = 0
     try:
         for run in range(args.runs):
-            mine = lines[count * 2 * run:count * 2 * (run + 1)]
+            mine = lines[count * 3 * run:count * 3 * (run + 1)]
             bare_lat = asyncio.run(measure(bare_port, mine[:count], args.rate))
-            web_lat = asyncio.run(measure(web_port, mine[count:], args.rate))
-            # The same deliveries again (duplicates: same work up to the conflict), each
-            # written alone.
-            single_lat = asyncio.run(measure(single_port, mine[count:], args.rate))
+            web_lat = asyncio.run(measure(web_port, mine[count:2 * count], args.rate))
+            # Other events (new ones: the same work), each written alone.
+            single_lat = asyncio.run(measure(single_port, mine[2 * count:], args.rate))
             p99 = percentile(web_lat, 0.99)
             met += p99 <= 25
             print(f"latency run {run + 1} at {args.rate} req/s for {args.seconds} s: settle web "
