@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 # Attributes every LogRecord has; anything else came from `extra`.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -29,7 +31,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # what orjson will not write (an integer past 64 bits)
+            return json.dumps(entry, default=str)
 
 
 def configure(level: int = logging.INFO) -> None:

@@ -7,6 +7,7 @@ only once its own row is committed.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -76,10 +77,19 @@ async def receive(request: web.Request) -> web.Response:
     if pk is None:
         WEBHOOKS.labels("duplicate").inc()
         log.info("webhook duplicate", extra=facts)
-        return web.json_response({"received": True, "duplicate": True})
+        return _answer(DUPLICATE)
     WEBHOOKS.labels("accepted").inc()
     log.info("webhook accepted", extra={**facts, "event_pk": pk})
-    return web.json_response({"received": True, "duplicate": False})
+    return _answer(ACCEPTED)
+
+
+# The two answers, encoded once: every delivery gets one of them.
+ACCEPTED = json.dumps({"received": True, "duplicate": False}).encode()
+DUPLICATE = json.dumps({"received": True, "duplicate": True}).encode()
+
+
+def _answer(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
 
 
 def add_routes(app: web.Application, processor_name: str) -> None:
