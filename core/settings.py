@@ -18,7 +18,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 SmtpTls = Literal["none", "starttls", "tls"]
 OverpaymentPolicy = Literal["credit", "refund"]
-EventLoop = Literal["uvloop", "asyncio"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _OFFSET = re.compile(r"^(\d+)([smhd])$")
@@ -76,9 +75,6 @@ class Settings:
     # Not in the contract's table: the delays between attempts of an outbound webhook
     # message (CONTRACT §9's schedule by default), then it is failed. Tests shorten it.
     webhook_retry_schedule: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
-    # Not in the contract's table: the event loop of `web` and `worker` (uvloop, or the
-    # standard library's, to rule uvloop out when chasing a problem).
-    event_loop: EventLoop = "uvloop"
     # Not in the contract's table: how many `web` processes `settle web` runs on its one
     # port (SO_REUSEPORT; the kernel spreads connections), for machines with more cores.
     web_processes: int = 1
@@ -139,7 +135,6 @@ class Settings:
             outbound_allow_private=_bool(env, "OUTBOUND_ALLOW_PRIVATE"),
             webhook_retry_schedule=_delays(get("WEBHOOK_RETRY_SCHEDULE")
                                            or "5s,5m,30m,2h,5h,10h,10h"),
-            event_loop=_choice(env, "EVENT_LOOP", ("uvloop", "asyncio")),  # type: ignore[arg-type]
             web_processes=_int(env, "WEB_PROCESSES", 1, low=1, high=64),
             intake_max_batch=_int(env, "INTAKE_MAX_BATCH", 500, low=1, high=5000),
         )

@@ -231,18 +231,3 @@ async def _children(pid: int, count: int) -> list[int] | None:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     pids = [int(p) for p in found.stdout.split()]
     return pids if len(pids) == count else None
-
-
-async def test_web_runs_on_either_event_loop(settings: Settings) -> None:
-    for loop in ("uvloop", "asyncio"):
-        port = free_port()
-        web = subprocess.Popen([SETTLE, "web"], cwd=ROOT, stderr=subprocess.DEVNULL,
-                               env=process_env(settings, PORT=str(port), EVENT_LOOP=loop))
-        try:
-            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                await wait_until_answers(http, "/healthz")
-                async with http.get("/readyz") as r:
-                    assert r.status == 200, loop
-        finally:
-            web.send_signal(signal.SIGTERM)
-            assert web.wait(timeout=20) == 0

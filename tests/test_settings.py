@@ -61,7 +61,6 @@ def test_values_are_read() -> None:
     ("INBOX_SWEEP_SECONDS", "fast"),
     ("INBOX_SWEEP_AFTER_SECONDS", "-5"),
     ("OVERPAYMENT_POLICY", "keep"),
-    ("EVENT_LOOP", "trio"),
     ("WEB_PROCESSES", "0"),
     ("SHUTDOWN_GRACE_SECONDS", "-1"),
     ("SHUTDOWN_GRACE_SECONDS", "soon"),

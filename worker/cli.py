@@ -23,18 +23,6 @@ def load_settings() -> Settings:
         sys.exit(2)
 
 
-def new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
-    """The event loop a process runs on (EVENT_LOOP), made its current loop."""
-    if settings.event_loop == "uvloop":
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    return loop
-
-
 def cmd_web(settings: Settings) -> None:
     if settings.web_processes == 1:
         serve_web(settings, reuse_port=False)
@@ -99,14 +87,13 @@ def serve_web(settings: Settings, *, reuse_port: bool) -> None:
     from worker.app import create_app
 
     web.run_app(create_app(settings), port=settings.port, access_log=None, print=None,
-                reuse_port=reuse_port or None, loop=new_loop(settings))
+                reuse_port=reuse_port or None)
 
 
 def cmd_worker(settings: Settings) -> None:
     from worker.runner import run_worker
 
     try:
-        new_loop(settings)
         run_worker(settings)
     except SettingsError as bad:
         print(f"settle: {bad}", file=sys.stderr)
