@@ -16,6 +16,7 @@ import asyncpg
 
 from sandbox.events import event, signed, stripe_object
 from worker.migrate import migrate
+from core.queue import enqueue_many, queue_client
 from core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,3 +110,42 @@ def start_bare_and_web(database: str, redis: str,
     wait_port(web_port)
     time.sleep(1)
     return bare_port, web_port, processes
+
+
+async def wait_ready(redis_url: str, queue: str, workers: int) -> None:
+    client = queue_client(redis_url, queue)
+    try:
+        for _ in range(200):
+            if await client.exists(f"{queue}:health-check"):
+                await asyncio.sleep(0.5 * workers)
+                return
+            await asyncio.sleep(0.1)
+        sys.exit("bench: workers did not start")
+    finally:
+        await client.aclose()
+
+
+async def outbox_rate(database: str, redis: str, ids: list[int], what: str,
+                      **extra: str) -> float:
+    """Owed outbox rows performed per second by one `settle worker` (with `extra` in its
+    environment), from queueing their jobs to the last one ending; exits if any failed."""
+    queue = f"bench-{what}-{uuid.uuid4().hex[:6]}"
+    worker = start(["settle", "worker"], env(database, redis, queue, **extra))
+    try:
+        await wait_ready(redis, queue, 1)
+        client = queue_client(redis, queue)
+        conn = await asyncpg.connect(database)
+        started = time.perf_counter()
+        for i in range(0, len(ids), 500):
+            await enqueue_many(client, "outbox", ids[i:i + 500])
+        while await conn.fetchval("select count(*) from outbox where status = 'pending'"):
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        failed = await conn.fetchval("select count(*) from outbox where status = 'failed'")
+        await conn.close()
+        await client.aclose()
+        if failed:
+            sys.exit(f"bench: {failed} of the {what} failed")
+        return len(ids) / elapsed
+    finally:
+        stop(worker)

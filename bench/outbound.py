@@ -16,15 +16,11 @@ import asyncio
 import json
 import sys
 import time
-import uuid
 
 import aiohttp
-import asyncpg
 
-from bench.common import env, free_port, fresh_database, start, stop, urls, wait_port
-from bench.settlement import wait_ready
+from bench.common import env, free_port, fresh_database, outbox_rate, start, stop, urls, wait_port
 from core.db import create_pool
-from core.queue import enqueue_many, queue_client
 from ledger.endpoints import new_secret
 from ledger.outbound import owe_ping
 from notify.webhook import PER_ENDPOINT, headers, now
@@ -65,27 +61,7 @@ async def settle_rate(database: str, redis: str, url: str, count: int) -> float:
         ids = [r["id"] for r in await pool.fetch("select id from outbox order by id")]
     finally:
         await pool.close()
-    queue = f"bench-outbound-{uuid.uuid4().hex[:6]}"
-    worker = start(["settle", "worker"], env(database, redis, queue,
-                                            OUTBOUND_ALLOW_PRIVATE="true"))
-    try:
-        await wait_ready(redis, queue, 1)
-        client = queue_client(redis, queue)
-        conn = await asyncpg.connect(database)
-        started = time.perf_counter()
-        for i in range(0, len(ids), 500):
-            await enqueue_many(client, "outbox", ids[i:i + 500])
-        while await conn.fetchval("select count(*) from outbox where status <> 'done'"):
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        failed = await conn.fetchval("select count(*) from outbox where status = 'failed'")
-        await conn.close()
-        await client.aclose()
-        if failed:
-            sys.exit(f"bench: {failed} messages failed")
-        return count / elapsed
-    finally:
-        stop(worker)
+    return await outbox_rate(database, redis, ids, "messages", OUTBOUND_ALLOW_PRIVATE="true")
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ from arq.constants import expires_extra_ms, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
-from bench.common import capture_event, env, free_port, fresh_database, start, stop, urls
+from bench.common import (
+    capture_event, env, free_port, fresh_database, start, stop, urls, wait_ready)
 from core.db import create_pool
 from core.processor import InboundEvent
 from core.queue import enqueue_events, queue_client, serialize
@@ -60,19 +61,6 @@ async def record_captures(database: str, count: int) -> list[int]:
         return pks
     finally:
         await pool.close()
-
-
-async def wait_ready(redis_url: str, queue: str, workers: int) -> None:
-    client = queue_client(redis_url, queue)
-    try:
-        for _ in range(200):
-            if await client.exists(f"{queue}:health-check"):
-                await asyncio.sleep(0.5 * workers)
-                return
-            await asyncio.sleep(0.1)
-        sys.exit("bench: workers did not start")
-    finally:
-        await client.aclose()
 
 
 async def settle_rate(database: str, redis: str, count: int, workers: int) -> float:
