@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -124,6 +125,15 @@ async def enqueue_many(queue: ArqRedis, kind: Kind, idents: Sequence[int | str],
     queued."""
     return await _put(queue, [(job_id(queue.default_queue_name, kind, ident), FUNCTIONS[kind],
                                (ident,)) for ident in idents], defer=defer, timeout=timeout)
+
+
+async def enqueue_again(queue: ArqRedis, kind: Kind, ident: int | str, *,
+                        defer: float) -> bool:
+    """The row's job once more, after `defer` seconds, from inside its own running job:
+    under a name of its own, since the row's name is still the running job's until it
+    returns. True when queued; should it be lost (Redis away), the sweeper queues the row."""
+    name = job_id(queue.default_queue_name, kind, f"{ident}:again:{secrets.token_hex(4)}")
+    return await _put(queue, [(name, FUNCTIONS[kind], (ident,))], defer=defer) == 1
 
 
 async def enqueue_events(queue: ArqRedis, pks: Sequence[int], *, timeout: float = 2.0) -> int:

@@ -25,7 +25,6 @@ import itertools
 import json
 import logging
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -33,12 +32,12 @@ from typing import Any
 
 import asyncpg
 import aiohttp
-from arq import ArqRedis, Retry
+from arq import Retry
 
 from core import mail, metrics
 from core.errors import PermanentError, describe, is_transient
 from core.processor import RefundMade
-from core.queue import FUNCTIONS, job_id
+from core.queue import enqueue_again
 from core.retry import backoff
 from core.services import Services, WorkerContext
 from core.settings import Settings
@@ -263,18 +262,6 @@ def lease_lost(facts: dict[str, Any]) -> str:
     return "lease lost"
 
 
-async def queue_again(queue: ArqRedis, outbox_id: int, delay: float) -> None:
-    """The row's job again in `delay` seconds, under a name of its own: the row's name
-    (`core.queue.job_id`) is still the running job's until it returns. Should this be lost
-    (Redis away), the sweeper queues the row, as any other."""
-    name = job_id(queue.default_queue_name, "outbox", f"{outbox_id}:busy:{secrets.token_hex(4)}")
-    try:
-        await queue.enqueue_job(FUNCTIONS["outbox"], outbox_id, _job_id=name, _defer_by=delay)
-    except Exception as exc:
-        log.warning("busy message not queued again; the sweeper will",
-                    extra={"outbox_id": outbox_id, "error": exc.__class__.__name__})
-
-
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     services = ctx["services"]
     pool, settings = services.pool, services.settings
@@ -319,7 +306,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         delay = random.uniform(*BUSY_DELAY)
         if not await outbox.record_busy(pool, outbox_id, token, delay):
             return lease_lost(facts)
-        await queue_again(services.queue, outbox_id, delay)
+        await enqueue_again(services.queue, "outbox", outbox_id, defer=delay)
         return "busy"
     except Exception as exc:
         if recorded:  # it happened; what failed after (a QUIT, say) changes nothing
