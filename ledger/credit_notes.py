@@ -7,6 +7,10 @@ goes to the customer's credit balance, or with `refund` is refunded through
 the processor against the invoice's processor payments, newest first. That
 refund belongs to the credit note: it never lowers `amount_paid` nor reopens
 the invoice (`ledger.refunds`, purpose `credit_note`).
+
+What goes back to the balance is taken first out of the credit applied to the
+invoice (`from_credit`), so that voiding the invoice later gives back only the
+applied credit no credit note returned already: no credit is returned twice.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from core.errors import Conflict, Invalid
 from core.tx import Books
 from ledger import money, refunds
 from ledger.credit import change_credit
-from ledger.invoices import changed, credit_note_view
+from ledger.invoices import changed
+from ledger.views import credit_note_view
 from ledger.outbound import owe_event
 from ledger.outbox import invoice_audience, owe_email
 from ledger.status import locked, remaining_of, status_of
@@ -62,7 +67,8 @@ async def issue(books: Books, invoice_id: str,
             raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
         earlier = await conn.fetchrow(
             """select coalesce(sum(amount), 0) as amount,
-                      coalesce(sum(post_payment_amount), 0) as post
+                      coalesce(sum(post_payment_amount), 0) as post,
+                      coalesce(sum(from_credit), 0) as from_credit
                from credit_notes where invoice_id = $1 and id <> $2""", invoice_id, data.id)
         returnable = invoice["amount_paid"] + invoice["amount_credited"] - earlier["post"]
         split = money.split_credit_note(data.amount, left=remaining_of(invoice),
@@ -97,9 +103,13 @@ async def issue(books: Books, invoice_id: str,
             await change_credit(conn, invoice["customer_id"], invoice["currency"], credited,
                                 "credit_note", invoice_id=invoice_id, credit_note_id=data.id,
                                 reason=data.reason)
+            from_credit = money.credit_returned(
+                credited, applied=invoice["amount_credited"], returned=earlier["from_credit"])
             await conn.execute(
-                "update credit_notes set credited_amount = credited_amount + $2 where id = $1",
-                data.id, credited)
+                """update credit_notes set credited_amount = credited_amount + $2,
+                          from_credit = $3
+                   where id = $1""",
+                data.id, credited, from_credit)
         await changed(conn, invoice)
         audience = await invoice_audience(conn, invoice_id)
         await owe_email(conn, "credit_note_issued", data.id, invoice_id=invoice_id,

@@ -22,7 +22,7 @@ from ledger.outbox import invoice_audience, owe_email
 from ledger.requests import end_active_requests, new_token
 from ledger.cursors import decode_cursor, encode_cursor
 from ledger.status import STATUS_SQL, is_open, locked, remaining_of, status_of
-from ledger.views import VIEW_SQL, credit_note_view, invoice_url, iso, payment_view, view_of
+from ledger.views import VIEW_SQL, view_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,21 +186,33 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
     async with books.transaction() as conn:
         row = await locked(conn, invoice_id)
         if row["voided_at"] is None:
-            if await conn.fetchval(
-                """select exists (select 1 from payments where invoice_id = $1
-                   and ((status = 'succeeded' and applied > 0) or status = 'processing'))""",
-                invoice_id,
-            ):
+            held = await conn.fetch(
+                """select status, applied, refund_from_paid, amount, refunded from payments
+                   where invoice_id = $1 and status in ('processing', 'succeeded')""",
+                invoice_id)
+            # Money still applied, net of refunds, or money on its way: a payment refunded
+            # in full no longer stands in the way.
+            if any(p["status"] == "processing" or money.still_applied(
+                    applied=p["applied"], refund_from_paid=p["refund_from_paid"],
+                    amount=p["amount"], refunded=p["refunded"]) for p in held):
                 raise Conflict("invoice_has_payments",
-                               "a payment was applied to the invoice or is processing")
-            if row["amount_credited"] > 0:
-                # Credit spent on an invoice that no longer stands goes back to the customer.
-                await change_credit(conn, row["customer_id"], row["currency"],
-                                    row["amount_credited"], "applied", invoice_id=invoice_id)
+                               "a payment is still applied to the invoice or is processing")
+            returned_by_notes = await conn.fetchval(
+                "select coalesce(sum(from_credit), 0) from credit_notes where invoice_id = $1",
+                invoice_id)
+            # Credit spent on an invoice that no longer stands goes back to the customer,
+            # but for what its credit notes already gave back of it.
+            back = money.credit_back_on_void(row["amount_credited"], returned_by_notes)
+            if back:
+                await change_credit(conn, row["customer_id"], row["currency"], back, "applied",
+                                    invoice_id=invoice_id)
+            # What stays credited is what the credit notes returned: the applied entries
+            # still sum to it (ledger.reconcile.repair recomputes it so).
             await conn.execute(
-                """update invoices set voided_at = now(), amount_credited = 0, updated_at = now()
+                """update invoices set voided_at = now(), amount_credited = amount_credited - $2,
+                          updated_at = now()
                    where id = $1""",
-                invoice_id,
+                invoice_id, back,
             )
             await end_active_requests(conn, invoice_id, "cancelled")
             await owe_event(conn, "invoice.voided", invoice_id=invoice_id)
@@ -264,7 +276,3 @@ async def list_invoices(books: Books, *, status: str | None, customer_id: str | 
             "next": encode_cursor(page[-1]["created_at"], page[-1]["id"])
             if len(rows) > limit else None}
 
-
-__all__ = ["VIEW_SQL", "credit_note_view", "invoice_url", "iso", "payment_view", "view_of",
-           "changed",
-           "invoice_view", "get_invoice", "list_invoices"]

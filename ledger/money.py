@@ -199,6 +199,32 @@ def split_credit_note(amount: int, *, left: int, returnable: int) -> CreditNoteS
     return CreditNoteSplit(pre, amount - pre)
 
 
+def credit_returned(credited: int, *, applied: int, returned: int) -> int:
+    """Of what a credit note gives back to the customer's balance (`credited`), the part
+    taken out of the credit applied to its invoice (`applied`), less what earlier credit
+    notes already returned from it (`returned`): that credit first, so that voiding the
+    invoice never gives it back a second time (§4)."""
+    if min(credited, applied, returned) < 0:
+        raise ValueError("amounts are never negative")
+    return min(credited, max(0, applied - returned))
+
+
+def credit_back_on_void(applied: int, returned_by_notes: int) -> int:
+    """What voiding an invoice gives back to the customer's balance: the credit applied to
+    it less what its credit notes already returned from that credit (§4)."""
+    if min(applied, returned_by_notes) < 0:
+        raise ValueError("amounts are never negative")
+    return max(0, applied - returned_by_notes)
+
+
+def still_applied(*, applied: int, refund_from_paid: int, amount: int, refunded: int) -> int:
+    """What of a captured payment still counts on its invoice, net of refunds (and, with
+    them, reversals): what it applied less what refunds took back from the invoice, and
+    never more than what it received less every refund of it (a credit note's refund too).
+    Money still applied blocks voiding the invoice (§4)."""
+    return max(0, min(applied - refund_from_paid, amount - refunded))
+
+
 def credit_to_apply(requested: int | None, balance: int, left: int) -> int:
     """apply-credit applies min(amount, credit balance, remaining)."""
     if requested is not None and requested <= 0:

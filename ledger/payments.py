@@ -34,7 +34,8 @@ from ledger.facts import (
     Refunded,
 )
 from ledger.inbox import Outcome, Policy
-from ledger.invoices import changed, payment_view
+from ledger.invoices import changed
+from ledger.views import payment_view
 from ledger.outbound import owe_event
 from ledger.outbox import invoice_audience, owe_email
 from ledger.requests import request_paid
@@ -87,8 +88,8 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
            where payments.status <> 'succeeded' and payments.invoice_id = excluded.invoice_id
            returning *, xmax = 0 as first_seen""",
         facts.payment_id, facts.invoice_id, facts.payment_request_id, facts.currency,
-        facts.amount, split.applied, credited, excess_pending,
-        "manual" if facts.source == "manual" else facts.source, facts.source, facts.method,
+        facts.amount, split.applied, credited, excess_pending, facts.source, facts.source,
+        facts.method,
         facts.reference, request,
     )
     if payment is None:

@@ -255,6 +255,7 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
                             payment_id)
     for row in rows:
         invoice, payment = await _book(conn, invoice, payment, row)
+        await _tell_if_succeeded(conn, invoice, payment, row)
     totals = money.refund_totals(payment["reported_refunded"], [
         money.RefundLine(r["amount"], r["status"], r["purpose"],
                          r["processor_refund_id"] is not None, made_at=r["made_at"],
@@ -303,8 +304,6 @@ async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyn
             row["credit_note_id"], amount)
         if to == "failed":
             await _fall_back(conn, invoice, payment, amount, credit_note_id=row["credit_note_id"])
-    if to == "counted" and purpose != "external":
-        await _refund_mail(conn, invoice, payment, row)
     return invoice, payment
 
 
@@ -321,8 +320,15 @@ async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment:
                     because="refund_failed")
 
 
-async def _refund_mail(conn: asyncpg.Connection, invoice: asyncpg.Record,
-                       payment: asyncpg.Record, row: asyncpg.Record) -> None:
+async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
+                             payment: asyncpg.Record, row: asyncpg.Record) -> None:
+    """A refund of settle's own (the merchant's, a credit note's, an overpayment's) is
+    mailed once it has succeeded: never while it is only pending, which may still fail
+    (the books move earlier, when the processor accepts it). Once per refund."""
+    if row["status"] != "succeeded" or row["purpose"] == "external" \
+            or row["mailed_at"] is not None:
+        return
+    await conn.execute("update refunds set mailed_at = now() where id = $1", row["id"])
     audience = await invoice_audience(conn, invoice["id"])
     await owe_email(conn, "refund_issued", row["id"], invoice_id=invoice["id"],
                     to=audience["to"], number=audience["number"], amount=row["amount"],

@@ -18,6 +18,9 @@ second apart. After every step:
   request is active once it is paid;
 - the customer's credit balance is the sum of its ledger entries, never below
   zero, and the last entry's `balance_after`;
+- no credit is returned twice: what an invoice's credit notes gave back and what
+  voiding it returned never exceed what went into it (payments and credit), and
+  voiding returns only the applied credit its credit notes did not;
 - no money appears or vanishes: what the invoices hold, plus the credit
   balance, plus what went back or is on its way back, equals what was
   received plus what credit notes and adjustments gave.
@@ -56,11 +59,11 @@ from sandbox.events import (
 
 STEPS = ["capture", "held", "duplicate", "async_start", "async_end", "manual", "request",
          "external_refund", "fail_refund", "merchant_refund", "made", "answer", "refuse",
-         "credit_note", "adjust", "apply_credit", "late"]
+         "credit_note", "adjust", "apply_credit", "void", "late"]
 # What a story is made of: every step, money arriving and refunds more often (most steps
 # need a payment to act on).
 STORY_STEPS = STEPS + ["capture", "capture", "external_refund", "merchant_refund", "made",
-                       "made", "answer", "credit_note", "credit_note", "request"]
+                       "made", "answer", "credit_note", "credit_note", "request", "void"]
 # How Stripe tells that a refund did not happen, and with which status.
 FAILURES = [("refund.failed", "failed"), ("refund.updated", "failed"),
             ("refund.updated", "canceled"), ("charge.refund.updated", "failed"),
@@ -225,8 +228,11 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
     elif kind == "manual":
         payment_id = world.new_id("m")
         world.payment_invoice[payment_id] = invoice_id
-        await record_manual(world.books, invoice_id, ManualPayment(
-            payment_id, amount, "check", None, None, {"amount": amount}))
+        try:
+            await record_manual(world.books, invoice_id, ManualPayment(
+                payment_id, amount, "check", None, None, {"amount": amount}))
+        except DomainError as refused:
+            assert refused.code == "invoice_not_open"  # voided
     elif kind == "request":
         left = await remaining(world, invoice_id)
         if left > 0 and data.draw(st.booleans()):  # mostly one the invoice can take
@@ -300,7 +306,7 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
             await credit_notes.issue(world.books, invoice_id, credit_notes.CreditNoteInput(
                 note_id, amount, None, data.draw(st.booleans()), {"a": amount}))
         except DomainError as refused:
-            assert refused.code == "amount_exceeds_creditable"
+            assert refused.code in ("amount_exceeds_creditable", "invoice_not_open")
         else:
             post = await pool.fetchval(
                 "select post_payment_amount from credit_notes where id = $1", note_id)
@@ -317,6 +323,11 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
             await invoices.apply_credit(world.books, invoice_id, None)
         except DomainError as refused:
             assert refused.code in ("no_credit", "invoice_not_open")
+    elif kind == "void":
+        try:
+            await invoices.void_invoice(world.books, invoice_id)
+        except DomainError as refused:
+            assert refused.code == "invoice_has_payments"
     elif kind == "late" and stripe.sent:
         # An event Stripe sent earlier, delivered again now (a retry, or late).
         await deliver(world, data.draw(st.sampled_from(stripe.sent)))
@@ -334,6 +345,22 @@ async def check(world: World) -> None:
                    where invoice_id = i.id) as noted_by_notes,
                  (select coalesce(sum(amount), 0) from credit_notes
                    where invoice_id = i.id) as noted_total,
+                 (select coalesce(sum(post_payment_amount), 0) from credit_notes
+                   where invoice_id = i.id)
+                 + (select coalesce(sum(amount), 0) from credit_entries
+                     where invoice_id = i.id and kind = 'applied' and amount > 0)
+                   as given_back,
+                 (select coalesce(sum(applied), 0) from payments
+                   where invoice_id = i.id and status = 'succeeded')
+                 + (select coalesce(-sum(amount), 0) from credit_entries
+                     where invoice_id = i.id and kind = 'applied' and amount < 0) as put_in,
+                 (select coalesce(-sum(amount), 0) from credit_entries
+                   where invoice_id = i.id and kind = 'applied' and amount < 0) as credited_in,
+                 (select coalesce(sum(amount), 0) from credit_entries
+                   where invoice_id = i.id and kind = 'applied' and amount > 0)
+                   as returned_by_void,
+                 (select coalesce(sum(from_credit), 0) from credit_notes
+                   where invoice_id = i.id) as from_credit,
                  (select count(*) from payment_requests r
                    where r.invoice_id = i.id and r.status = 'active'
                      and i.total - i.amount_paid - i.amount_credited
@@ -346,6 +373,11 @@ async def check(world: World) -> None:
         assert row["amount_credit_noted"] == row["noted_by_notes"]
         assert 0 <= row["amount_paid"] + row["amount_credited"] + row["amount_credit_noted"] \
             <= row["total"]
+        # No credit is returned twice (§4): what credit notes gave back and what voiding
+        # returned to the balance never exceed what went into the invoice, from payments
+        # and from credit.
+        assert row["given_back"] <= row["put_in"], dict(row)
+        assert row["returned_by_void"] <= row["credited_in"] - row["from_credit"], dict(row)
     # The refund rule takes back only what refunds under it moved (§4): never more than
     # the external and merchant refunds Stripe made of the payment (a credit note's or
     # an overpayment's refund belongs to its purpose, whatever order the reports came in).
@@ -405,7 +437,7 @@ async def test_the_books_balance_after_every_step(book_pool: asyncpg.Pool, data:
     suffix = uuid.uuid4().hex[:8]
     customer = f"cus_{suffix}"
     world = World(Books(book_pool, nothing, "http://settle.test"), suffix,
-                  [f"inv_{suffix}_a", f"inv_{suffix}_b"], customer, policy)
+                  [f"inv_{suffix}_a", f"inv_{suffix}_b", f"inv_{suffix}_c"], customer, policy)
     await book_pool.execute("insert into customers (id, email) values ($1, 'p@example.com')",
                             customer)
     for n, invoice_id in enumerate(world.invoices):
@@ -413,7 +445,15 @@ async def test_the_books_balance_after_every_step(book_pool: asyncpg.Pool, data:
             """insert into invoices (id, customer_id, number, currency, total, sent_at,
                                      pay_token, auto_apply_credit)
                values ($1, $2, $1, 'usd', $3, now(), $1, false)""",
-            invoice_id, customer, 4_000 + 3_000 * n)
+            invoice_id, customer, (4_000, 7_000, 1_500)[n])
+    # Some stories start with credit the customer holds, spent on an invoice at once (as
+    # an invoice sent with auto_apply_credit spends it).
+    goodwill = data.draw(st.integers(0, 3_000))
+    if goodwill:
+        await credit.adjust(world.books, customer, credit.Adjustment(
+            world.new_id("adj"), goodwill, "usd", "prepaid", {"a": goodwill}))
+        await invoices.apply_credit(world.books, data.draw(st.sampled_from(world.invoices)),
+                                    None)
     # Every story starts with money on its way; what happens then is Hypothesis's choice.
     for kind in ["capture", "capture", *kinds]:
         await step(world, kind, data)

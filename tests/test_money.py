@@ -154,6 +154,46 @@ def test_a_give_back_undoes_the_last_taken_first() -> None:
                                  room=120) == money.GiveBack(0, 120, 180, 0)
 
 
+def test_a_credit_note_returns_the_applied_credit_first_and_never_twice() -> None:
+    # 1000 of credit applied; a credit note gives 600 back to the balance: all from it.
+    assert money.credit_returned(600, applied=1_000, returned=0) == 600
+    # A second one of 600: only the 400 of applied credit not yet returned is from it.
+    assert money.credit_returned(600, applied=1_000, returned=600) == 400
+    # Once the applied credit is all returned, what goes back is paid money.
+    assert money.credit_returned(500, applied=1_000, returned=1_000) == 0
+    assert money.credit_returned(500, applied=0, returned=0) == 0
+
+
+def test_void_gives_back_the_applied_credit_less_what_credit_notes_returned() -> None:
+    assert money.credit_back_on_void(1_000, 0) == 1_000
+    assert money.credit_back_on_void(1_000, 1_000) == 0
+    assert money.credit_back_on_void(400, 400) == 0
+    assert money.credit_back_on_void(1_000, 300) == 700
+
+
+@given(applied=st.integers(0, 10_000), notes=st.lists(st.integers(1, 5_000), max_size=5))
+def test_credit_notes_and_void_together_return_at_most_the_applied_credit(
+        applied: int, notes: list[int]) -> None:
+    returned = 0
+    for credited in notes:
+        returned += money.credit_returned(credited, applied=applied, returned=returned)
+    assert returned <= applied
+    assert returned + money.credit_back_on_void(applied, returned) == applied
+
+
+def test_money_still_applied_is_net_of_every_refund() -> None:
+    # A manual payment of 300 refunded in full: nothing stands on the invoice.
+    assert money.still_applied(applied=300, refund_from_paid=300, amount=300, refunded=300) == 0
+    # 200 of it refunded: 100 stands.
+    assert money.still_applied(applied=300, refund_from_paid=200, amount=300,
+                               refunded=200) == 100
+    # A credit note's refund of all of it (the rule takes nothing from the invoice).
+    assert money.still_applied(applied=600, refund_from_paid=0, amount=600, refunded=600) == 0
+    # Its excess of 400 taken back from credit: the 600 applied stands.
+    assert money.still_applied(applied=600, refund_from_paid=0, amount=1_000,
+                               refunded=400) == 600
+
+
 def test_credit_to_apply() -> None:
     assert money.credit_to_apply(None, 1_500, 7_000) == 1_500
     assert money.credit_to_apply(500, 1_500, 7_000) == 500
