@@ -225,7 +225,8 @@ def _webhook(event_type: str, schema: dict[str, Any]) -> dict[str, Any]:
                        for name, text in WEBHOOK_HEADERS.items()],
         "requestBody": {"required": True, "content": {JSON: {"schema": schema}}},
         "responses": {"2XX": {"description": "delivered (any 2xx within 15 s); otherwise "
-                              "retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h; "
-                              "410 disables the endpoint"}},
+                              "tried again on the deployment's WEBHOOK_RETRY_SCHEDULE (by "
+                              "default after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h), "
+                              "then failed; 410 disables the endpoint"}},
         "security": [],
     }

@@ -178,7 +178,8 @@ async def send_email(services: Services, payload: dict[str, Any], key: str, budg
 async def send_webhook(services: Services, payload: dict[str, Any], key: str, budget: float,
                        record: Record) -> dict[str, Any]:
     """POST one message to its endpoint, signed; a 2xx is delivered, a 410 disables the
-    endpoint, anything else is tried again on WEBHOOK_SCHEDULE."""
+    endpoint, anything else is tried again after the delays of WEBHOOK_RETRY_SCHEDULE
+    (`Settings.webhook_retry_schedule`)."""
     pool, settings = services.pool, services.settings
     endpoint_id = payload["endpoint_id"]
     # The place first: a busy endpoint's message bounces before any query of its own.

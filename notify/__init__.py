@@ -1,5 +1,6 @@
-"""Email, the adapter to the mail server: messages rendered from templates, sent over SMTP.
+"""What settle sends out: mail (rendered from templates, sent over SMTP) and outbound
+webhook messages (signed, sent over HTTPS behind the address guard).
 
-Mails are owed as outbox rows by the ledger (`ledger.outbox`); `jobs.outbox`
-renders and sends them through here.
+Both are owed as outbox rows by the ledger (`ledger.outbox`, `ledger.outbound`);
+`jobs.outbox` performs them through here.
 """

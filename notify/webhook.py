@@ -157,9 +157,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def body_of(message: dict[str, Any]) -> dict[str, Any]:
-    return {"type": message["type"], "timestamp": message["timestamp"], "data": message["data"]}
-
 
 __all__ = ["AT_ONCE", "Answer", "Busy", "KEPT_FREE", "PER_ENDPOINT", "Refused", "TIMEOUT_SECONDS",
-           "body_of", "has_room", "headers", "now", "post", "slot"]
+           "has_room", "headers", "now", "post", "slot"]

@@ -87,7 +87,8 @@ class WorkerSettings:
     job_serializer = serialize
     job_deserializer = deserialize
     # No results: a finished job's id must be free at once, so the sweeper or a
-    # replay can queue the same event again. Ops jobs keep theirs per function.
+    # replay can queue the same event again. Ops jobs keep their results in PostgreSQL
+    # (`ops_jobs`), where `GET /v1/ops/jobs/{id}` reads them.
     keep_result = 0
     # Jobs wait on PostgreSQL, not CPU: run several at once.
     max_jobs = 20

@@ -1,7 +1,8 @@
 """Building what the edges are handed: the processor registration and `Services`.
 
-A second processor is one more entry in PROCESSORS (its `make` and the
-handlers of its events) and its package; nothing else changes.
+Each processor is an entry in PROCESSORS (its `make` and the handlers of its
+events); payments go through one of them, ACTIVE, at a time, and only its webhook
+route is served (`worker.app`).
 """
 
 from __future__ import annotations
