@@ -13,7 +13,7 @@ from handlers import api, endpoints, health, merchant, openapi, ops, pages, payl
 from handlers.intake import Intake
 from handlers.bodies import bodies
 from handlers.keys import BODY_READS, INTAKE, SERVICES
-from handlers.middleware import api_auth, domain_errors, unexpected_errors
+from handlers.middleware import api_auth, domain_errors, unexpected_errors, without_server
 from worker.services import ACTIVE, make_processor, make_queue, make_services
 
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> web.Application:
     # bodies are read after api_auth, so the API's only once its token is accepted.
     app = web.Application(middlewares=[unexpected_errors, domain_errors, api_auth, bodies])
     app[BODY_READS] = asyncio.Semaphore(settings.body_reads_max)
+    app.on_response_prepare.append(without_server)
     app.cleanup_ctx.append(_services(settings))
     webhooks.add_routes(app, ACTIVE)
     app.router.add_get("/healthz", health.healthz)
