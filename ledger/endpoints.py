@@ -75,7 +75,7 @@ def _relayed_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Not loopback, private, shared (100.64/10), link-local (cloud metadata included),
-    multicast, reserved or unspecified. An IPv4-mapped IPv6 address is judged as its IPv4
+    site-local (fec0::/10), multicast, reserved or unspecified. An IPv4-mapped IPv6 address is judged as its IPv4
     one; a 6to4 or Teredo address must also wrap a public IPv4 one, since a relay delivers
     to that."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -83,6 +83,10 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             return is_public(address.ipv4_mapped)
         relayed = _relayed_ipv4(address)
         if relayed is not None and not is_public(relayed):
+            return False
+        # Site-local (fec0::/10): deprecated, but still routed inside some networks, and
+        # Python's ipaddress counts it as global (is_global is True for fec0::1).
+        if address.is_site_local:
             return False
     return address.is_global and not (address.is_loopback or address.is_private
                                       or address.is_link_local or address.is_multicast
