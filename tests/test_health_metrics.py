@@ -130,7 +130,7 @@ async def test_no_answer_carries_a_server_header(paying: Any) -> None:
         await svc.open_link(invoice["pay_url"]),  # a redirect to Checkout
         await client.post("/webhooks/stripe", data=raw, headers=headers),
         await client.post("/webhooks/stripe", data=b"{}"),  # refused
-        await client.get("/openapi.json"),
+        await client.get("/v1/openapi.json"),
     ]
     css = re.search(r'href="(/static/[^"]+)"', await answers[6].text())
     assert css is not None
