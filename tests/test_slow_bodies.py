@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
 from handlers.keys import BODY_READS
 from sandbox.events import event, signed
-from tests.conftest import replace
+from tests.conftest import ROOT, SETTLE, free_port, process_env, replace, wait_until_answers
 from worker.app import create_app
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -119,7 +122,8 @@ async def test_many_trickling_bodies_hold_neither_health_nor_other_requests(
         aiohttp_client: Any, settings: Settings, db: asyncpg.Pool) -> None:
     client = await slow_client(aiohttp_client, settings)
     async with trickling(client, "/webhooks/stripe", 40) as slow:
-        # All 40 are being read (each holds a slot) before the others ask.
+        # All 40 are being read (each holds a slot) before the others ask. (A Semaphore
+        # says how many slots are free only through _value.)
         await _until(lambda: client.app[BODY_READS]._value == 64 - 40)  # type: ignore[union-attr]
         assert (await client.get("/healthz")).status == 200
         assert (await client.get("/readyz")).status == 200
@@ -159,3 +163,33 @@ async def _until(predicate: Any) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not met")
+
+
+async def test_a_real_web_process_cuts_trickled_bodies_and_answers_health_meanwhile(
+        settings: Settings, db: asyncpg.Pool) -> None:
+    port = free_port()
+    web = subprocess.Popen([SETTLE, "web"], cwd=ROOT, stderr=subprocess.DEVNULL,
+                           env=process_env(settings, PORT=str(port), BODY_TIMEOUT_SECONDS="1"))
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            await wait_until_answers(http, "/healthz")
+            slow = [Trickle(port, "/webhooks/stripe") for _ in range(40)]
+            for one in slow:
+                await one.open()
+            try:
+                # A connection of its own (force_close), never one queued behind the slow.
+                async with aiohttp.ClientSession(
+                        f"http://127.0.0.1:{port}",
+                        connector=aiohttp.TCPConnector(force_close=True)) as probe:
+                    async with probe.get("/healthz") as health:
+                        assert health.status == 200
+                    async with probe.get("/readyz") as ready:
+                        assert ready.status == 200
+                answers = await asyncio.gather(*(one.answered() for one in slow))
+            finally:
+                for one in slow:
+                    await one.close()
+        assert {status(answer) for answer in answers} == {408}
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(timeout=20)
