@@ -81,6 +81,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """A short reason for a row (never a traceback, never more than 500 characters)."""
+    """A short reason for a row (never a traceback, never more than 500 characters).
+    A PermanentError's text is settle's own reason, written for the operator (and, for a
+    webhook message, the merchant's API: "address not allowed"), so it stands alone."""
+    if isinstance(exc, PermanentError) and str(exc):
+        return str(exc)[:500]
     text = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
     return text[:500]

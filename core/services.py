@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 import asyncpg
 from arq import ArqRedis
 
+from core.limits import Permit
 from core.mail import Mailer
 from core.processor import Processor
 from core.queue import enqueue_many
@@ -23,6 +24,8 @@ class Services:
     queue: ArqRedis
     processor: Processor
     mailer: Mailer
+    # May one more Checkout Session be made for an invoice (core.limits)?
+    checkout_permit: Permit
 
     async def after_commit(self, outbox_ids: list[int]) -> None:
         """Queue the side effects a committed transaction owed (see core.tx)."""

@@ -81,6 +81,16 @@ class Settings:
     # Not in the contract's table: the most deliveries the intake writes in one INSERT
     # (1: each alone, no group commit; the latency bench compares the two).
     intake_max_batch: int = 500
+    # Not in the contract's table: how long a request body may take to arrive in full
+    # before it is cut off with 408 (CONTRACT §11 says 10 s; tests shorten it).
+    body_timeout_seconds: float = 10
+    # Not in the contract's table: the bodies anyone may send (webhooks, page forms) read
+    # at once per process; past it, 503 with Retry-After. 64 of WEBHOOK_MAX_BYTES (1 MiB)
+    # bound that memory to 64 MiB, and a delivery is read in milliseconds, so 64 at once
+    # is far past any real burst.
+    body_reads_max: int = 64
+    # The bearer token /metrics asks for; open to all when unset (CONTRACT §8).
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -137,6 +147,9 @@ class Settings:
                                            or "5s,5m,30m,2h,5h,10h,10h"),
             web_processes=_int(env, "WEB_PROCESSES", 1, low=1, high=64),
             intake_max_batch=_int(env, "INTAKE_MAX_BATCH", 500, low=1, high=5000),
+            body_timeout_seconds=_int(env, "BODY_TIMEOUT_SECONDS", 10, low=1, high=300),
+            body_reads_max=_int(env, "BODY_READS_MAX", 64, low=1, high=10_000),
+            metrics_token=get("METRICS_TOKEN"),
         )
 
 

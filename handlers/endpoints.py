@@ -17,9 +17,10 @@ ROUTES = Routes("webhooks")
 
 @ROUTES.put("/v1/webhook-endpoints/{id}", body=EndpointIn,
             answers={200: WebhookEndpoint, 201: WebhookEndpoint},
-            errors={422: ("url_invalid",)})
+            errors={409: ("too_many_endpoints",), 422: ("url_invalid",)})
 async def put_endpoint(request: web.Request) -> web.Response:
-    """Create or update an endpoint; its secret is made on create and kept after."""
+    """Create or update an endpoint; its secret is made on create and kept after. An
+    account has at most 50 (`409 too_many_endpoints` for one more)."""
     endpoint_id = path_id(request)
     data = await body(request, EndpointIn)
     url = endpoints.check_url(data.url, services(request).settings.outbound_allow_private)

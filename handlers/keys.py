@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from core.services import Services
@@ -11,6 +13,8 @@ from handlers.intake import Intake
 SERVICES = web.AppKey("services", Services)
 # Records webhook events in batches (see handlers.intake).
 INTAKE = web.AppKey("intake", Intake)
+# The bodies anyone may send being read at once (handlers.bodies).
+BODY_READS = web.AppKey("body_reads", asyncio.Semaphore)
 
 
 def services(request: web.Request) -> Services:

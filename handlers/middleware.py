@@ -111,3 +111,11 @@ async def unexpected_errors(request: web.Request, handler: Handler) -> web.Strea
             return html.message(request, "Something went wrong", "This page could not be "
                                 "shown. The problem was logged; please try again later.", 500)
         return error(500, "internal", "an unexpected error occurred; it has been logged")
+
+
+async def without_server(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """No `Server` header: it names the language and aiohttp's version to anyone who asks,
+    which helps no client and every scanner. aiohttp (3.14) sets it while preparing the
+    headers, just before this hook runs, so it is taken out here, for every answer
+    (static files, redirects, 404s and webhooks alike)."""
+    response.headers.popall("Server", None)

@@ -29,7 +29,7 @@ REF = "#/components/schemas/{model}"
 JSON = "application/json"
 STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content",
                401: "No or wrong bearer token", 404: "Unknown id", 409: "State conflict",
-               413: "Body too large", 422: "Invalid input",
+               408: "The body did not arrive in time", 413: "Body too large", 422: "Invalid input",
                503: "A service settle needs did not answer; retry later"}
 WEBHOOK_HEADERS = {
     "webhook-id": "one per message, the same on every attempt",
@@ -154,6 +154,7 @@ def _errors(op: Operation) -> dict[int, set[str]]:
     if op.body is not None:
         invalid |= codes_of(op.body) | {"input_invalid"}
         errors[413] = {"payload_too_large"}  # past aiohttp's client_max_size (1 MiB)
+        errors[408] = {"request_timeout"}  # not in full within 10 s (handlers.bodies)
     if not op.public:
         # The database or Redis away (handlers.middleware.unexpected_errors).
         errors[503] = {"unavailable"}

@@ -30,7 +30,9 @@ log = logging.getLogger("settle.pages")
 # invoice that no longer takes it.
 STATUS = {"partial_not_allowed": 422, "below_minimum": 422, "above_remaining": 422,
           "not_a_number": 422, "too_many_decimals": 422, "not_positive": 422,
-          "too_large": 422, "unpayable": 422, "no_credit": 422}
+          "too_large": 422, "unpayable": 422, "no_credit": 422,
+          # As many checkout pages as the invoice may make for now (core.limits).
+          "too_many_checkouts": 429}
 
 
 def _token(request: web.Request) -> str:
@@ -123,8 +125,9 @@ async def pay(request: web.Request) -> web.Response:
             return _invoice(request, token, page, status=422, typed=typed, problem={
                 "code": refused.code, "field": "amount"})
     try:
-        made = await checkout.pay_on_page(books(request), token, services(request).processor,
-                                          chosen)
+        found = services(request)
+        made = await checkout.pay_on_page(found.books, token, found.processor,
+                                          found.checkout_permit, chosen)
     except PermanentError as refused:
         # The processor said no to this session for good: the customer is told so (never
         # a 500), an operator is told why.
@@ -135,6 +138,9 @@ async def pay(request: web.Request) -> web.Response:
                                              "detail": None}, typed)
     if isinstance(made, checkout.Redirect):
         return html.see_other(request, made.url)
+    if isinstance(made, checkout.Limited):
+        return await _again(request, token, {"code": "too_many_checkouts", "field": None},
+                            typed)
     if isinstance(made, checkout.Gone) and made.reason == "unpayable":
         # "Pay the rest" of a rest the processor will not charge: as its pay link answers.
         return html.unpayable(request, made.invoice_url)

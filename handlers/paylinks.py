@@ -41,7 +41,8 @@ async def open_link(request: web.Request) -> web.Response:
     token = _token(request)
     found = services(request)
     try:
-        result = await checkout.open_link(found.books, token, found.processor)
+        result = await checkout.open_link(found.books, token, found.processor,
+                                         found.checkout_permit)
     except NotFound:
         raise
     except PermanentError as refused:
@@ -57,6 +58,10 @@ async def open_link(request: web.Request) -> web.Response:
             log.exception("pay link unavailable", extra={"error": exc.__class__.__name__})
         return html.message(request, "Please try again", "Payments are unavailable for a "
                             "moment. Please try again in a few minutes.", 503)
+    if isinstance(result, checkout.Limited):
+        return html.message(request, "Please try again shortly", "This invoice was opened for "
+                            "payment many times in the last few minutes. Please try again "
+                            "in a few minutes.", 429, invoice_url=result.invoice_url)
     if isinstance(result, checkout.Gone) and result.reason == "unpayable":
         return html.unpayable(request, result.invoice_url)
     if isinstance(result, checkout.Gone):

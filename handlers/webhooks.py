@@ -23,19 +23,6 @@ from handlers.keys import INTAKE, services
 log = logging.getLogger("settle.webhooks")
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `limit` (read no further)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _refuse(status: int, code: str, message: str) -> web.Response:
     WEBHOOKS.labels(code).inc()
     log.info("webhook refused", extra={"code": code, "reason": message})
@@ -43,12 +30,9 @@ def _refuse(status: int, code: str, message: str) -> web.Response:
 
 
 async def receive(request: web.Request) -> web.Response:
-    found = services(request)
-    settings, processor = found.settings, found.processor
-    body = await read_limited(request, settings.webhook_max_bytes)
-    if body is None:
-        return _refuse(413, "payload_too_large",
-                       f"body over {settings.webhook_max_bytes} bytes")
+    processor = services(request).processor
+    # Already read, within WEBHOOK_MAX_BYTES and the body's deadline (handlers.bodies).
+    body = await request.read()
     try:
         processor.verify(body, request.headers, time.time())
         event = processor.parse(body)

@@ -178,8 +178,8 @@ async def send_email(services: Services, payload: dict[str, Any], key: str, budg
 async def send_webhook(services: Services, payload: dict[str, Any], key: str, budget: float,
                        record: Record) -> dict[str, Any]:
     """POST one message to its endpoint, signed; a 2xx is delivered, a 410 disables the
-    endpoint, anything else is tried again after the delays of WEBHOOK_RETRY_SCHEDULE
-    (`Settings.webhook_retry_schedule`)."""
+    endpoint, a refused address fails it at once, anything else is tried again after the
+    delays of WEBHOOK_RETRY_SCHEDULE (`Settings.webhook_retry_schedule`)."""
     pool, settings = services.pool, services.settings
     endpoint_id = payload["endpoint_id"]
     # The place first: a busy endpoint's message bounces before any query of its own.
@@ -198,7 +198,14 @@ async def send_webhook(services: Services, payload: dict[str, Any], key: str, bu
             answer = await webhook.post(target.url, body, sent,
                                         allow_private=settings.outbound_allow_private,
                                         budget=budget)
-        except (aiohttp.ClientError, TimeoutError, webhook.Refused) as exc:
+        except webhook.Refused as refused:
+            # The address will not become allowed by waiting: failed at once. Which address
+            # is for the operator's log only; the message log (its API) names none.
+            await endpoints.note_status(pool, key, None)
+            log.warning("webhook address refused", extra={"endpoint_id": endpoint_id,
+                                                          "reason": str(refused)})
+            raise PermanentError("address not allowed") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
             await endpoints.note_status(pool, key, None)
             raise Undelivered(describe(exc)) from None
     await endpoints.note_status(pool, key, answer.status)

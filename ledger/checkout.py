@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from core.errors import NotFound
+from core.limits import Permit
 from core.processor import Processor, SessionMade, SessionSpec
 from core.tx import Books
 from ledger import money
@@ -55,6 +56,14 @@ class Refused:
 
 
 @dataclass(frozen=True, slots=True)
+class Limited:
+    """The invoice made as many checkout pages as it may for now (`core.limits`); the
+    customer tries again shortly."""
+
+    invoice_url: str
+
+
+@dataclass(frozen=True, slots=True)
 class Want:
     """What a session is to pay: a request's link, the invoice's Pay Now link (what
     remains), or an amount the customer chose on the invoice page."""
@@ -68,30 +77,36 @@ class Want:
         return "link" if self.chosen is None else "customer"
 
 
-async def open_link(books: Books, token: str, processor: Processor) -> Redirect | Gone:
+async def open_link(books: Books, token: str, processor: Processor,
+                    permit: Permit) -> Redirect | Gone | Limited:
     """GET /pay/{token}: a request's link or an invoice's Pay Now link."""
     async with books.pool.acquire() as conn:
         want = await _link(conn, token)
-    made = await _open(books, want, processor)
+    made = await _open(books, want, processor, permit)
     assert not isinstance(made, Refused)  # a link's amount is never the customer's
     return made
 
 
-async def pay_on_page(books: Books, view_token: str, processor: Processor,
-                      chosen: int | None) -> Redirect | Gone | Refused:
+async def pay_on_page(books: Books, view_token: str, processor: Processor, permit: Permit,
+                      chosen: int | None) -> Redirect | Gone | Refused | Limited:
     """The invoice page's "Pay the rest" (`chosen` None: what remains, as Pay Now) or
     "Pay another amount" (`chosen`, in minor units)."""
     invoice_id = await books.pool.fetchval(
         "select id from invoices where view_token = $1", view_token)
     if invoice_id is None:
         raise NotFound("invoice page", "…")  # never echo a token
-    return await _open(books, Want(invoice_id, chosen=chosen), processor)
+    return await _open(books, Want(invoice_id, chosen=chosen), processor, permit)
 
 
-async def _open(books: Books, want: Want, processor: Processor) -> Redirect | Gone | Refused:
+async def _open(books: Books, want: Want, processor: Processor,
+                permit: Permit) -> Redirect | Gone | Refused | Limited:
     planned = await _plan(books, want, processor)
     if not isinstance(planned, SessionSpec):
         return planned
+    # Asked only now, when a session is to be made (a reused one costs the processor
+    # nothing), and outside the plan's transaction: no lock is held while Redis answers.
+    if not await permit(want.invoice_id):
+        return Limited(planned.cancel_url)
     made = await processor.create_checkout(planned)  # no transaction is open
     return await _record(books, want, planned, made, processor)
 

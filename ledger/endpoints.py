@@ -15,12 +15,15 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from core.errors import Invalid, NotFound
+from core.errors import Conflict, Invalid, NotFound
 from core.tx import Books
 from ledger.cursors import decode_cursor, decode_row_cursor, encode_cursor
 from ledger.outbound import EVENT_TYPES, owe_ping
 
 ROTATION_OVERLAP = timedelta(hours=24)
+# The most endpoints an account has (CONTRACT §11): each money change owes a message to
+# each of them inside the books' transaction. Only the default account exists, so all.
+MAX_ENDPOINTS = 50
 
 
 def new_secret() -> str:
@@ -75,7 +78,7 @@ def _relayed_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Not loopback, private, shared (100.64/10), link-local (cloud metadata included),
-    multicast, reserved or unspecified. An IPv4-mapped IPv6 address is judged as its IPv4
+    site-local (fec0::/10), multicast, reserved or unspecified. An IPv4-mapped IPv6 address is judged as its IPv4
     one; a 6to4 or Teredo address must also wrap a public IPv4 one, since a relay delivers
     to that."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -83,6 +86,10 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             return is_public(address.ipv4_mapped)
         relayed = _relayed_ipv4(address)
         if relayed is not None and not is_public(relayed):
+            return False
+        # Site-local (fec0::/10): deprecated, but still routed inside some networks, and
+        # Python's ipaddress counts it as global (is_global is True for fec0::1).
+        if address.is_site_local:
             return False
     return address.is_global and not (address.is_loopback or address.is_private
                                       or address.is_link_local or address.is_multicast
@@ -108,14 +115,26 @@ async def upsert(pool: asyncpg.Pool, endpoint_id: str,
                  data: EndpointInput) -> tuple[dict[str, Any], bool]:
     """(the endpoint, created?); the secret is made on create and kept on update."""
     events = sorted(set(data.events)) if data.events is not None else None
-    row = await pool.fetchrow(
-        """insert into webhook_endpoints (id, url, events, description, disabled, secret)
-           values ($1, $2, $3, $4, $5, $6)
-           on conflict (id) do update set url = excluded.url, events = excluded.events,
-               description = excluded.description, disabled = excluded.disabled,
-               disabled_reason = null, updated_at = now()
-           returning *, (xmax = 0) as created""",
-        endpoint_id, data.url, events, data.description, data.disabled, new_secret())
+    async with pool.acquire() as conn, conn.transaction():
+        # Creations take turns: two at MAX_ENDPOINTS - 1 would each count one less than the
+        # other makes. The lock is the transaction's, so it ends with it (pgbouncer-safe);
+        # the insert's snapshot is taken after it, so it counts what the previous holder
+        # committed.
+        await conn.execute("select pg_advisory_xact_lock(hashtext('settle.webhook_endpoints'))")
+        row = await conn.fetchrow(
+            """insert into webhook_endpoints (id, url, events, description, disabled, secret)
+               select $1, $2, $3, $4, $5, $6
+               where exists (select from webhook_endpoints where id = $1)
+                  or (select count(*) from webhook_endpoints) < $7
+               on conflict (id) do update set url = excluded.url, events = excluded.events,
+                   description = excluded.description, disabled = excluded.disabled,
+                   disabled_reason = null, updated_at = now()
+               returning *, (xmax = 0) as created""",
+            endpoint_id, data.url, events, data.description, data.disabled, new_secret(),
+            MAX_ENDPOINTS)
+    if row is None:
+        raise Conflict("too_many_endpoints",
+                       f"an account has at most {MAX_ENDPOINTS} webhook endpoints")
     return endpoint_view(row), bool(row["created"])
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp.test_utils import TestClient
@@ -80,3 +82,59 @@ def test_log_lines_are_json_without_secrets() -> None:
                                     "name": "settle.webhooks", "event_id": "evt_1"})
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "webhook accepted" and line["event_id"] == "evt_1"
+
+
+async def test_readyz_says_what_is_down_and_names_no_internal_error(
+        aiohttp_client: object, settings: Settings) -> None:
+    down = replace(settings, database_url="postgresql://postgres@127.0.0.1:9/settle")
+    client = await aiohttp_client(create_app(down))  # type: ignore[operator]
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert await response.json() == {"ready": False, "checks": {"postgres": "down",
+                                                                "redis": "ok"}}
+
+
+async def test_metrics_with_a_token_answer_only_that_bearer_token(
+        aiohttp_client: object, settings: Settings, db: asyncpg.Pool) -> None:
+    guarded = replace(settings, metrics_token="m3trics-t0ken")
+    client = await aiohttp_client(create_app(guarded))  # type: ignore[operator]
+    for header in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "m3trics-t0ken"},
+                   {"Authorization": "Bearer test-token"}):  # an API token is not it
+        refused = await client.get("/metrics", headers=header)
+        assert refused.status == 401, header
+        assert (await refused.json())["error"]["code"] == "unauthorized"
+    allowed = await client.get("/metrics", headers={"Authorization": "Bearer m3trics-t0ken"})
+    assert allowed.status == 200
+    assert "settle_webhooks_received_total" in await allowed.text()
+
+
+def test_metrics_token_is_read_from_the_environment() -> None:
+    assert Settings.from_env({"METRICS_TOKEN": " abc "}).metrics_token == "abc"
+    assert Settings.from_env({}).metrics_token is None
+
+
+async def test_no_answer_carries_a_server_header(paying: Any) -> None:
+    svc = paying
+    client = svc.client
+    invoice = await svc.invoice("inv_1", 1_000)
+    token_page = urlsplit(invoice["invoice_url"]).path
+    raw, headers = signed(event("settle.test_probe", {"object": "probe"}))
+    answers = [
+        await client.get("/healthz"), await client.get("/readyz"), await client.get("/metrics"),
+        await client.get("/v1/invoices/inv_1", headers={"Authorization": "Bearer test-token"}),
+        await client.get("/v1/invoices/inv_1"),  # 401
+        await client.get("/nowhere"),  # 404
+        await client.get(token_page),  # a page
+        await client.get("/i/" + "x" * 24),  # a 404 page
+        await client.get(token_page + ".pdf"),
+        await svc.open_link(invoice["pay_url"]),  # a redirect to Checkout
+        await client.post("/webhooks/stripe", data=raw, headers=headers),
+        await client.post("/webhooks/stripe", data=b"{}"),  # refused
+        await client.get("/v1/openapi.json"),
+    ]
+    css = re.search(r'href="(/static/[^"]+)"', await answers[6].text())
+    assert css is not None
+    answers.append(await client.get(css.group(1)))
+    assert {a.status for a in answers} >= {200, 303, 400, 401, 404}
+    for answer in answers:
+        assert "Server" not in answer.headers, (answer.url, answer.status)

@@ -284,7 +284,7 @@ async def test_a_private_address_is_refused_at_sending_without_the_setting(
     await run_burst(replace(allowed, outbound_allow_private=False))
     assert receiver.requests == 0
     log = await app.call("GET", "/v1/webhook-endpoints/ep_1/messages")
-    assert "refused" in log["messages"][0]["last_error"]
+    assert log["messages"][0]["last_error"] == "address not allowed"
     assert log["messages"][0]["last_status_code"] is None
 
 
@@ -521,9 +521,46 @@ async def test_a_name_that_resolves_to_loopback_is_refused_after_resolution(
     await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
     await run_burst(replace(allowed, outbound_allow_private=False))
     [message] = (await app.call("GET", "/v1/webhook-endpoints/ep_1/messages"))["messages"]
-    assert message["status"] == "failed" and message["attempts"] == 4
-    assert "refused address 127.0.0.1" in message["last_error"] or \
-        "refused address ::1" in message["last_error"]
+    # Failed at once (waiting would not make the address allowed), naming no address.
+    assert (message["status"], message["attempts"]) == ("failed", 1)
+    assert message["last_error"] == "address not allowed"
+
+
+class PrivateResolver:
+    """A resolver that finds every name at a private address (as a name whose DNS record
+    was changed after the endpoint was registered would)."""
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+        return [{"hostname": host, "host": "10.1.2.3", "port": port, "family": socket.AF_INET,
+                 "proto": 0, "flags": socket.AI_NUMERICHOST}]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_name_that_resolves_to_a_private_address_fails_at_once_naming_no_address(
+        app: Service, allowed: Settings, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    await app.call("PUT", "/v1/webhook-endpoints/ep_1",
+                   {"url": "https://hooks.example.com/settle"}, expect=201)
+    await app.call("POST", "/v1/webhook-endpoints/ep_1/ping", expect=202)
+    monkeypatch.setattr(webhook, "ThreadedResolver", PrivateResolver)
+    with caplog.at_level("WARNING", logger="settle.outbox"):
+        await run_burst(replace(allowed, outbound_allow_private=False))
+    [message] = (await app.call("GET", "/v1/webhook-endpoints/ep_1/messages"))["messages"]
+    assert (message["status"], message["attempts"]) == ("failed", 1)
+    assert message["last_error"] == "address not allowed"
+    [row] = await app.db.fetch("select status, reason from outbox where kind = 'webhook'")
+    assert (row["status"], row["reason"]) == ("failed", "address not allowed")
+    # The operator's log says which address.
+    assert any("10.1.2.3" in str(getattr(r, "reason", "")) for r in caplog.records)
+
+
+async def test_a_site_local_ipv6_url_is_refused_at_put(svc: Service) -> None:
+    refused = await svc.call("PUT", "/v1/webhook-endpoints/ep_1",
+                             {"url": "https://[fec0::1]/hook"}, expect=422)
+    assert refused["error"]["code"] == "url_invalid"
 
 
 # --- every change of an invoice's money is told, and the newest message is current -----
@@ -730,7 +767,9 @@ async def test_a_message_bounced_as_busy_for_long_keeps_its_tries_and_goes_once_
 REFUSED = ("::ffff:127.0.0.1", "0.0.0.0", "::", "169.254.169.254", "2002:7f00:0001::",
            "2002:a9fe:a9fe::", "fd00::1", "100.64.0.1", "10.0.0.1", "127.0.0.1", "::1",
            # Teredo wrapping a documentation (non-public) client address.
-           "2001:0:4136:e378:8000:63bf:3fff:fdd2")
+           "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+           # Site-local (fec0::/10): Python's ipaddress calls it global.
+           "fec0::1", "feff:ffff::1")
 ALLOWED = ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946",
            # 6to4 wrapping a public IPv4 address (93.184.216.34).
            "2002:5db8:d822::")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -10,8 +11,9 @@ from core.db import close_pool, create_pool
 from core.settings import Settings
 from handlers import api, endpoints, health, merchant, openapi, ops, pages, paylinks, webhooks
 from handlers.intake import Intake
-from handlers.keys import INTAKE, SERVICES
-from handlers.middleware import api_auth, domain_errors, unexpected_errors
+from handlers.bodies import bodies
+from handlers.keys import BODY_READS, INTAKE, SERVICES
+from handlers.middleware import api_auth, domain_errors, unexpected_errors, without_server
 from worker.services import ACTIVE, make_processor, make_queue, make_services
 
 
@@ -33,8 +35,11 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
 
 
 def create_app(settings: Settings) -> web.Application:
-    # Outermost first: unexpected_errors has the last word on anything the others let by.
-    app = web.Application(middlewares=[unexpected_errors, domain_errors, api_auth])
+    # Outermost first: unexpected_errors has the last word on anything the others let by;
+    # bodies are read after api_auth, so the API's only once its token is accepted.
+    app = web.Application(middlewares=[unexpected_errors, domain_errors, api_auth, bodies])
+    app[BODY_READS] = asyncio.Semaphore(settings.body_reads_max)
+    app.on_response_prepare.append(without_server)
     app.cleanup_ctx.append(_services(settings))
     webhooks.add_routes(app, ACTIVE)
     app.router.add_get("/healthz", health.healthz)

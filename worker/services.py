@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 import asyncpg
 from arq import ArqRedis
 
+from core.limits import CheckoutLimit
 from core.processor import Processor
 from core.queue import queue_client
 from core.services import Services
@@ -47,7 +48,8 @@ def make_queue(settings: Settings) -> ArqRedis:
 def make_services(settings: Settings, pool: asyncpg.Pool, queue: ArqRedis,
                   processor: Processor) -> Services:
     return Services(settings=settings, pool=pool, queue=queue, processor=processor,
-                    mailer=SmtpMailer(settings, timeout=network_timeout(settings)))
+                    mailer=SmtpMailer(settings, timeout=network_timeout(settings)),
+                    checkout_permit=CheckoutLimit(queue, settings.queue_name))
 
 
 def network_timeout(settings: Settings) -> float:
