@@ -81,6 +81,9 @@ class Settings:
     # Not in the contract's table: the most deliveries the intake writes in one INSERT
     # (1: each alone, no group commit; the latency bench compares the two).
     intake_max_batch: int = 500
+    # Not in the contract's table: the first retry delay of a failed event or side effect
+    # (core.retry.backoff doubles it per attempt, up to 5 minutes). Tests shorten it.
+    retry_base_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -137,6 +140,7 @@ class Settings:
                                            or "5s,5m,30m,2h,5h,10h,10h"),
             web_processes=_int(env, "WEB_PROCESSES", 1, low=1, high=64),
             intake_max_batch=_int(env, "INTAKE_MAX_BATCH", 500, low=1, high=5000),
+            retry_base_seconds=_seconds(env, "RETRY_BASE_SECONDS", 1.0, high=300.0),
         )
 
 
@@ -159,6 +163,20 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int,
     if value < low or (high is not None and value > high):
         bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
         raise SettingsError(f"{name}={raw!r} must be {bounds}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, high: float) -> float:
+    """A positive number of seconds, fractions allowed (0.05)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value <= high:  # also refuses nan and inf
+        raise SettingsError(f"{name}={raw!r} must be more than 0 and at most {high:g}")
     return value
 
 
