@@ -626,3 +626,40 @@ async def test_the_accessibility_check_finds_what_is_wrong(browser: Any) -> None
             person.axe("deliberately-wrong")
 
     await in_browser(look)
+
+
+async def test_a_page_read_after_a_click_is_the_page_it_led_to(browser: Any,
+                                                               aiohttp_server: Any) -> None:
+    """The harness itself (issue 21): a form whose answer comes late. Read at once after the
+    click, the page being left is read, or is replaced mid-read (a stale element, or
+    Chromium's "Node with given id does not belong to the document"); the person waits for
+    the page the click led to."""
+    from aiohttp import web
+    from selenium.common.exceptions import WebDriverException
+
+    async def first(request: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text=(
+            "<html lang='en'><body><p>The first page</p><form method='post' action='/next'>"
+            "<button id='go'>Go</button></form></body></html>"))
+
+    async def late(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.5)  # a slow server: the answer the click waits for
+        return web.Response(content_type="text/html",
+                            text="<html lang='en'><body><p>The next page</p></body></html>")
+
+    app = web.Application()
+    app.router.add_get("/", first)
+    app.router.add_post("/next", late)
+    server = await aiohttp_server(app)
+    person = Person(browser)
+
+    def go() -> str:
+        person.open(str(server.make_url("/")))
+        person.click("go")
+        return person.text()
+
+    assert await in_browser(go) == "The next page"
+    inspector = ('unknown error: unhandled inspector error: {"code":-32000,'
+                 '"message":"Node with given id does not belong to the document"}')
+    assert replaced(WebDriverException(inspector))
+    assert not replaced(WebDriverException("invalid argument: 'url' must be a string"))
