@@ -91,6 +91,9 @@ class Settings:
     body_reads_max: int = 64
     # The bearer token /metrics asks for; open to all when unset (CONTRACT §8).
     metrics_token: str | None = None
+    # Not in the contract's table: the first retry delay of a failed event or side effect
+    # (core.retry.backoff doubles it per attempt, up to 5 minutes). Tests shorten it.
+    retry_base_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -150,6 +153,7 @@ class Settings:
             body_timeout_seconds=_int(env, "BODY_TIMEOUT_SECONDS", 10, low=1, high=300),
             body_reads_max=_int(env, "BODY_READS_MAX", 64, low=1, high=10_000),
             metrics_token=get("METRICS_TOKEN"),
+            retry_base_seconds=_seconds(env, "RETRY_BASE_SECONDS", 1.0, high=300.0),
         )
 
 
@@ -172,6 +176,20 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int,
     if value < low or (high is not None and value > high):
         bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
         raise SettingsError(f"{name}={raw!r} must be {bounds}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, high: float) -> float:
+    """A positive number of seconds, fractions allowed (0.05)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value <= high:  # also refuses nan and inf
+        raise SettingsError(f"{name}={raw!r} must be more than 0 and at most {high:g}")
     return value
 
 

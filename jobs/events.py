@@ -23,19 +23,20 @@ async def process_event(ctx: WorkerContext, pk: int) -> str:
     it (with backoff) while it is not applied."""
     started = time.perf_counter()
     services = ctx["services"]
+    base = services.settings.retry_base_seconds
     try:
         outcome = await inbox.apply_event(services.pool, pk, ctx["handlers"],
                                           services.after_commit, _policy(ctx))
     except RetryLater as later:
         log.info("event deferred", extra={"event_pk": pk, "reason": str(later)})
-        raise Retry(defer=later.defer or backoff(ctx["job_try"])) from later
+        raise Retry(defer=later.defer or backoff(ctx["job_try"], base=base)) from later
     except Exception as exc:
         # Transient, or unexpected and not yet given up on: arq tries again; if
         # arq's tries run out the event is still pending and the sweeper
         # queues it again, so a long outage delays events and loses none.
         log.warning("event attempt failed", extra={
             "event_pk": pk, "job_try": ctx["job_try"], "error": exc.__class__.__name__})
-        raise Retry(defer=backoff(ctx["job_try"])) from exc
+        raise Retry(defer=backoff(ctx["job_try"], base=base)) from exc
     seconds = time.perf_counter() - started
     await metrics.record_events_processed(services.queue, services.settings.queue_name,
                                           [(outcome.event_type, outcome.status, seconds)])
@@ -58,6 +59,7 @@ async def process_events(ctx: WorkerContext, pks: list[int]) -> int:
     """
     services = ctx["services"]
     budget = services.settings.job_timeout_seconds / 2
+    base = services.settings.retry_base_seconds
     began = time.perf_counter()
     owed: list[int] = []
 
@@ -76,12 +78,12 @@ async def process_events(ctx: WorkerContext, pks: list[int]) -> int:
                                               _policy(ctx))
         except RetryLater as retry:
             log.info("event deferred", extra={"event_pk": pk, "reason": str(retry)})
-            later.append((pk, retry.defer or backoff(1)))
+            later.append((pk, retry.defer or backoff(1, base=base)))
             continue
         except Exception as exc:
             log.warning("event attempt failed", extra={
                 "event_pk": pk, "job_try": 1, "error": exc.__class__.__name__})
-            later.append((pk, backoff(1)))
+            later.append((pk, backoff(1, base=base)))
             continue
         done.append((outcome.event_type, outcome.status, time.perf_counter() - started))
         log.info("event done", extra={"event_pk": pk, "status": outcome.status,

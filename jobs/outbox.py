@@ -297,7 +297,8 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
-                await asyncio.sleep(min(backoff(attempt), 2.0) / 2)
+                pause = backoff(attempt, base=settings.retry_base_seconds)
+                await asyncio.sleep(min(pause, 2.0) / 2)
 
     started = time.monotonic()
     try:
@@ -354,7 +355,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
             log.error("side effect failed", extra={**facts, "reason": reason})
             return "failed"
         delay = schedule[row["attempts"] - 1] if row["kind"] == "webhook" \
-            else backoff(row["attempts"])
+            else backoff(row["attempts"], base=settings.retry_base_seconds)
         if not await outbox.record_deferred(pool, outbox_id, token, reason, delay):
             return lease_lost(facts)
         log.warning("side effect deferred", extra={**facts, "reason": reason})

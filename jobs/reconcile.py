@@ -74,7 +74,7 @@ async def run_ops_job(ctx: WorkerContext, job_id: str) -> str:
             await save_progress(pool, job_id, after, report)
             log.warning("reconcile slice cut short", extra={"job_id": job_id,
                                                              "reason": describe(exc)})
-            raise Retry(defer=backoff(ctx["job_try"])) from exc
+            raise Retry(defer=backoff(ctx["job_try"], base=settings.retry_base_seconds)) from exc
         log.exception("reconcile failed", extra={"job_id": job_id})
         await finish_job(pool, job_id, report, describe(exc))
         return "failed"

@@ -42,6 +42,10 @@ SETTLE = str(Path(sys.executable).parent / "settle")
 # on one Redis (two checkouts) each need their own: SETTLE_TEST_REDIS_DB.
 TEST_REDIS_DB = int(os.environ.get("SETTLE_TEST_REDIS_DB", "13"))
 
+# Retry delays for tests that retry on purpose (Settings.retry_base_seconds): short, and
+# still doubling per attempt as a deployment's do.
+FAST_RETRIES = 0.01
+
 PROBE_TABLE = """create table if not exists test_probe_effects (
     id serial primary key, event_id text not null, created_at timestamptz default now())"""
 
@@ -107,9 +111,18 @@ def mail(smtp_server: Any) -> Any:
     return handler
 
 
+def retry_base(request: pytest.FixtureRequest, default: float) -> float:
+    """The test's retry delays: `@pytest.mark.retry_base_seconds(30)` on a test (or a
+    module's `pytestmark`) sets Settings.retry_base_seconds, the one knob of every backoff."""
+    marker = request.node.get_closest_marker("retry_base_seconds")
+    return float(marker.args[0]) if marker is not None else default
+
+
 @pytest.fixture
-def settings(database_url: str, redis_url: str, smtp_server: Any, mail: Any) -> Settings:
+def settings(request: pytest.FixtureRequest, database_url: str, redis_url: str,
+             smtp_server: Any, mail: Any) -> Settings:
     return Settings(
+        retry_base_seconds=retry_base(request, Settings().retry_base_seconds),
         smtp_host="127.0.0.1",
         smtp_port=smtp_server[1],
         database_url=database_url,
@@ -175,6 +188,18 @@ async def run_burst(settings: Settings,
         await worker.close()
 
 
+async def drain(settings: Settings, db: asyncpg.Pool) -> None:
+    """Run what is owed to its end, for a test to assert that nothing more happens: the
+    queue run to empty by a burst worker (deferred jobs included: it waits for them),
+    after which no event waits to be applied and no side effect is owed or under way.
+    Stop any other worker first, or it may take up work after this returns."""
+    await run_burst(settings)
+    left = await db.fetchrow(
+        """select (select count(*) from events where status = 'pending') as events,
+                  (select count(*) from outbox where status = 'pending') as outbox""")
+    assert (left["events"], left["outbox"]) == (0, 0), f"owed after the queue ran dry: {left}"
+
+
 @pytest.fixture
 async def svc(client: TestClient, settings: Settings, db: asyncpg.Pool) -> Any:
     from tests.service import Service
@@ -196,15 +221,15 @@ async def standin(aiohttp_server: Any) -> Any:
 
 
 @pytest.fixture
-async def paying(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool, standin: Any,
-                 monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The service talking to the Stripe stand-in, with short retry delays."""
+async def paying(request: pytest.FixtureRequest, aiohttp_client: Any, settings: Settings,
+                 db: asyncpg.Pool, standin: Any) -> Any:
+    """The service talking to the Stripe stand-in, with short retry delays (unless the test
+    marks its own)."""
     from tests.service import Service
 
-    monkeypatch.setattr("jobs.events.backoff", lambda job_try: 0.01)
-    monkeypatch.setattr("jobs.outbox.backoff", lambda job_try: 0.01)
     configured = replace(settings, stripe_api_key=standin.api_key, stripe_api_base=standin.base,
-                         public_url="http://settle.test")
+                         public_url="http://settle.test",
+                         retry_base_seconds=retry_base(request, FAST_RETRIES))
     service = Service(await aiohttp_client(create_app(configured)), configured, db)
     await service.customer()
     return service
@@ -275,6 +300,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "PUBLIC_URL": settings.public_url,
         "OVERPAYMENT_POLICY": settings.overpayment_policy,
+        "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
     })
     for name, value in (("STRIPE_API_KEY", settings.stripe_api_key),
                         ("STRIPE_API_BASE", settings.stripe_api_base)):

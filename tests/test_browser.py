@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -43,6 +43,16 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 SHOTS = ROOT / "tests" / "screenshots"
 WIDTHS = (1280, 360)
+# What Chromium says when a page is read while it is being replaced by the next one (a
+# form sent, a redirect, the "being confirmed" page showing itself anew): the read is
+# worth doing again on the new page, never a failure.
+REPLACED = ("does not belong to the document", "document unloaded",
+            "Execution context was destroyed", "Cannot find context with specified id",
+            "no such execution context", "Inspected target navigated or closed",
+            "target frame detached")
+STEADY_SECONDS = 30
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
@@ -93,6 +103,17 @@ def browser(downloads: Path) -> Any:
     driver.quit()
 
 
+def replaced(error: Exception) -> bool:
+    """Whether `error` only says that the page read was being replaced meanwhile."""
+    from selenium.common.exceptions import (
+        NoSuchElementException, StaleElementReferenceException, WebDriverException)
+
+    if isinstance(error, (StaleElementReferenceException, NoSuchElementException)):
+        return True
+    return isinstance(error, WebDriverException) and any(
+        words in str(error.msg) for words in REPLACED)
+
+
 class Person:
     """What a person does in the browser, each step blocking (run it in a thread)."""
 
@@ -100,26 +121,81 @@ class Person:
         self.driver = driver
         self.findings: dict[str, Any] = {}
 
+    # --- holding still -------------------------------------------------------------
+
+    def steady(self, read: Callable[[], T], timeout: float = STEADY_SECONDS) -> T:
+        """`read()`, done again while the page is replaced under it (a stale element, a
+        node no longer in the document), until `timeout`; any other error at once."""
+        from selenium.common.exceptions import WebDriverException
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return read()
+            except WebDriverException as error:
+                if not replaced(error) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30) -> None:
+        """Until `predicate()` holds; a look that caught the page being replaced is a
+        "not yet"."""
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def holds(_: Any) -> bool:
+            try:
+                return predicate()
+            except WebDriverException as error:
+                if replaced(error):
+                    return False
+                raise
+
+        WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(holds)
+
+    def loaded(self) -> None:
+        """Until the page now shown has loaded in full."""
+        self.wait_for(lambda: self.driver.execute_script(
+            "return document.readyState") == "complete")
+
+    def navigating(self, act: Callable[[], None]) -> None:
+        """`act()` (a click, a key) that leads to another page, then until that page is
+        the one shown and loaded: the old page's root gone stale first, so nothing is
+        read from the page being left."""
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.common.by import By
+
+        old = self.steady(lambda: self.driver.find_element(By.TAG_NAME, "html"))
+        act()
+
+        def gone() -> bool:
+            try:
+                old.is_enabled()
+            except WebDriverException as error:
+                if replaced(error):
+                    return True
+                raise
+            return False
+
+        self.wait_for(gone)
+        self.loaded()
+
     # --- looking -----------------------------------------------------------------
 
     def text(self) -> str:
         """The page's text. A page that shows itself anew (the "being confirmed" page does,
         once the payment is applied) can replace the body between finding and reading it:
         then read the new one."""
-        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.common.by import By
 
-        for _ in range(20):
-            try:
-                return re.sub(r"\s+", " ", self.driver.find_element(By.TAG_NAME, "body").text)
-            except (StaleElementReferenceException, NoSuchElementException):
-                time.sleep(0.1)
-        raise AssertionError("the page never held still long enough to be read")
+        return self.steady(lambda: re.sub(
+            r"\s+", " ", self.driver.find_element(By.TAG_NAME, "body").text))
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30) -> None:
-        from selenium.webdriver.support.ui import WebDriverWait
+    def attribute(self, element_id: str, name: str) -> str | None:
+        from selenium.webdriver.common.by import By
 
-        WebDriverWait(self.driver, timeout).until(lambda _: predicate())
+        return self.steady(  # type: ignore[no-any-return]
+            lambda: self.driver.find_element(By.ID, element_id).get_attribute(name))
 
     def width(self, pixels: int) -> None:
         self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
@@ -127,15 +203,19 @@ class Person:
 
     def check(self, name: str) -> None:
         """At each width: nothing overflows sideways, axe finds nothing serious, and a
-        screenshot of the whole page is kept."""
+        screenshot of the whole page is kept. A page replaced meanwhile is checked anew."""
+        self.loaded()
         for pixels in WIDTHS:
-            self.width(pixels)
-            overflow = self.driver.execute_script(
-                "return document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, f"{name} overflows by {overflow} px at {pixels} px wide"
-            self.axe(f"{name}-{pixels}")
-            self.shoot(f"{name}-{pixels}")
+            self.steady(lambda: self.check_at(name, pixels))
         self.width(WIDTHS[0])
+
+    def check_at(self, name: str, pixels: int) -> None:
+        self.width(pixels)
+        overflow = self.driver.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} overflows by {overflow} px at {pixels} px wide"
+        self.axe(f"{name}-{pixels}")
+        self.shoot(f"{name}-{pixels}")
 
     def shoot(self, name: str) -> None:
         SHOTS.mkdir(exist_ok=True)
@@ -188,20 +268,37 @@ class Person:
         raise AssertionError(f"Tab never reached #{element_id}: {passed}")
 
     def type_and_enter(self, element_id: str, text: str) -> None:
+        """Type into a field and send its form with Enter; until the answer is shown."""
         from selenium.webdriver.common.keys import Keys
 
-        self.tab_to(element_id)
-        field = self.driver.switch_to.active_element
-        field.send_keys(Keys.CONTROL, "a")
-        field.send_keys(Keys.DELETE)
-        field.send_keys(text, Keys.ENTER)
+        def send() -> None:
+            self.tab_to(element_id)
+            field = self.driver.switch_to.active_element
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(Keys.DELETE)
+            field.send_keys(text, Keys.ENTER)
 
-    def press(self, element_id: str) -> None:
-        """Tab to a button or link and press Enter on it."""
+        self.navigating(send)
+
+    def press(self, element_id: str, navigates: bool = True) -> None:
+        """Tab to a button or link and press Enter on it; until the page it leads to is
+        shown (unless it `navigates` nowhere: a download)."""
         from selenium.webdriver.common.keys import Keys
 
-        self.tab_to(element_id)
-        self.driver.switch_to.active_element.send_keys(Keys.ENTER)
+        def enter() -> None:
+            self.tab_to(element_id)
+            self.driver.switch_to.active_element.send_keys(Keys.ENTER)
+
+        if navigates:
+            self.navigating(enter)
+        else:
+            enter()
+
+    def click(self, element_id: str) -> None:
+        """Click a button that sends a form; until the page it leads to is shown."""
+        from selenium.webdriver.common.by import By
+
+        self.navigating(lambda: self.driver.find_element(By.ID, element_id).click())
 
 
 async def in_browser(step: Callable[[], Any]) -> Any:
@@ -272,8 +369,6 @@ async def mailed(mail: Any, kind: str, count: int = 1) -> list[Any]:
 
 async def test_a_customer_pays_by_the_pay_now_link(live: Live, browser: Any,
                                                    mail: Any) -> None:
-    from selenium.webdriver.common.by import By
-
     svc = live
     await svc.customer()
     invoice = await svc.invoice("inv_browser", 4_200)
@@ -282,7 +377,7 @@ async def test_a_customer_pays_by_the_pay_now_link(live: Live, browser: Any,
     def pay() -> str:
         person.open(invoice["pay_url"])
         assert "Pay $42.00" in browser.page_source
-        browser.find_element(By.ID, "pay-card").click()
+        person.click("pay-card")
         # Back on the invoice page, which says the payment is being confirmed.
         person.wait_for(lambda: "/i/" in browser.current_url)
         return person.text()
@@ -339,9 +434,8 @@ async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
         person.type_and_enter("amount", "500.00")
         person.wait_for(lambda: "that remains" in person.text())
         person.check("2-too-much")
-        field = browser.find_element("id", "amount")
-        assert field.get_attribute("aria-invalid") == "true"
-        assert field.get_attribute("value") == "500.00"
+        assert person.attribute("amount", "aria-invalid") == "true"
+        assert person.attribute("amount", "value") == "500.00"
         return person.text()
 
     said = await in_browser(too_much)
@@ -406,10 +500,14 @@ async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
 
     # The PDF, downloaded as a person does, read back.
     def download() -> bytes:
-        person.press("pdf")
+        person.press("pdf", navigates=False)
         target = downloads / "invoice-NW-2030-007.pdf"
-        person.wait_for(lambda: target.exists() and target.stat().st_size > 0)
-        time.sleep(0.3)
+
+        def complete() -> bool:  # Chromium renames the partial file once it has it all
+            return target.exists() and not any(downloads.glob("*.crdownload")) \
+                and target.read_bytes().rstrip().endswith(b"%%EOF")
+
+        person.wait_for(complete)
         return target.read_bytes()
 
     raw = await in_browser(download)
@@ -448,8 +546,6 @@ async def test_every_other_state_of_the_pages_reads_well_and_passes_axe(
     """The states the story above does not reach: a transfer on its way, an overdue invoice
     with a credit note, a void one, a draft, a form sent from another site, a second
     customer's page with credit and nothing paid."""
-    from selenium.webdriver.common.by import By
-
     svc = live
     await svc.call("PUT", "/v1/customers/cus_2", {"email": "grace@example.com",
                                                   "name": "Grace Hopper", "locale": "de-DE"},
@@ -473,7 +569,7 @@ async def test_every_other_state_of_the_pages_reads_well_and_passes_axe(
 
     def transfer_on_its_way() -> str:
         person.open(transfer["pay_url"])
-        browser.find_element(By.ID, "pay-bank").click()
+        person.click("pay-bank")
         person.wait_for(lambda: "transfer is processing" in person.text())
 
         def shown() -> bool:  # the invoice page, looked at again until the worker has it
@@ -501,7 +597,7 @@ async def test_every_other_state_of_the_pages_reads_well_and_passes_axe(
         browser.get("data:text/html;charset=utf-8,<html lang='en'><body><form method='post' "
                     f"action='{late['invoice_url']}/credit'><button id='go'>Go</button>"
                     "</form></body></html>")
-        browser.find_element(By.ID, "go").click()
+        person.click("go")
         person.wait_for(lambda: browser.current_url.startswith("http"))
         person.check("16-refused-cross-site")
         seen["16-refused-cross-site"] = person.text()
@@ -530,3 +626,40 @@ async def test_the_accessibility_check_finds_what_is_wrong(browser: Any) -> None
             person.axe("deliberately-wrong")
 
     await in_browser(look)
+
+
+async def test_a_page_read_after_a_click_is_the_page_it_led_to(browser: Any,
+                                                               aiohttp_server: Any) -> None:
+    """The harness itself (issue 21): a form whose answer comes late. Read at once after the
+    click, the page being left is read, or is replaced mid-read (a stale element, or
+    Chromium's "Node with given id does not belong to the document"); the person waits for
+    the page the click led to."""
+    from aiohttp import web
+    from selenium.common.exceptions import WebDriverException
+
+    async def first(request: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text=(
+            "<html lang='en'><body><p>The first page</p><form method='post' action='/next'>"
+            "<button id='go'>Go</button></form></body></html>"))
+
+    async def late(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.5)  # a slow server: the answer the click waits for
+        return web.Response(content_type="text/html",
+                            text="<html lang='en'><body><p>The next page</p></body></html>")
+
+    app = web.Application()
+    app.router.add_get("/", first)
+    app.router.add_post("/next", late)
+    server = await aiohttp_server(app)
+    person = Person(browser)
+
+    def go() -> str:
+        person.open(str(server.make_url("/")))
+        person.click("go")
+        return person.text()
+
+    assert await in_browser(go) == "The next page"
+    inspector = ('unknown error: unhandled inspector error: {"code":-32000,'
+                 '"message":"Node with given id does not belong to the document"}')
+    assert replaced(WebDriverException(inspector))
+    assert not replaced(WebDriverException("invalid argument: 'url' must be a string"))

@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-import jobs.events
 from core.processor import InboundEvent
 from core.queue import EVENTS_PER_JOB, enqueue_events, job_id, queue_client
 from core.settings import Settings
@@ -22,9 +21,8 @@ from tests.conftest import replace, run_burst, worker_ctx
 from tests.service import Service
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs.events, "backoff", lambda attempt: 0.05)
+# Events that are retried on purpose are retried soon.
+pytestmark = pytest.mark.retry_base_seconds(0.05)
 
 
 async def record(db: asyncpg.Pool, *events: dict[str, Any]) -> list[int]:

@@ -8,7 +8,6 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-import jobs.events
 from core.errors import PermanentError, RetryLater, is_transient
 from ledger.inbox import (
     RETRY_LATER_ATTEMPTS,
@@ -19,16 +18,15 @@ from ledger.inbox import (
     Registration,
 )
 from processors.stripe.events import data_object, invoice_reference
-from tests.conftest import handlers_with, run_burst
+from tests.conftest import FAST_RETRIES, handlers_with, run_burst
 from sandbox.events import event, signed
 from core.settings import Settings
 
 TYPE = "settle.test_case"
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs.events, "backoff", lambda job_try: 0.01)
+# Events that are retried on purpose are retried soon.
+pytestmark = pytest.mark.retry_base_seconds(FAST_RETRIES)
 
 
 async def deliver_one(client: TestClient) -> None:

@@ -7,7 +7,9 @@ import random
 
 import pytest
 
+from core.settings import Settings
 from ledger.inbox import RETRY_LATER_ATTEMPTS
+from tests.conftest import FAST_RETRIES, wait_for
 from tests.service import Service
 from sandbox.events import (
     charge_refunded,
@@ -114,10 +116,10 @@ async def test_refund_without_metadata_finds_its_known_payment(svc: Service) -> 
     assert (inv["amount_paid"], inv["status"]) == (0, "sent")
 
 
+@pytest.mark.retry_base_seconds(FAST_RETRIES)
 async def test_refund_for_an_unknown_payment_without_invoice_is_retried_then_failed(
-        svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+        svc: Service) -> None:
     # CONTRACT §3 (updated): never silently ignored; retried like an unknown invoice.
-    monkeypatch.setattr("jobs.events.backoff", lambda job_try: 0.01)
     ev = charge_refunded("pi_elsewhere", 1_000, 1_000, invoice_id=None)
     await svc.deliver(ev)
     status = await svc.event_status(ev["id"])
@@ -180,15 +182,16 @@ async def test_currency_mismatch_fails_at_once_with_its_reason(svc: Service) -> 
     assert (await svc.get_invoice("inv_1"))["amount_paid"] == 0
 
 
-async def test_unknown_invoice_is_retried_then_applied_once_it_exists(
-        svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    import jobs.events
-
-    monkeypatch.setattr(jobs.events, "backoff", lambda job_try: 0.3)
+@pytest.mark.retry_base_seconds(0.3)
+async def test_unknown_invoice_is_retried_then_applied_once_it_exists(svc: Service) -> None:
     ev = payment_intent_succeeded("inv_late", 4_000, "pi_1")
     await svc.deliver(ev, settle=False)
     worker = asyncio.create_task(svc.settle())
-    await asyncio.sleep(0.5)
+
+    async def tried_once() -> bool:  # and deferred: the invoice does not exist yet
+        return bool((await svc.event_status(ev["id"]))["attempts"] >= 1)
+
+    await wait_for(tried_once, timeout=30, interval=0.02)
     await svc.invoice("inv_late", 10_000)
     await worker
     status = await svc.event_status(ev["id"])
@@ -196,10 +199,8 @@ async def test_unknown_invoice_is_retried_then_applied_once_it_exists(
     assert (await svc.get_invoice("inv_late"))["amount_paid"] == 4_000
 
 
-async def test_unknown_invoice_ends_failed(svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    import jobs.events
-
-    monkeypatch.setattr(jobs.events, "backoff", lambda job_try: 0.01)
+@pytest.mark.retry_base_seconds(FAST_RETRIES)
+async def test_unknown_invoice_ends_failed(svc: Service) -> None:
     ev = payment_intent_succeeded("inv_never", 4_000, "pi_1")
     await svc.deliver(ev)
     status = await svc.event_status(ev["id"])
@@ -208,10 +209,11 @@ async def test_unknown_invoice_ends_failed(svc: Service, monkeypatch: pytest.Mon
 
 
 async def test_unknown_invoice_gives_up_within_a_minute_by_default() -> None:
-    from jobs.events import backoff
+    from core.retry import backoff
 
     # The first RETRY_LATER_ATTEMPTS - 1 tries are deferred by arq's backoff; the last fails.
-    assert sum(backoff(t) for t in range(1, RETRY_LATER_ATTEMPTS)) < 60
+    base = Settings().retry_base_seconds
+    assert sum(backoff(t, base=base) for t in range(1, RETRY_LATER_ATTEMPTS)) < 60
 
 
 async def test_event_without_invoice_metadata_moves_no_money(svc: Service) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from notify.render import message_id
-from tests.conftest import ROOT, SETTLE, process_env, replace, wait_for, worker_ctx
+from tests.conftest import FAST_RETRIES, ROOT, SETTLE, process_env, replace, wait_for, worker_ctx
 from tests.mailserver import MailServer
 from tests.service import Service
 from sandbox.events import event, payment_intent_succeeded, session_completed
@@ -81,9 +81,9 @@ async def test_drift_is_repaired_and_reported(svc: Service) -> None:
     assert (await reconcile(svc, "inv_1"))["repaired"] == []
 
 
+@pytest.mark.retry_base_seconds(FAST_RETRIES)
 async def test_failed_event_is_listed_and_replayed_after_its_invoice_appears(
-        svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("jobs.events.backoff", lambda job_try: 0.01)
+        svc: Service) -> None:
     orphan = payment_intent_succeeded("inv_late", 4_000, "pi_1")
     await svc.deliver(orphan)
     failed = await svc.call("GET", "/v1/ops/events?status=failed")
@@ -139,9 +139,8 @@ def cli(svc: Service, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-async def test_cli_against_a_running_service(svc: Service, mail: Any,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("jobs.events.backoff", lambda job_try: 0.01)
+@pytest.mark.retry_base_seconds(FAST_RETRIES)
+async def test_cli_against_a_running_service(svc: Service, mail: Any) -> None:
     orphan = payment_intent_succeeded("inv_1", 4_000, "pi_1")
     await svc.deliver(orphan)
     worker = subprocess.Popen([SETTLE, "worker"], env=process_env(svc.settings), cwd=ROOT,

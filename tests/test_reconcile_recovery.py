@@ -160,7 +160,8 @@ async def test_a_slice_whose_processor_calls_outrun_the_job_is_an_attempt_with_b
             await run_ops_job(ctx, accepted["job_id"])
         took = time.monotonic() - started
         assert took < paying.settings.job_timeout_seconds
-        assert cut.value.defer_score == backoff(ctx["job_try"]) * 1000
+        base = paying.settings.retry_base_seconds
+        assert cut.value.defer_score == round(backoff(ctx["job_try"], base=base) * 1000)
         job = await paying.call("GET", f"/v1/ops/jobs/{accepted['job_id']}")
         assert job["status"] == "in_progress"
 

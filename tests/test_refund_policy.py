@@ -7,8 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-import jobs.events
-from tests.conftest import replace
+from tests.conftest import FAST_RETRIES, replace
 from tests.service import Service
 from sandbox.events import charge_refunded, session_completed
 from sandbox.stripe import StripeStandIn
@@ -21,11 +20,9 @@ REFUND_ROW = "select {} from outbox where kind = 'refund'"
 
 @pytest.fixture
 async def refunding(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool,
-                    standin: StripeStandIn, monkeypatch: pytest.MonkeyPatch) -> Service:
-    monkeypatch.setattr(jobs.events, "backoff", lambda job_try: 0.01)
-    monkeypatch.setattr("jobs.outbox.backoff", lambda job_try: 0.01)
+                    standin: StripeStandIn) -> Service:
     policy = replace(settings, overpayment_policy="refund", stripe_api_key=standin.api_key,
-                     stripe_api_base=standin.base)
+                     stripe_api_base=standin.base, retry_base_seconds=FAST_RETRIES)
     service = Service(await aiohttp_client(create_app(policy)), policy, db)
     await service.customer()
     return service

@@ -64,6 +64,11 @@ def test_values_are_read() -> None:
     ("WEB_PROCESSES", "0"),
     ("SHUTDOWN_GRACE_SECONDS", "-1"),
     ("SHUTDOWN_GRACE_SECONDS", "soon"),
+    ("RETRY_BASE_SECONDS", "0"),
+    ("RETRY_BASE_SECONDS", "-1"),
+    ("RETRY_BASE_SECONDS", "nan"),
+    ("RETRY_BASE_SECONDS", "1s"),
+    ("RETRY_BASE_SECONDS", "301"),
 ])
 def test_malformed_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as error:
@@ -132,3 +137,14 @@ def test_outbound_webhook_settings() -> None:
         with pytest.raises(SettingsError) as bad:
             Settings.from_env({name: value})
         assert str(bad.value).startswith(name)
+
+
+def test_retry_delays_start_at_the_base_and_double_up_to_five_minutes() -> None:
+    from core.retry import backoff
+
+    assert Settings.from_env({}).retry_base_seconds == 1.0
+    base = Settings.from_env({"RETRY_BASE_SECONDS": "0.05"}).retry_base_seconds
+    assert base == 0.05
+    assert [backoff(n, base=base) for n in (1, 2, 3)] == [0.05, 0.1, 0.2]
+    assert [backoff(n, base=1.0) for n in (1, 2, 3, 4, 20)] == [1, 2, 4, 8, 300]
+    assert backoff(1, base=30.0) == 30.0
