@@ -10,8 +10,11 @@ import asyncio
 import os
 import signal
 import socket
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -64,16 +67,17 @@ def listens(port: int) -> bool:
 class Run:
     """`python -m devtools.devrun` (what `make run` runs) with private ports."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, command: tuple[str, ...] = (),
+                 cwd: Path = ROOT, **extra: str) -> None:
         self.ports = {name: free_port() for name in ("PORT", "SANDBOX_PORT", "RECEIVER_PORT",
                                                       "SMTP_PORT")}
         env = process_env(settings, SMTP_HOST="127.0.0.1",
                           PUBLIC_URL=f"http://localhost:{self.ports['PORT']}",
-                          **{name: str(port) for name, port in self.ports.items()})
+                          **{name: str(port) for name, port in self.ports.items()}, **extra)
         for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "HOST"):
             env.pop(name, None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devtools.devrun"], cwd=ROOT, env=env,
+            [*command, sys.executable, "-m", "devtools.devrun"], cwd=cwd, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         assert self.process.stdout is not None
         self.output = b""
@@ -167,3 +171,34 @@ async def test_make_run_listens_on_loopback_only(settings: Settings) -> None:
         os.killpg(run.process.pid, signal.SIGINT)
         await run.ended()
         run.kill()
+
+
+def dead_port() -> int:
+    return free_port()  # closed again at once: nothing listens there
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+async def test_make_run_stops_the_private_servers_it_started_too(
+        settings: Settings, signum: signal.Signals) -> None:
+    # `make run` is devservices around devrun; with DATABASE_URL and REDIS_URL dead, it
+    # starts a private PostgreSQL and Redis (under .run/ of a directory of its own).
+    work = Path(tempfile.mkdtemp(prefix="settle-devrun-", dir="/tmp"))
+    work.chmod(0o755)  # a root user's private PostgreSQL runs as postgres
+    shutil.copy(ROOT / "Procfile.dev", work / "Procfile.dev")
+    run = Run(settings, command=(sys.executable, "-m", "devtools.devservices", "--"), cwd=work,
+              DATABASE_URL=f"postgresql://postgres@127.0.0.1:{dead_port()}/settle_dev",
+              REDIS_URL=f"redis://127.0.0.1:{dead_port()}/0")
+    reader = threading.Thread(target=run.read_all, daemon=True)
+    reader.start()
+    try:
+        tree = await run.started()
+        output = run.output.decode(errors="replace")
+        private = [int(port) for port in re.findall(
+            r"started a private (?:PostgreSQL|Redis) at 127\.0\.0\.1:(\d+)", output)]
+        assert len(private) == 2, output[-3000:]
+        os.killpg(run.process.pid, signum)
+        await stopped_cleanly(run, tree)
+        assert not any(listens(port) for port in private)
+    finally:
+        run.kill()
+        shutil.rmtree(work, ignore_errors=True)

@@ -132,3 +132,12 @@ def test_outbound_webhook_settings() -> None:
         with pytest.raises(SettingsError) as bad:
             Settings.from_env({name: value})
         assert str(bad.value).startswith(name)
+
+
+def test_web_listens_on_every_interface_unless_host_says_otherwise() -> None:
+    assert Settings.from_env({}).host == "0.0.0.0"  # a platform routes to $PORT from outside
+    assert Settings.from_env({"HOST": "127.0.0.1"}).host == "127.0.0.1"
+    assert Settings.from_env({"HOST": "::"}).host == "::"
+    for bad in ("127.0.0.1 8080", "http://x", "a@b"):
+        with pytest.raises(SettingsError, match="^HOST="):
+            Settings.from_env({"HOST": bad})
