@@ -79,13 +79,13 @@ class Run:
         self.process = subprocess.Popen(
             [*command, sys.executable, "-m", "devtools.devrun"], cwd=cwd, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        assert self.process.stdout is not None
         self.output = b""
         self.tree: set[int] = set()
 
     def read_all(self) -> None:
-        assert self.process.stdout is not None
-        for chunk in iter(lambda: self.process.stdout.read1(65536), b""):  # type: ignore[union-attr]
+        stream = self.process.stdout
+        assert stream is not None
+        while chunk := stream.read1(65536):  # type: ignore[attr-defined]
             self.output += chunk
 
     async def started(self) -> set[int]:
