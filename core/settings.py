@@ -41,6 +41,9 @@ class Settings:
     redis_sentinel_master: str | None = None
     queue_name: str = "settle"
     port: int = 8080
+    # Not in the contract's table: the address `settle web` listens on; every interface
+    # by default, as a platform routing to $PORT needs (`make run` binds loopback).
+    host: str = "0.0.0.0"
     public_url: str = "http://localhost:8080"
     api_tokens: tuple[str, ...] = ()
     stripe_api_key: str | None = None
@@ -121,6 +124,7 @@ class Settings:
             redis_sentinel_master=sentinel_master,
             queue_name=get("QUEUE_NAME") or "settle",
             port=port,
+            host=_host(get("HOST") or "0.0.0.0"),
             public_url=_url(get("PUBLIC_URL") or f"http://localhost:{port}", "PUBLIC_URL",
                             ("http", "https")).rstrip("/"),
             api_tokens=_list(get("API_TOKENS")),
@@ -250,6 +254,13 @@ def _delays(raw: str) -> tuple[int, ...]:
                                 "5s,5m,30m,2h (units s, m, h, d)")
         delays.append(int(match.group(1)) * _UNITS[match.group(2)])
     return tuple(delays)
+
+
+def _host(raw: str) -> str:
+    if len(raw) > 253 or any(c.isspace() or c in "/@" for c in raw) or not raw.isprintable():
+        raise SettingsError(f"HOST={raw!r} must be an address or a name to listen on "
+                            "(0.0.0.0, 127.0.0.1, ::)")
+    return raw
 
 
 def _name(raw: str, name: str) -> str:

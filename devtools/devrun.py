@@ -1,7 +1,9 @@
 """`make run`: migrate, say where everything is, then run every process in the foreground.
 
 Without STRIPE_API_KEY the sandbox processor stands in for Stripe, so the whole
-story can be tried with no Stripe account. Ctrl-C stops everything.
+story can be tried with no Stripe account. Everything listens on 127.0.0.1 (the
+API token is the well-known dev-token) unless HOST says otherwise. Ctrl-C, or
+anything else that ends the run, stops every process (`devtools.foreground`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ import os
 import subprocess
 import sys
 
+from devtools.foreground import supervise
+
 
 def main() -> None:
     env = dict(os.environ)
     port = env.setdefault("PORT", "8080")
+    # Loopback unless told: `settle web` alone listens on every interface, as a
+    # platform needs, but here anyone who can reach the port would know the token.
+    host = env.setdefault("HOST", "127.0.0.1")
     # honcho gives each process its own PORT (web gets this one, the others +100,
     # +200...), so every address derived from it is fixed here, once.
     env.setdefault("PUBLIC_URL", f"http://localhost:{port}")
@@ -46,6 +53,7 @@ def main() -> None:
         sys.exit(1)
     print(f"""
 settle is starting:
+  listening on {host} (set HOST=0.0.0.0 to be reached from other machines)
   API          http://localhost:{port}/v1   (Authorization: Bearer {token})
   webhooks     http://localhost:{port}/webhooks/stripe   (secret {secret})
   health       http://localhost:{port}/readyz   metrics http://localhost:{port}/metrics
@@ -60,7 +68,7 @@ Try the whole story: in another terminal, run
 
 and open the invoice page it prints, as the customer would.
 """, flush=True)
-    os.execvpe("honcho", ["honcho", "start", "-f", "Procfile.dev", *processes], env)
+    sys.exit(supervise(["honcho", "start", "-f", "Procfile.dev", *processes], env))
 
 
 if __name__ == "__main__":

@@ -303,7 +303,10 @@ def run(command: list[str]) -> int:
             # Ctrl-C reaches the whole foreground group, the child included: wait for
             # it to stop rather than dying first and leaving servers behind.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+            # SIGTERM, or the terminal closing (SIGHUP): the child is told to stop and
+            # waited for, so the servers above are stopped after it, never left running.
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, lambda *_: child.terminate())
             try:
                 return child.wait()
             finally:

@@ -192,16 +192,29 @@ def decode_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
+# A message names every invalid field, up to this many (a list of a thousand bad
+# addresses is still one readable line).
+MAX_NAMED = 20
+
+
 def error_code(model: type[BaseModel], failure: ValidationError) -> tuple[str, str]:
-    """(the contract's code, a message) for the first thing wrong with a body."""
-    first = failure.errors(include_url=False)[0]
+    """(the contract's code of the first thing wrong with a body, a message naming each)."""
+    errors = failure.errors(include_url=False)
+    first = errors[0]
     field = str(first["loc"][0]) if first["loc"] else ""
-    message = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if field \
-        else first["msg"]
+    named = list(dict.fromkeys(_describe(error) for error in errors))
+    message = "; ".join(named[:MAX_NAMED])
+    if len(named) > MAX_NAMED:
+        message += f"; and {len(named) - MAX_NAMED} more"
     if first["type"] in _SPECIFIC:
         return first["type"], message
     codes = getattr(model, "CODES", {})
     return codes.get(field, f"{field}_invalid" if field else "input_invalid"), message
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
 # The codes the checks raise themselves, whatever the field (see _SPECIFIC).

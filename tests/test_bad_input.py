@@ -476,3 +476,21 @@ async def test_concurrent_creation_of_one_invoice_is_one_201(svc: Service) -> No
     answers = await asyncio.gather(*(svc.client.put("/v1/invoices/inv_c", json=body,
                                                     headers=AUTH) for _ in range(8)))
     assert sorted(a.status for a in answers) == [200] * 7 + [201]
+
+
+async def test_a_422_names_every_invalid_field_and_keeps_the_first_ones_code(
+        svc: Service) -> None:
+    await svc.client.put("/v1/customers/cus_3", json={"email": "a@example.com"}, headers=AUTH)
+    response = await svc.client.post("/v1/customers/cus_3/credit-adjustments",
+                                      json={"currency": "usd", "reason": "goodwill"},
+                                      headers=AUTH)
+    payload = await response.json()
+    assert (response.status, payload["error"]["code"]) == (422, "id_invalid")
+    assert payload["error"]["message"] == "id: Field required; amount: Field required"
+    response = await svc.client.put(
+        "/v1/invoices/inv_8", json={"customer_id": "cus 3", "number": "", "currency": "USD",
+                                    "total": 1.5}, headers=AUTH)
+    payload = await response.json()
+    assert (response.status, payload["error"]["code"]) == (422, "id_invalid")
+    named = [part.split(":")[0] for part in payload["error"]["message"].split("; ")]
+    assert named == ["customer_id", "number", "currency", "total"]

@@ -148,3 +148,12 @@ def test_retry_delays_start_at_the_base_and_double_up_to_five_minutes() -> None:
     assert [backoff(n, base=base) for n in (1, 2, 3)] == [0.05, 0.1, 0.2]
     assert [backoff(n, base=1.0) for n in (1, 2, 3, 4, 20)] == [1, 2, 4, 8, 300]
     assert backoff(1, base=30.0) == 30.0
+
+
+def test_web_listens_on_every_interface_unless_host_says_otherwise() -> None:
+    assert Settings.from_env({}).host == "0.0.0.0"  # a platform routes to $PORT from outside
+    assert Settings.from_env({"HOST": "127.0.0.1"}).host == "127.0.0.1"
+    assert Settings.from_env({"HOST": "::"}).host == "::"
+    for bad in ("127.0.0.1 8080", "http://x", "a@b"):
+        with pytest.raises(SettingsError, match="^HOST="):
+            Settings.from_env({"HOST": bad})

@@ -86,8 +86,8 @@ def serve_web(settings: Settings, *, reuse_port: bool) -> None:
 
     from worker.app import create_app
 
-    web.run_app(create_app(settings), port=settings.port, access_log=None, print=None,
-                reuse_port=reuse_port or None)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
+                print=None, reuse_port=reuse_port or None)
 
 
 def cmd_worker(settings: Settings) -> None:
@@ -116,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
         prog="settle", description=__doc__,
         epilog="exit codes: 0 done, 1 failed, 2 bad usage or settings, 4 not found")
     sub = top.add_subparsers(dest="command", required=True)
-    sub.add_parser("web", help="serve HTTP on $PORT")
+    sub.add_parser("web", help="serve HTTP on $HOST:$PORT (every interface by default)")
     sub.add_parser("worker", help="run the arq worker (jobs and cron)")
     sub.add_parser("migrate", help="apply database migrations (the release step)")
     rec = sub.add_parser("reconcile", help="recompute invoices, repair drift, recover payments")
