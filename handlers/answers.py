@@ -50,12 +50,14 @@ class PaymentRequest(Answer):
 
 class Payment(Answer):
     id: str = Field(description="the processor's payment id, or the caller's for a manual one")
-    source: Literal["stripe", "manual"]
+    source: Literal["stripe", "gocardless", "manual"]
     method: str | None
     amount: Minor
     applied: Minor = Field(description="what went to the invoice")
     credited: Minor = Field(description="what went to the customer's credit as excess")
     refunded: Minor
+    reversed: Minor = Field(description="what the customer's bank took back (chargebacks, "
+                            "late failures), net of what it gave back")
     status: Literal["processing", "succeeded", "failed"]
     payment_request_id: str | None
     created_at: AwareDatetime

@@ -65,7 +65,7 @@ class InvoiceMessage(Message):
 
 class PaymentMessage(Message):
     type: Literal["payment.processing", "payment.succeeded", "payment.failed",
-                  "payment.refunded"]
+                  "payment.refunded", "payment.reversed"]
     data: PaymentData
 
 

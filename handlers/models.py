@@ -185,7 +185,8 @@ class EntriesQuery(Query):
 EventType = Literal["invoice.sent", "invoice.partially_paid", "invoice.paid",
                     "invoice.reopened", "invoice.overdue", "invoice.voided",
                     "payment.processing", "payment.succeeded", "payment.failed",
-                    "payment.refunded", "payment_request.created", "payment_request.paid",
+                    "payment.refunded", "payment.reversed", "payment_request.created",
+                    "payment_request.paid",
                     "payment_request.superseded", "payment_request.cancelled",
                     "credit_note.created", "customer.credit_changed"]
 

@@ -107,6 +107,20 @@ class RefundChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Reversed:
+    """The customer's bank took a payment's money back (a chargeback, a late failure):
+    `reversal_id` is the processor's id for it, applied once. `given_back`: the processor
+    says it was undone (a dispute won, a chargeback cancelled)."""
+
+    payment_id: str
+    invoice_id: str | None
+    currency: str
+    reversal_id: str
+    amount: int
+    given_back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """Nothing for the books, and why."""
 
@@ -114,4 +128,4 @@ class Ignored:
 
 
 Fact = (Captured | Processing | PaymentFailed | CheckoutFinished | Refunded | RefundChanged
-        | Ignored)
+        | Reversed | Ignored)

@@ -187,14 +187,18 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
         row = await locked(conn, invoice_id)
         if row["voided_at"] is None:
             held = await conn.fetch(
-                """select status, applied, refund_from_paid, amount, refunded from payments
+                """select status, applied, refund_from_paid, reversal_from_paid, amount, refunded,
+                          reversed
+                   from payments
                    where invoice_id = $1 and status in ('processing', 'succeeded')""",
                 invoice_id)
             # Money still applied, net of refunds, or money on its way: a payment refunded
             # in full no longer stands in the way.
             if any(p["status"] == "processing" or money.still_applied(
                     applied=p["applied"], refund_from_paid=p["refund_from_paid"],
-                    amount=p["amount"], refunded=p["refunded"]) for p in held):
+                    amount=p["amount"], refunded=p["refunded"],
+                    reversal_from_paid=p["reversal_from_paid"], reversed=p["reversed"])
+                    for p in held):
                 raise Conflict("invoice_has_payments",
                                "a payment is still applied to the invoice or is processing")
             returned_by_notes = await conn.fetchval(

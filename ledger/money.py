@@ -217,12 +217,14 @@ def credit_back_on_void(applied: int, returned_by_notes: int) -> int:
     return max(0, applied - returned_by_notes)
 
 
-def still_applied(*, applied: int, refund_from_paid: int, amount: int, refunded: int) -> int:
-    """What of a captured payment still counts on its invoice, net of refunds (and, with
-    them, reversals): what it applied less what refunds took back from the invoice, and
-    never more than what it received less every refund of it (a credit note's refund too).
-    Money still applied blocks voiding the invoice (§4)."""
-    return max(0, min(applied - refund_from_paid, amount - refunded))
+def still_applied(*, applied: int, refund_from_paid: int, amount: int, refunded: int,
+                  reversal_from_paid: int = 0, reversed: int = 0) -> int:
+    """What of a captured payment still counts on its invoice, net of refunds and
+    reversals: what it applied less what they took back from the invoice, and never more
+    than what it received less every refund of it (a credit note's refund too) and what
+    the bank took back. Money still applied blocks voiding the invoice (§4)."""
+    return max(0, min(applied - refund_from_paid - reversal_from_paid,
+                      amount - refunded - reversed))
 
 
 def credit_to_apply(requested: int | None, balance: int, left: int) -> int:

@@ -20,7 +20,7 @@ import asyncpg
 from core.tx import kept, owed
 
 MailKind = Literal["payment_request", "reminder", "payment_received", "invoice_paid",
-                   "credit_issued", "refund_issued", "credit_note_issued"]
+                   "credit_issued", "refund_issued", "credit_note_issued", "payment_reversed"]
 
 
 async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, Any], *,
@@ -109,7 +109,8 @@ def keep_audience(conn: asyncpg.Connection, invoice: asyncpg.Record) -> None:
 def _audience(row: asyncpg.Record) -> dict[str, Any]:
     email = row["customer_email"]
     recipients = [email] + [e for e in row["notify_emails"] if e != email]
-    return {"to": list(dict.fromkeys(recipients)), "number": row["number"],
+    return {"to": list(dict.fromkeys(recipients)), "notify_emails": list(row["notify_emails"]),
+            "number": row["number"],
             "currency": row["currency"], "total": row["total"],
             "customer_name": row["customer_name"], "locale": row["customer_locale"],
             "view_token": row["view_token"], "due_date": row["due_date"]}

@@ -19,7 +19,7 @@ import asyncpg
 
 from core.errors import Invalid, PermanentError
 from core.tx import Books
-from ledger import money, refunds
+from ledger import money, refunds, reversals
 from ledger.checkout import session_finished
 from ledger.credit import change_credit
 from ledger.facts import (
@@ -32,6 +32,7 @@ from ledger.facts import (
     Processing,
     RefundChanged,
     Refunded,
+    Reversed,
 )
 from ledger.inbox import Outcome, Policy
 from ledger.invoices import changed
@@ -187,6 +188,8 @@ async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: P
             case RefundChanged(payment_id, invoice_id, currency, refund):
                 notes.append(await refunds.refund_changed(conn, payment_id, invoice_id, currency,
                                                           refund))
+            case Reversed():
+                notes.append(await reversals.reported(conn, fact))
             case Ignored(reason):
                 ignored.append(reason)
     if notes or not ignored:

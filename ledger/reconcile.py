@@ -79,7 +79,7 @@ async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, An
     if invoice is None:
         return []
     paid = await conn.fetchval(
-        """select coalesce(sum(applied - refund_from_paid), 0) from payments
+        """select coalesce(sum(applied - refund_from_paid - reversal_from_paid), 0) from payments
            where invoice_id = $1 and status = 'succeeded'""", invoice_id)
     credited = await conn.fetchval(
         """select coalesce(-sum(amount), 0) from credit_entries

@@ -338,9 +338,12 @@ async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
 async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
                      payment: asyncpg.Record, increase: int) -> str:
     balance = await locked_balance(conn, invoice["customer_id"], payment["currency"])
+    # What reversals took is not there to take again.
     split = money.split_refund(
-        increase, credit_from_payment=payment["credited"] - payment["refund_from_credit"],
-        balance=balance, applied_from_payment=payment["applied"] - payment["refund_from_paid"])
+        increase, credit_from_payment=payment["credited"] - payment["refund_from_credit"]
+        - payment["reversal_from_credit"],
+        balance=balance, applied_from_payment=payment["applied"] - payment["refund_from_paid"]
+        - payment["reversal_from_paid"])
     await conn.execute(
         """update payments set refund_from_credit = refund_from_credit + $2,
                   refund_from_paid = refund_from_paid + $3,
@@ -402,7 +405,7 @@ def refund_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 async def refundable(conn: asyncpg.Connection, payment: asyncpg.Record) -> int:
     """What may still be refunded from a payment: what it received, less every refund
-    made, confirmed or asked for (whatever its purpose)."""
+    made, confirmed or asked for (whatever its purpose), and what the bank took back."""
     if payment["status"] != "succeeded":
         return 0
     rows = await conn.fetch("select amount, status from refunds where payment_id = $1",
@@ -411,7 +414,8 @@ async def refundable(conn: asyncpg.Connection, payment: asyncpg.Record) -> int:
     asked: int = sum(r["amount"] for r in rows if r["status"] == "requested")
     done: int = max(counted, payment["refunded"])
     received: int = payment["amount"]
-    return max(0, received - done - asked)
+    reversed_: int = payment["reversed"]
+    return max(0, received - done - asked - reversed_)
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,7 @@ def payment_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"], "source": row["source"], "method": row["method"],
         "amount": row["amount"], "applied": row["applied"], "credited": row["credited"],
-        "refunded": row["refunded"], "status": row["status"],
+        "refunded": row["refunded"], "reversed": row["reversed"], "status": row["status"],
         "payment_request_id": row["payment_request_id"],
         "created_at": iso(row["created_at"]),
     }

@@ -112,6 +112,22 @@ def refund_object(refund_id: str, payment_intent: str, amount: int, status: str,
                          created=int(time.time()) if created is None else created)
 
 
+def dispute_event(event_type: str, payment_intent: str, amount: int, *,
+                  dispute_id: str | None = None, currency: str = "usd",
+                  status: str = "needs_response") -> dict[str, Any]:
+    """charge.dispute.funds_withdrawn or charge.dispute.funds_reinstated, shaped as
+    Stripe's Dispute object (Stripe's fixtures hold none)."""
+    dispute = {
+        "id": dispute_id or f"dp_{uuid.uuid4().hex[:24]}", "object": "dispute",
+        "amount": amount, "currency": currency, "charge": f"ch_{uuid.uuid4().hex[:24]}",
+        "payment_intent": payment_intent, "reason": "fraudulent", "status": status,
+        "is_charge_refundable": False, "livemode": False, "metadata": {},
+        "created": int(time.time()), "balance_transactions": [],
+        "evidence": {}, "evidence_details": {"has_evidence": False},
+    }
+    return event(event_type, dispute)
+
+
 def refund_event(event_type: str, refund: dict[str, Any], *,
                  created: int | None = None) -> dict[str, Any]:
     """refund.created, refund.updated, refund.failed or charge.refund.updated."""

@@ -9,7 +9,9 @@ Stripe with its webhook before the answer), refunds made and failed at the
 processor (reported by `charge.refunded` listing them or, as Stripe does by
 default, listing none; failures by `refund.failed`, `refund.updated` and
 `charge.refund.updated`), credit notes both ways, credit adjustments and
-credit applied to invoices, interleaved in any order, with processor events
+credit applied to invoices, invoices voided, disputes (the bank taking part of
+a payment back, and giving it back when won), interleaved in any order, with
+processor events
 delivered again late. Each event carries its moment on Stripe's clock, a
 second apart. After every step:
 
@@ -51,6 +53,7 @@ from ledger.payments import ManualPayment, apply_facts, record_manual
 from processors.stripe.events import interpret, moment
 from sandbox.events import (
     charge_refunded,
+    dispute_event,
     payment_intent_succeeded,
     refund_event,
     refund_object,
@@ -59,7 +62,7 @@ from sandbox.events import (
 
 STEPS = ["capture", "held", "duplicate", "async_start", "async_end", "manual", "request",
          "external_refund", "fail_refund", "merchant_refund", "made", "answer", "refuse",
-         "credit_note", "adjust", "apply_credit", "void", "late"]
+         "credit_note", "adjust", "apply_credit", "void", "dispute", "win", "late"]
 # What a story is made of: every step, money arriving and refunds more often (most steps
 # need a payment to act on).
 STORY_STEPS = STEPS + ["capture", "capture", "external_refund", "merchant_refund", "made",
@@ -99,6 +102,9 @@ class Stripe:
     # Asynchronous payments still processing: payment id -> (invoice, amount).
     processing: dict[str, tuple[str, int]] = field(default_factory=dict)
     clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1_780_000_000))
+    # Disputes the bank acted on: dispute id -> (payment id, amount), and the ones won.
+    disputes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    won: set[str] = field(default_factory=set)
 
     def now(self) -> int:
         return next(self.clock)
@@ -111,8 +117,12 @@ class Stripe:
                                refunds=[dict(r) for r in refunds] if listed else [])
 
     def room(self, payment_id: str) -> int:
+        """What Stripe would still refund or dispute of a payment: a disputed charge is
+        not refundable while the bank holds the amount."""
         listed = self.refunds.get(payment_id, [])
-        return self.captured.get(payment_id, 0) - sum(
+        held = sum(amount for dispute, (paid, amount) in self.disputes.items()
+                   if paid == payment_id and dispute not in self.won)
+        return self.captured.get(payment_id, 0) - held - sum(
             r["amount"] for r in listed if r["status"] not in ("failed", "canceled"))
 
     def refund(self, payment_id: str, amount: int,
@@ -328,6 +338,23 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
             await invoices.void_invoice(world.books, invoice_id)
         except DomainError as refused:
             assert refused.code == "invoice_has_payments"
+    elif kind == "dispute" and stripe.captured:
+        # The customer's bank takes part of a payment back; its news may come twice.
+        payment_id = data.draw(st.sampled_from(sorted(stripe.captured)))
+        if stripe.room(payment_id) > 0:
+            dispute_id = world.new_id("dp")
+            taken = data.draw(st.integers(1, stripe.room(payment_id)))
+            stripe.disputes[dispute_id] = (payment_id, taken)
+            await deliver(world, dispute_event("charge.dispute.funds_withdrawn", payment_id,
+                                               taken, dispute_id=dispute_id))
+    elif kind == "win" and set(stripe.disputes) - stripe.won:
+        # A dispute won: the bank gives the amount back. (The news arriving before the
+        # taking's is tests/test_reversals.py's; here the "late" step only repeats it.)
+        dispute_id = data.draw(st.sampled_from(sorted(set(stripe.disputes) - stripe.won)))
+        payment_id, taken = stripe.disputes[dispute_id]
+        stripe.won.add(dispute_id)
+        await deliver(world, dispute_event("charge.dispute.funds_reinstated", payment_id,
+                                           taken, dispute_id=dispute_id, status="won"))
     elif kind == "late" and stripe.sent:
         # An event Stripe sent earlier, delivered again now (a retry, or late).
         await deliver(world, data.draw(st.sampled_from(stripe.sent)))
@@ -337,7 +364,8 @@ async def check(world: World) -> None:
     pool = world.books.pool
     for row in await pool.fetch(
             """select i.total, i.amount_paid, i.amount_credited, i.amount_credit_noted,
-                 (select coalesce(sum(applied - refund_from_paid), 0) from payments
+                 (select coalesce(sum(applied - refund_from_paid - reversal_from_paid), 0)
+                   from payments
                    where invoice_id = i.id and status = 'succeeded') as paid_by_payments,
                  (select coalesce(-sum(amount), 0) from credit_entries
                    where invoice_id = i.id and kind = 'applied') as credited_by_entries,
@@ -405,7 +433,11 @@ async def check(world: World) -> None:
              (select coalesce(sum(excess_pending), 0) from payments where invoice_id = any($1))
                as excess_pending,
              (select coalesce(sum(refund_unrecovered), 0) from payments
-               where invoice_id = any($1)) as unrecovered,
+               where invoice_id = any($1))
+             + (select coalesce(sum(unrecovered), 0) from reversals
+                 where invoice_id = any($1) and booked = 'reversed') as unrecovered,
+             (select coalesce(sum(reversed), 0) from payments where invoice_id = any($1))
+               as reversed,
              (select coalesce(sum(amount), 0) from payments
                where invoice_id = any($1) and status = 'succeeded') as received,
              (select coalesce(sum(amount), 0) from refunds
@@ -418,7 +450,7 @@ async def check(world: World) -> None:
         world.invoices, world.customer)
     assert ledger["balance"] == ledger["entries"] >= 0
     assert ledger["last"] in (None, ledger["balance"])
-    assert (money["on_invoices"] + ledger["balance"] + money["refunded"]
+    assert (money["on_invoices"] + ledger["balance"] + money["refunded"] + money["reversed"]
             + money["excess_pending"] + money["note_refunds_asked"] - money["unrecovered"]) \
         == money["received"] + money["given_by_notes"] + money["adjusted"], dict(money)
 

@@ -43,7 +43,8 @@ async def test_capture_larger_than_remaining_credits_the_excess(svc: Service) ->
     # CONTRACT §5 (updated): payments also show source, method and created_at.
     assert inv["payments"][0].pop("created_at")
     assert inv["payments"][0] | {} == {"id": "pi_1", "amount": 12_000, "applied": 10_000,
-                                       "credited": 2_000, "refunded": 0, "status": "succeeded",
+                                       "credited": 2_000, "refunded": 0, "reversed": 0,
+                                       "status": "succeeded",
                                        "payment_request_id": None, "source": "stripe",
                                        "method": None}
     assert await svc.balance() == {"usd": 2_000}

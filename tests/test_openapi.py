@@ -17,7 +17,7 @@ import uuid
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -27,17 +27,14 @@ from openapi_spec_validator import validate
 
 from core.settings import Settings
 from handlers.messages import MESSAGES, event_types
+from handlers.models import EventType
+from ledger.outbound import EVENT_TYPES, PING
 from tests.conftest import ROOT, SETTLE, free_port, process_env
 from tests.service import AUTH, TOKEN
 
 BIN = Path(sys.executable).parent
-# §9's types, as the contract lists them.
-OUTBOUND_TYPES = {
-    "invoice.sent", "invoice.partially_paid", "invoice.paid", "invoice.reopened",
-    "invoice.overdue", "invoice.voided", "payment.processing", "payment.succeeded",
-    "payment.failed", "payment.refunded", "payment_request.created", "payment_request.paid",
-    "payment_request.superseded", "payment_request.cancelled", "credit_note.created",
-    "customer.credit_changed", "ping"}
+# The types settle owes (ledger.outbound, the one list the books use) and the ping.
+OUTBOUND_TYPES = set(EVENT_TYPES) | {PING}
 
 
 async def served(client: TestClient) -> dict[str, Any]:
@@ -112,6 +109,8 @@ async def test_the_webhooks_section_describes_every_outbound_message(client: Tes
     document = await served(client)
     assert set(document["webhooks"]) == OUTBOUND_TYPES
     assert {t for m in MESSAGES for t in event_types(m)} == OUTBOUND_TYPES
+    # What an endpoint may subscribe to is the same list.
+    assert set(get_args(EventType)) == set(EVENT_TYPES)
     paid = document["webhooks"]["invoice.paid"]["post"]
     assert {p["name"] for p in paid["parameters"]} == {
         "webhook-id", "webhook-timestamp", "webhook-signature"}

@@ -31,6 +31,7 @@ from ledger.facts import (
     RefundChanged,
     Refunded,
     RefundState,
+    Reversed,
 )
 from ledger.inbox import Event, Outcome, Policy, Registration
 from ledger.payments import apply_facts
@@ -175,6 +176,21 @@ def refund_updated(obj: dict[str, Any], at: datetime | None) -> list[Fact]:
                           _refund(obj, at))]
 
 
+def dispute_funds(obj: dict[str, Any], given_back: bool) -> list[Fact]:
+    """charge.dispute.funds_withdrawn (the bank took the disputed amount back) and
+    charge.dispute.funds_reinstated (the dispute was won: given back): a reversal of the
+    payment, by the dispute's id, tied to the payment by payment_intent."""
+    dispute_id = _id(obj.get("id"))
+    payment_id = _id(obj.get("payment_intent"))
+    if dispute_id is None or payment_id is None:
+        raise PermanentError("dispute without id or payment_intent")
+    amount = _amount(obj, "amount")
+    if amount == 0:
+        return [Ignored("dispute of no amount")]
+    return [Reversed(payment_id, _metadata(obj, "invoice_id"), _currency(obj), dispute_id,
+                     amount, given_back=given_back)]
+
+
 SOURCE = "stripe"
 REFUND_STATUSES = ("requires_action", "pending", "succeeded", "failed", "canceled")
 
@@ -201,6 +217,9 @@ INTERPRETERS: dict[str, tuple[Interpreter, bool]] = {
     "refund.updated": (refund_updated, False),
     "refund.failed": (refund_updated, False),
     "charge.refund.updated": (refund_updated, False),
+    # A dispute names its PaymentIntent, never settle's metadata.
+    "charge.dispute.funds_withdrawn": (_untimed(lambda obj: dispute_funds(obj, False)), False),
+    "charge.dispute.funds_reinstated": (_untimed(lambda obj: dispute_funds(obj, True)), False),
 }
 
 
