@@ -26,6 +26,7 @@ SUBJECTS = {
     "credit_issued": "{credited} credit added to your account",
     "refund_issued": "Refund of {amount} for invoice {number}",
     "credit_note_issued": "Credit note of {amount} for invoice {number}",
+    "payment_failed": "Your payment of {amount} for invoice {number} did not go through",
 }
 
 

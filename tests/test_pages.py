@@ -81,7 +81,7 @@ async def test_the_invoice_page_shows_what_was_paid_and_what_remains(
     said = text_of(body)
     for expected in ("Invoice N-inv_1", "Partially paid", "Due Jan 31, 2030", "For Ada",
                      "Total $100.00", "Paid $25.50", "Taken off by credit notes $5.00",
-                     "Remaining $69.50", "Design work $70.00", "Paid online $25.50",
+                     "Remaining $69.50", "Design work $70.00", "Card $25.50 $25.50",
                      "Late delivery", "Pay the rest: $69.50", "At least $10.00, at most $69.50",
                      "You have $15.00 of credit", "Use my credit: $15.00", "settle"):
         assert expected in said, expected
@@ -246,13 +246,14 @@ async def test_a_decimal_comma_for_a_locale_that_writes_one(
 @pytest.mark.parametrize("typed,said", [
     ("abc", "Type the amount in digits, like 100.00"),
     ("", "Type the amount in digits"),
-    ("1,000.00", "Type the amount in digits"),
+    ("1,00.00", "That is not how amounts are written here: type it like 100.00"),
+    ("100,00", "That is not how amounts are written here"),
     ("25.505", "more decimals than USD uses"),
     ("0", "Type an amount above zero"),
     ("-5", "Type the amount in digits"),
     ("9.99", "The least you can pay now is $10.00"),
     ("100.01", "That is more than the $100.00 that remains"),
-    ("99999999999999999", "Type the amount in digits"),
+    ("99999999999999999", "That is more than the $100.00 that remains"),
     ("99999999999999", "That is more than the $100.00 that remains"),
 ])
 async def test_an_amount_refused_says_why_on_the_page_with_422(
@@ -379,12 +380,25 @@ async def test_a_form_sent_from_elsewhere_changes_nothing(
 
 
 async def test_only_posts_change_anything(paying: Service, standin: StripeStandIn) -> None:
+    """A GET of a form's address (the page opened again from history) leads back to the
+    invoice page and changes nothing."""
     svc = paying
     invoice = await partial_invoice(svc)
+    await svc.call("POST", "/v1/customers/cus_1/credit-adjustments",
+                   {"id": "adj_1", "amount": 1_500, "currency": "usd", "reason": "Goodwill"},
+                   expect=201)
+    page = path_of(invoice["invoice_url"])
     for action in ("pay", "credit"):
-        response = await svc.client.get(f"{path_of(invoice['invoice_url'])}/{action}")
-        assert response.status in (404, 405)
+        response = await svc.client.get(f"{page}/{action}", allow_redirects=False)
+        assert response.status == 303
+        assert response.headers["Location"] == page
+        assert response.headers["Cache-Control"] == "no-store"
+        followed = await svc.client.get(f"{page}/{action}")
+        assert followed.status == 200 and "Pay the rest" in text_of(await followed.text())
+    unknown = await svc.client.get("/i/" + "x" * 40 + "/pay", allow_redirects=False)
+    assert unknown.status == 404
     assert sessions_made(standin) == 0
+    assert await svc.balance() == {"usd": 1_500}
 
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
