@@ -107,8 +107,10 @@ def _types(obj: dict[str, Any]) -> list[str]:
 def _method(obj: dict[str, Any], *, asynchronous: bool = False) -> str | None:
     """How a Checkout Session or PaymentIntent was paid, in settle's words, from what the
     event carries: the charge's `payment_method_details.type` when it is expanded, else
-    the one type offered; a payment completed `unpaid` (`asynchronous`) was made by the
-    one asynchronous type offered. None when the event does not say."""
+    the one type offered. A payment completed `unpaid` (`asynchronous`) was made by the
+    one asynchronous type offered, or, when the session names none (a list that says
+    only `card`), by a bank transfer, Checkout's usual way of paying later. None when the
+    event does not say (several types offered)."""
     charge = obj.get("latest_charge")
     details = charge.get("payment_method_details") if isinstance(charge, dict) else None
     used = details.get("type") if isinstance(details, dict) else None
@@ -116,7 +118,7 @@ def _method(obj: dict[str, Any], *, asynchronous: bool = False) -> str | None:
         return METHODS.get(used)
     types = _types(obj)
     if asynchronous:
-        types = [t for t in types if t in ASYNCHRONOUS]
+        types = [t for t in types if t in ASYNCHRONOUS] or ["customer_balance"]
     return METHODS.get(types[0]) if len(types) == 1 else None
 
 
