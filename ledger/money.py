@@ -238,13 +238,14 @@ def minor_units(value: Decimal, currency: str) -> int:
     if value > LARGEST:
         raise AmountRefused("too_large")
     # Exactly, whatever the decimal context's precision: trailing zeros are no decimals.
-    _, figures, place = value.as_tuple()
+    _, figures, exp = value.as_tuple()
+    place = int(exp)  # a finite number's exponent is a number
     digits = exponent(currency)
     while place < -digits and figures[-1] == 0:
         figures, place = figures[:-1], place + 1
     if place < -digits:
         raise AmountRefused("too_many_decimals")
-    amount = int("".join(map(str, figures))) * 10 ** (place + digits)
+    amount = int("".join(map(str, figures))) * int(10 ** (place + digits))
     if amount > LARGEST:
         raise AmountRefused("too_large")
     return amount
