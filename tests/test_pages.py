@@ -561,7 +561,7 @@ async def test_back_from_a_bank_transfer_it_is_on_its_way(
     assert 'id="pay-rest"' in body and REFRESH not in body
 
 
-REFRESH = '<meta http-equiv="refresh" content="5">'
+REFRESH = '<noscript><meta http-equiv="refresh" content="5"></noscript>'
 
 
 async def test_a_receipt_after_an_overpayment_says_what_went_to_credit(
