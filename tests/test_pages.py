@@ -577,6 +577,9 @@ async def test_a_receipt_after_an_overpayment_says_what_went_to_credit(
     await svc.deliver(*standin.pay(transfer["id"], payment_status="unpaid"))
     await svc.call("POST", "/v1/invoices/inv_1/payments",
                    {"id": "cash_1", "amount": 3_000, "method": "cash"}, expect=201)
+    # Paid, and money still on its way: the page looks again until it arrives.
+    body = (await page(svc, invoice, f"?session={transfer['id']}"))[1]
+    assert "Receipt for invoice" in text_of(body) and REFRESH in body
     await svc.deliver(*standin.transfer(transfer["id"], succeeded=True))
 
     status, body = await page(svc, invoice, f"?session={transfer['id']}")
