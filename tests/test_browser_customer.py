@@ -68,7 +68,12 @@ def whole_at_360(person: Person, number: str) -> list[str]:
     """At 360 px: how many pieces there are, and none broken (asserted)."""
     person.width(360)
     seen, broken = person.driver.execute_script(BROKEN_PIECES, pieces(number))
+    # Under mobile emulation a page wider than the screen is zoomed out to fit, and
+    # `innerWidth` grows with it: the layout viewport (`clientWidth`) is the screen's.
+    wider = person.driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
     person.width(1280)
+    assert wider <= 0, f"the page is {wider} px wider than 360 px"
     assert seen >= 3, f"only {seen} amounts and dates found"
     assert broken == [], f"broken over two lines at 360 px: {broken}"
     return broken  # type: ignore[no-any-return]
@@ -141,7 +146,7 @@ async def test_a_receipt_after_an_overpayment_says_what_went_to_credit(
             "Receipt for invoice NW-2026-000123", "Paid $100.00", "Remaining $0.00",
             "Thank you: your payment of $30.00 was received. Nothing more was owed on this "
             "invoice: $30.00 of it went to your credit with Northwind Studio.",
-            "Bank transfer $30.00 of this went to your credit $30.00 $0.00",
+            "Bank transfer $30.00 $0.00 $30.00 of this went to your credit",
             "Cash $30.00 $30.00", "Card $70.00 $70.00", "Received $130.00 $100.00",
             "Of the $130.00 received, $100.00 counts as paid on this invoice and $30.00 went "
             "to your credit with Northwind Studio."):

@@ -592,8 +592,8 @@ async def test_a_receipt_after_an_overpayment_says_what_went_to_credit(
     # to credit, as it arrived last), the card.
     rows = said.split("To this invoice ", 1)[1]
     today = re.escape(formats.day(datetime.now(UTC)))
-    assert re.match(rf"{today} Cash \$30\.00 \$30\.00 {today} Bank transfer \$30\.00 of this "
-                    rf"went to your credit \$30\.00 \$0\.00 {today} Card \$70\.00 \$70\.00 "
+    assert re.match(rf"{today} Cash \$30\.00 \$30\.00 {today} Bank transfer \$30\.00 \$0\.00 "
+                    rf"\$30\.00 of this went to your credit {today} Card \$70\.00 \$70\.00 "
                     r"Received \$130\.00 \$100\.00 ", rows), rows
     assert ("Of the $130.00 received, $100.00 counts as paid on this invoice and $30.00 "
             "went to your credit with settle") in said
