@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from selenium.webdriver.common.by import By
 
 from sandbox.stripe import StripeStandIn
 from tests.conftest import wait_for
 from tests.test_browser import (  # noqa: F401 (fixtures)
+    CHROMEDRIVER,
+    CHROMIUM,
     SHOTS,
     Live,
     Person,
@@ -258,3 +263,61 @@ async def test_the_customer_page_keeps_amounts_and_dates_whole_at_360_px(
 
     said = await in_browser(look)
     assert "1.234.567,89 €" in said and "31.12.2026" in said
+
+
+@pytest.fixture
+def browser_without_script(downloads: Path) -> Iterator[Any]:
+    """Chromium as in tests/test_browser.py, with JavaScript turned off."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--window-size=1280,900"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {
+        "profile.managed_default_content_settings.javascript": 2})
+    driver = webdriver.Chrome(service=DriverService(executable_path=CHROMEDRIVER),
+                              options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+async def test_without_javascript_the_page_looks_again_until_the_transfer_arrives(
+        live: Live, browser_without_script: Any, standin: StripeStandIn) -> None:
+    """The <noscript> meta refresh: the page on screen, untouched, turns into the receipt
+    once the bank transfer on its way arrives."""
+    svc = live
+    browser = browser_without_script
+    await svc.customer()
+    invoice = await svc.invoice("inv_noscript", 5_000, number="NS-1")
+    person = Person(browser)
+
+    def start_a_transfer() -> str:
+        person.open(invoice["invoice_url"])
+        browser.find_element(By.ID, "pay-rest").click()
+        person.wait_for(lambda: "Sandbox checkout" in browser.title)
+        browser.find_element(By.ID, "pay-bank").click()
+        person.wait_for(lambda: "transfer is processing" in person.text())
+
+        def on_its_way() -> bool:
+            person.open(invoice["invoice_url"])
+            return "On its way" in person.text()
+
+        person.wait_for(on_its_way, timeout=40)
+        return person.text()
+
+    said = await in_browser(start_a_transfer)
+    assert "A payment of $50.00 is on its way" in said and "Pay the rest" not in said
+    [session] = standin.sessions.values()
+    await standin.post_events(standin.transfer(session["id"], succeeded=True))
+
+    def looked_again() -> str:
+        # No click, no reload from here: the page refreshes itself.
+        person.wait_for(lambda: "Receipt for invoice NS-1" in person.text(), timeout=40)
+        return person.text()
+
+    said = await in_browser(looked_again)
+    assert "Bank transfer $50.00 $50.00" in said and "On its way" not in said
