@@ -20,7 +20,7 @@ from handlers import html
 from handlers.keys import books, services
 from handlers.validation import path_token
 from ledger import checkout, invoices, pages
-from ledger.money import AmountRefused, parse_amount
+from ledger.money import AmountRefused
 from present import formats, pdf
 from present.templating import static_file
 
@@ -29,7 +29,7 @@ log = logging.getLogger("settle.pages")
 # What a refusal answers with: 422 for an amount that is not acceptable, 409 for an
 # invoice that no longer takes it.
 STATUS = {"partial_not_allowed": 422, "below_minimum": 422, "above_remaining": 422,
-          "not_a_number": 422, "too_many_decimals": 422, "not_positive": 422,
+          "not_a_number": 422, "ambiguous": 422, "too_many_decimals": 422, "not_positive": 422,
           "too_large": 422, "unpayable": 422, "no_credit": 422,
           # As many checkout pages as the invoice may make for now (core.limits).
           "too_many_checkouts": 429}
@@ -119,8 +119,7 @@ async def pay(request: web.Request) -> web.Response:
         page = await pages.invoice_page(books(request), token, None)
         invoice, locale = page["invoice"], page["customer"]["locale"]
         try:
-            chosen = parse_amount(typed, invoice["currency"],
-                                  decimal_comma=formats.decimal_comma(locale))
+            chosen = formats.parse_amount(typed, invoice["currency"], locale)
         except AmountRefused as refused:
             return _invoice(request, token, page, status=422, typed=typed, problem={
                 "code": refused.code, "field": "amount"})
@@ -168,6 +167,14 @@ async def use_credit(request: web.Request) -> web.Response:
     return html.see_other(request, f"/i/{token}?done=credit")
 
 
+async def back_to_page(request: web.Request) -> web.Response:
+    """A GET of a form's address (a page opened again from the browser's history): the
+    invoice page, where the form is; nothing is changed."""
+    token = _token(request)
+    await pages.invoice_id_of(books(request), token)  # an unknown token is the 404 page
+    return html.see_other(request, f"/i/{token}")
+
+
 async def customer_page(request: web.Request) -> web.Response:
     page = await pages.customer_page(books(request), _token(request))
     return html.respond(request, "pages/customer.html", page=page, most=pages.MOST,
@@ -192,5 +199,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/i/{token}", invoice_page)
     app.router.add_post("/i/{token}/pay", pay)
     app.router.add_post("/i/{token}/credit", use_credit)
+    app.router.add_get("/i/{token}/pay", back_to_page)
+    app.router.add_get("/i/{token}/credit", back_to_page)
     app.router.add_get("/c/{token}", customer_page)
     app.router.add_get("/static/{name}", static)

@@ -7,9 +7,9 @@ tested on their own (including by property tests) and used in one place.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 InvoiceStatus = Literal["void", "draft", "paid", "overdue", "partially_paid", "sent"]
@@ -250,34 +250,30 @@ class AmountRefused(ValueError):
         self.code = code
 
 
-_TYPED = re.compile(r"([0-9]{1,16})(?:[.]([0-9]{1,20}))?")
 # Below what bigint and every sum of amounts can hold, as the API's own limit.
 LARGEST = 2**53 - 1
 
 
-def parse_amount(text: str, currency: str, *, decimal_comma: bool = False) -> int:
-    """Minor units from what a person typed in the currency's usual form (§6): `25.50`,
-    `1.250` for a three-decimal currency, `500` for a zero-decimal one.
-
-    A point is always the decimal separator; a comma is one too for locales that write
-    `25,50` (`decimal_comma`). Thousands separators are refused rather than guessed at:
-    `1,250` is 1.25 in one locale and 1250 in another. Digits past the currency's
-    exponent are refused unless they are zeros (`500.00` yen is 500 yen).
-    """
-    typed = text.strip()
-    if decimal_comma and typed.count(",") == 1 and "." not in typed:
-        typed = typed.replace(",", ".")
-    match = _TYPED.fullmatch(typed)
-    if match is None:
+def minor_units(value: Decimal, currency: str) -> int:
+    """Minor units of an amount a person wrote (read from their locale's way of writing
+    numbers by `present.formats.parse_amount`), by the currency's exponent (§6): `25.50`
+    USD is 2550, `1.250` KWD is 1250, `500` JPY is 500. Digits past the exponent are
+    refused unless they are zeros (`500.00` yen is 500 yen)."""
+    if not value.is_finite():
         raise AmountRefused("not_a_number")
-    whole, fraction = match.group(1), (match.group(2) or "")
-    digits = exponent(currency)
-    if fraction[digits:].strip("0"):
-        raise AmountRefused("too_many_decimals")
-    fraction = fraction[:digits].ljust(digits, "0")
-    amount: int = int(whole) * 10**digits + (int(fraction) if fraction else 0)
-    if amount <= 0:
+    if value.is_signed() or value.is_zero():
         raise AmountRefused("not_positive")
+    if value > LARGEST:
+        raise AmountRefused("too_large")
+    # Exactly, whatever the decimal context's precision: trailing zeros are no decimals.
+    _, figures, exp = value.as_tuple()
+    place = int(exp)  # a finite number's exponent is a number
+    digits = exponent(currency)
+    while place < -digits and figures[-1] == 0:
+        figures, place = figures[:-1], place + 1
+    if place < -digits:
+        raise AmountRefused("too_many_decimals")
+    amount = int("".join(map(str, figures))) * int(10 ** (place + digits))
     if amount > LARGEST:
         raise AmountRefused("too_large")
     return amount

@@ -48,6 +48,9 @@ async def invoice_page(books: Books, token: str, session_id: str | None) -> dict
                where customer_id = $1 and currency = $2""",
             row["customer_id"], row["currency"]) or 0
         returned = await _returned(conn, row["id"], session_id) if session_id else None
+    # Newest first, as a person reads a history; money that never arrived is shown too (a
+    # failed transfer), so the customer knows why it still is owed.
+    payments = [_payment(p) for p in reversed(row["payment_rows"])]
     return {
         "invoice": view_of(row, books),
         "open": is_open(row),
@@ -57,9 +60,8 @@ async def invoice_page(books: Books, token: str, session_id: str | None) -> dict
         "paid_at": row["paid_at"],
         "customer": dict(customer),
         "credit": credit,
-        # Newest first, as a person reads a history; money that never arrived is
-        # shown too (a failed transfer), so the customer knows why it still is owed.
-        "payments": [_payment(p) for p in reversed(row["payment_rows"])],
+        "payments": payments,
+        "received": _received(payments),
         "credit_notes": list(reversed(row["credit_note_rows"])),
         "returned": returned,
         "pdf_name": f"invoice-{_filename(row['number'])}.pdf",
@@ -67,9 +69,31 @@ async def invoice_page(books: Books, token: str, session_id: str | None) -> dict
 
 
 def _payment(row: dict[str, Any]) -> dict[str, Any]:
+    """One payment as the customer reads it. `how` is settle's word for how it was paid
+    (`card`, `bank_transfer`, `direct_debit`, `cash`, `check`, …; None when the processor
+    did not say): `present.labels.how_paid(source, how)` says it as a person does.
+    `applied` is what counts towards this invoice now (less what refunds and reversals
+    took back of it), so
+    the rows' `applied` add up to the invoice's `amount_paid`; `credited` went to the
+    customer's credit as excess."""
     return {"date": row.get("received_at") or row["created_at"], "source": row["source"],
-            "method": row.get("method"), "amount": row["amount"],
-            "refunded": row["refunded"], "status": row["status"]}
+            "method": row.get("method"), "how": row.get("method"), "amount": row["amount"],
+            "applied": row["applied"] - row["refund_from_paid"] - row["reversal_from_paid"],
+            "credited": row["credited"], "refunded": row["refunded"],
+            # What chargebacks and late failures took back, net of what the bank gave back.
+            "reversed": row["reversed"], "status": row["status"]}
+
+
+def _received(payments: list[dict[str, Any]]) -> dict[str, int]:
+    """What the payments received add up to: `applied` is the invoice's `amount_paid`,
+    `credited` went to the customer's credit, `returned` was (or is being) sent back."""
+    received = [p for p in payments if p["status"] == "succeeded"]
+    amount = sum(p["amount"] for p in received)
+    applied = sum(p["applied"] for p in received)
+    credited = sum(p["credited"] for p in received)
+    return {"amount": amount, "applied": applied, "credited": credited,
+            "returned": amount - applied - credited,
+            "on_its_way": sum(p["amount"] for p in payments if p["status"] == "processing")}
 
 
 def _filename(number: str) -> str:
@@ -85,7 +109,8 @@ async def _returned(conn: asyncpg.Connection, invoice_id: str,
     `received`, `failed`; None for a session of another invoice or one that expired
     unpaid."""
     found = await conn.fetchrow(
-        """select s.status, s.amount, s.currency, p.status as payment
+        """select s.status, s.amount, s.currency, p.status as payment,
+                  p.applied, p.credited, p.excess_pending + p.excess_refunded as returned
            from checkout_sessions s left join payments p on p.id = s.payment_id
            where s.id = $1 and s.invoice_id = $2""",
         session_id[:255], invoice_id)
@@ -93,7 +118,11 @@ async def _returned(conn: asyncpg.Connection, invoice_id: str,
         return None
     state = {"succeeded": "received", "processing": "processing",
              "failed": "failed"}.get(found["payment"] or "", "confirming")
-    return {"state": state, "amount": found["amount"], "currency": found["currency"]}
+    # Of money received: what went to this invoice, to the customer's credit, and what is
+    # (being) sent back to them as an overpayment.
+    return {"state": state, "amount": found["amount"], "currency": found["currency"],
+            "applied": found["applied"] or 0, "credited": found["credited"] or 0,
+            "returned": found["returned"] or 0}
 
 
 async def customer_page(books: Books, token: str) -> dict[str, Any]:

@@ -85,6 +85,8 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                credited = excluded.credited, excess_pending = excluded.excess_pending,
                payment_request_id = coalesce(payments.payment_request_id,
                                              excluded.payment_request_id),
+               -- How it was paid, as the processing row said when this capture does not.
+               method = coalesce(excluded.method, payments.method),
                updated_at = now()
            where payments.status <> 'succeeded' and payments.invoice_id = excluded.invoice_id
            returning *, xmax = 0 as first_seen""",
@@ -95,6 +97,7 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
     )
     if payment is None:
         _check_same_invoice(await _lock_payment(conn, facts.payment_id), facts)
+        await _learn_method(conn, facts)
         return "payment already applied"
     updated = await conn.fetchrow(
         """update invoices set amount_paid = amount_paid + $2, updated_at = now()
@@ -129,6 +132,14 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
     return f"captured {facts.amount}: applied {split.applied}, excess {split.excess}"
 
 
+async def _learn_method(conn: asyncpg.Connection, facts: PaymentFacts) -> None:
+    """A later event of a payment may say how it was paid when the first did not (Stripe's
+    PaymentIntent names the card a Checkout Session offering several ways did not)."""
+    if facts.method is not None:
+        await conn.execute("update payments set method = $2 where id = $1 and method is null",
+                           facts.payment_id, facts.method)
+
+
 async def processing(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
     """An asynchronous payment (bank transfer, debit) started: recorded, nothing applied."""
     await invoice_for(conn, facts.invoice_id, facts.currency)
@@ -138,10 +149,10 @@ async def processing(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
         return f"payment already {payment['status']}"
     await conn.execute(
         """insert into payments (id, invoice_id, payment_request_id, currency, status, amount,
-                                 processor, source)
-           values ($1, $2, $3, $4, 'processing', $5, $6, $6)""",
+                                 processor, source, method)
+           values ($1, $2, $3, $4, 'processing', $5, $6, $6, $7)""",
         facts.payment_id, facts.invoice_id, facts.payment_request_id, facts.currency, facts.amount,
-        facts.source,
+        facts.source, facts.method,
     )
     await owe_event(conn, "payment.processing", invoice_id=facts.invoice_id,
                     object_id=facts.payment_id)
@@ -149,19 +160,28 @@ async def processing(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
 
 
 async def failed(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
-    await invoice_for(conn, facts.invoice_id, facts.currency)
+    invoice = await invoice_for(conn, facts.invoice_id, facts.currency)
     payment = await _lock_payment(conn, facts.payment_id)
     _check_same_invoice(payment, facts)
     if payment is not None and payment["status"] == "succeeded":
         return "payment already succeeded"  # money received stays received
     await conn.execute(
         """insert into payments (id, invoice_id, payment_request_id, currency, status, amount,
-                                 processor, source)
-           values ($1, $2, $3, $4, 'failed', $5, $6, $6)
-           on conflict (id) do update set status = 'failed', updated_at = now()""",
+                                 processor, source, method)
+           values ($1, $2, $3, $4, 'failed', $5, $6, $6, $7)
+           on conflict (id) do update set status = 'failed',
+               method = coalesce(excluded.method, payments.method), updated_at = now()""",
         facts.payment_id, facts.invoice_id, facts.payment_request_id, facts.currency, facts.amount,
-        facts.source,
+        facts.source, facts.method,
     )
+    if payment is not None and payment["status"] == "processing":
+        # Money the customer was told is on its way will not come (§7): they are told. A
+        # card declined at Checkout was never on its way, and the customer saw it there.
+        audience = await invoice_audience(conn, invoice["id"])
+        await owe_email(conn, "payment_failed", facts.payment_id, invoice_id=invoice["id"],
+                        to=audience["to"][:1], audience=audience, number=audience["number"],
+                        amount=payment["amount"], remaining=remaining_of(invoice),
+                        method=payment["method"] or facts.method, currency=facts.currency)
     await owe_event(conn, "payment.failed", invoice_id=facts.invoice_id,
                     object_id=facts.payment_id)
     return "payment failed"

@@ -27,6 +27,7 @@ SUBJECTS = {
     "refund_issued": "Refund of {amount} for invoice {number}",
     "credit_note_issued": "Credit note of {amount} for invoice {number}",
     "payment_reversed": "Payment reversed: {amount} taken back from invoice {number}",
+    "payment_failed": "Your payment of {amount} for invoice {number} did not go through",
 }
 
 

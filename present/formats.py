@@ -14,9 +14,16 @@ from functools import cache, lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from babel.numbers import NumberPattern, get_decimal_symbol, parse_pattern
+from babel.numbers import (
+    NumberFormatError,
+    NumberPattern,
+    get_decimal_symbol,
+    get_group_symbol,
+    parse_decimal,
+    parse_pattern,
+)
 
-from ledger.money import exponent
+from ledger.money import AmountRefused, exponent, minor_units
 
 DEFAULT_LOCALE = "en"
 
@@ -66,17 +73,45 @@ def money(amount: int, currency: str, locale: str | None = None, *, code: bool =
                              currency_digits=False))
 
 
-def number(amount: int, currency: str) -> str:
-    """An amount as the customer types it back: digits and a point (`25.50`, `1.250`,
-    `500`), never grouped; what the amount field is filled with."""
+def number(amount: int, currency: str, locale: str | None = None) -> str:
+    """An amount as the customer may type it: digits and the locale's decimal sign
+    (`1234.56` in en, `1234,56` in de-DE, `1.250` KWD, `500` JPY), never grouped; the
+    example the page gives."""
     digits = exponent(currency)
     whole, fraction = divmod(amount, 10**digits)
-    return f"{whole}.{fraction:0{digits}d}" if digits else str(whole)
+    point = get_decimal_symbol(locale_of(locale))
+    return f"{whole}{point}{fraction:0{digits}d}" if digits else str(whole)
 
 
-def decimal_comma(locale: str | None) -> bool:
-    """Whether the locale writes a decimal comma (`25,50`): such a customer may type one."""
-    return get_decimal_symbol(locale_of(locale)) == ","
+# What a person may type for a group separator the locale writes as a space (fr's narrow
+# no-break space, a plain one) or as a typographic apostrophe (de-CH's ’).
+_SPACES = (" ", "\u00a0", "\u202f")
+_APOSTROPHES = ("'", "\u2019")
+
+
+def parse_amount(text: str, currency: str, locale: str | None = None) -> int:
+    """Minor units from an amount a customer typed, read in their locale as the page
+    writes amounts (§6): `1.234,56` and `1234,56` in de-DE, `1,234.56` and `1234.56` in
+    en; the currency's exponent decides the decimals (`1.250` KWD, `500` JPY). Raises
+    `ledger.money.AmountRefused`: `not_a_number` for anything but digits and the locale's
+    separators, `ambiguous` for separators out of place (`1234.56` in de-DE, `1,25` in
+    en), and the codes of `ledger.money.minor_units`."""
+    where = locale_of(locale)
+    group, point = get_group_symbol(where), get_decimal_symbol(where)
+    typed = text.strip()
+    for same in (_SPACES if group in _SPACES else _APOSTROPHES if group in _APOSTROPHES
+                 else ()):
+        typed = typed.replace(same, group)
+    # Babel alone would take `-5`, `1e5`, `NaN`, other scripts' digits, a bare `,5`.
+    if not typed or not (typed[0].isascii() and typed[0].isdigit()
+                         and typed[-1].isascii() and typed[-1].isdigit()) \
+            or any(not (c.isascii() and c.isdigit()) and c not in (group, point) for c in typed):
+        raise AmountRefused("not_a_number")
+    try:
+        value = parse_decimal(typed, where, strict=True)
+    except NumberFormatError:
+        raise AmountRefused("ambiguous") from None
+    return minor_units(value, currency)
 
 
 def day(value: date | datetime | str | None, locale: str | None = None) -> str:

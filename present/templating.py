@@ -5,9 +5,9 @@ name, a line's description) is shown as text and can never add markup or
 links; plain-text mail parts (`.txt`) are not HTML and are not escaped. No
 page or mail is built from strings in Python.
 
-The `money` and `day` filters format in the template's `locale` (the
-customer's), so a template says `{{ amount | money(currency) }}` and never
-which locale it is in.
+The `money`, `day` and `number` filters format in the template's `locale`
+(the customer's), so a template says `{{ amount | money(currency) }}` and
+never which locale it is in.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
-from present import formats
+from present import formats, labels
 
 
 @pass_context
@@ -32,6 +32,11 @@ def _money(context: Context, amount: int, currency: str) -> str:
 @pass_context
 def _day(context: Context, value: date | datetime | str | None) -> str:
     return formats.day(value, context.get("locale"))
+
+
+@pass_context
+def _number(context: Context, amount: int, currency: str) -> str:
+    return formats.number(amount, currency, context.get("locale"))
 
 
 @cache
@@ -46,7 +51,9 @@ def environment() -> Environment:
     )
     env.filters["money"] = _money
     env.filters["day"] = _day
-    env.filters["number"] = formats.number
+    env.filters["number"] = _number
+    env.globals["how_paid"] = labels.how_paid
+    env.globals["status_label"] = labels.status_label
     env.globals["asset"] = asset_url
     return env
 

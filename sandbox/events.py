@@ -67,12 +67,17 @@ def _metadata(invoice_id: str | None, request_id: str | None) -> dict[str, str]:
 def session_completed(invoice_id: str | None, amount: int, payment_intent: str, *,
                       payment_status: str = "paid", currency: str = "usd",
                       request_id: str | None = None,
-                      event_type: str = "checkout.session.completed") -> dict[str, Any]:
+                      event_type: str = "checkout.session.completed",
+                      method_types: list[str] | None = None) -> dict[str, Any]:
+    """`method_types`: what the session offered (its `payment_method_types`); a card-only
+    session unless it was paid later (`unpaid`), then card or a bank transfer."""
+    if method_types is None:
+        method_types = ["card"] if payment_status == "paid" else ["card", "customer_balance"]
     session = stripe_object(
         "checkout.session", id=f"cs_test_{uuid.uuid4().hex[:24]}", amount_total=amount,
         amount_subtotal=amount, currency=currency, payment_intent=payment_intent,
         payment_status=payment_status, status="complete", mode="payment",
-        metadata=_metadata(invoice_id, request_id),
+        metadata=_metadata(invoice_id, request_id), payment_method_types=method_types,
     )
     return event(event_type, session)
 

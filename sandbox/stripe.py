@@ -102,11 +102,14 @@ class StripeStandIn:
         self._idempotent.clear()
 
     def _intent(self, session: dict[str, Any], status: str) -> dict[str, Any]:
+        # The stand-in's PaymentIntent names the one type the customer chose (a card, or
+        # customer_balance for a bank transfer): how settle tells how it was paid.
         intent = stripe_object(
             "payment_intent", id=session["payment_intent"], amount=session["amount_total"],
             amount_received=session["amount_total"] if status == "succeeded" else 0,
             currency=session["currency"], status=status,
-            metadata=dict(session["_intent_metadata"]))
+            metadata=dict(session["_intent_metadata"]),
+            payment_method_types=[session.get("_method", "card")])
         self.intents[intent["id"]] = intent
         return intent
 
@@ -144,7 +147,8 @@ class StripeStandIn:
         session = self.sessions[session_id]
         if session["status"] != "open":
             raise AssertionError(f"session {session_id} is {session['status']}, not open")
-        session.update(status="complete", payment_status=payment_status)
+        session.update(status="complete", payment_status=payment_status,
+                       _method="card" if payment_status == "paid" else "customer_balance")
         public = {k: v for k, v in session.items() if not k.startswith("_")}
         events = [event("checkout.session.completed", public)]
         if payment_status == "paid":
@@ -271,6 +275,8 @@ class StripeStandIn:
             payment_status="unpaid", amount_total=int(price["unit_amount"]) * int(item["quantity"]),
             amount_subtotal=int(price["unit_amount"]) * int(item["quantity"]),
             currency=price["currency"], metadata=params.get("metadata", {}),
+            # What the stand-in's page offers: a card, or a bank transfer.
+            payment_method_types=["card", "customer_balance"],
             payment_intent=f"pi_{uuid.uuid4().hex[:24]}", customer_email=params.get("customer_email"),
             success_url=params.get("success_url"), cancel_url=params.get("cancel_url"),
             url=f"{self.base}/checkout/{session_id}", expires_at=int(time.time()) + 86400,

@@ -464,7 +464,7 @@ async def test_a_customer_chooses_what_to_pay_uses_credit_and_keeps_the_receipt(
 
     said = await meanwhile(confirmed, svc.release_the_worker)
     assert "Thank you: your payment of $25.50 was received" in said
-    assert "Remaining $74.50" in said and "Paid online $25.50" in said
+    assert "Remaining $74.50" in said and "Card $25.50 $25.50" in said
 
     # Credit: the whole of it, up to what remains.
     def use_credit() -> str:

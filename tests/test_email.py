@@ -253,3 +253,50 @@ async def test_reminders_two_workers_one_mail_per_offset(paying: Service, mail: 
     for other in (cancelled, paid):
         assert (await svc.call("GET", f"/v1/payment-requests/{other['id']}"))[
             "reminders_sent"] == 0
+
+
+async def test_a_bank_transfer_that_fails_tells_the_customer_once(
+        paying: Service, mail: MailServer) -> None:
+    """§7 payment_failed: an asynchronous payment that was on its way failed -> the customer,
+    with the invoice page and what remains; once per payment, however often it is told."""
+    svc = paying
+    invoice = await svc.invoice("inv_1", 10_000, notify_emails=["books@example.com"])
+    await svc.deliver(session_completed("inv_1", 3_000, "pi_card"))
+    await svc.deliver(session_completed("inv_1", 7_000, "pi_1", payment_status="unpaid"))
+    assert mail.of_kind("payment_failed") == []
+    failed = session_completed("inv_1", 7_000, "pi_1", payment_status="unpaid",
+                               event_type="checkout.session.async_payment_failed")
+    await svc.deliver(failed, dict(failed, id="evt_again_" + failed["id"]))
+    [told] = mail.of_kind("payment_failed")
+    assert told.envelope_to == ["pay@example.com"]  # the customer, not notify_emails
+    assert told.message["X-Invoice-Id"] == "inv_1"
+    assert told.message["Message-ID"] == message_id("mail:payment_failed:pi_1",
+                                                    "billing@localhost")
+    assert "$70.00" in told.message["Subject"] and "N-inv_1" in told.message["Subject"]
+    text, html = told.part("plain"), told.part("html")
+    assert invoice["invoice_url"] in text and invoice["invoice_url"] in html
+    for part in (text, html.replace("<strong>", "").replace("</strong>", "")):
+        said = " ".join(part.split())
+        assert "Your bank transfer of $70.00 for invoice N-inv_1 did not go through" in said
+        assert "$70.00 remains to be paid" in said
+
+
+async def test_a_card_declined_at_checkout_sends_no_payment_failed_mail(
+        svc: Service, mail: MailServer) -> None:
+    """A payment never on its way (no processing row before it failed) was refused while the
+    customer was at Checkout, which said so: nothing to tell them by mail."""
+    await svc.invoice("inv_1", 10_000)
+    await svc.deliver(session_completed("inv_1", 10_000, "pi_1", payment_status="unpaid",
+                                        event_type="checkout.session.async_payment_failed"))
+    assert (await svc.get_invoice("inv_1"))["payments"][0]["status"] == "failed"
+    assert mail.of_kind("payment_failed") == []
+
+
+async def test_the_credit_mail_says_what_happens_to_the_credit(
+        svc: Service, mail: MailServer) -> None:
+    await svc.invoice("inv_1", 10_000)
+    await svc.deliver(session_completed("inv_1", 12_000, "pi_1"))
+    [credit] = mail.of_kind("credit_issued")
+    text = " ".join(credit.part("plain").split())
+    assert "next invoices" not in text
+    assert "It stays on your account" in text and '"Use my credit"' in text

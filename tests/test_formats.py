@@ -49,9 +49,68 @@ def test_known_locales(tag: str, known: bool) -> None:
 
 
 @given(st.integers(min_value=1, max_value=money.LARGEST),
-       st.sampled_from(["usd", "jpy", "kwd", "eur", "bhd", "krw"]))
-def test_what_the_page_suggests_parses_back_to_the_same_amount(amount: int, currency: str) -> None:
-    assert money.parse_amount(formats.number(amount, currency), currency) == amount
+       st.sampled_from(["usd", "jpy", "kwd", "eur", "bhd", "krw"]),
+       st.sampled_from(["en", "de-DE", "fr-FR", "de-CH", "en-IN", "ja"]))
+def test_what_the_page_suggests_parses_back_to_the_same_amount(amount: int, currency: str,
+                                                               locale: str) -> None:
+    assert formats.parse_amount(formats.number(amount, currency, locale), currency,
+                                locale) == amount
+
+
+@given(st.integers(min_value=1, max_value=money.LARGEST),
+       st.sampled_from(["usd", "jpy", "kwd", "eur"]),
+       st.sampled_from(["en", "de-DE", "fr-FR", "de-CH", "en-IN"]))
+def test_an_amount_typed_as_the_page_writes_it_is_read_back(amount: int, currency: str,
+                                                            locale: str) -> None:
+    """What the page shows (`1.234,56 €`), typed without its currency, is the same amount."""
+    written = formats.money(amount, currency, locale, code=True).replace(currency.upper(), "")
+    assert formats.parse_amount(written.strip("\xa0 "), currency, locale) == amount
+
+
+@pytest.mark.parametrize("typed,currency,locale,amount", [
+    ("1.234,56", "eur", "de-DE", 123_456), ("1234,56", "eur", "de-DE", 123_456),
+    ("25,5", "eur", "de-DE", 2_550), ("1,234.56", "usd", "en", 123_456),
+    ("1234.56", "usd", "en", 123_456), (" 25.50 ", "usd", "en", 2_550),
+    ("1.250", "kwd", "en", 1_250), ("1,250", "kwd", "de-DE", 1_250),
+    ("500", "jpy", "en", 500), ("1.500", "jpy", "de-DE", 1_500), ("1,500", "jpy", "en", 1_500),
+    ("12,50", "eur", "fr-CA", 1_250), ("1 234,56", "eur", "fr-FR", 123_456),
+    ("1\u202f234,56", "eur", "fr-FR", 123_456), ("1'234.50", "chf", "de-CH", 123_450),
+])
+def test_a_typed_amount_is_read_in_the_customers_locale(typed: str, currency: str, locale: str,
+                                                        amount: int) -> None:
+    assert formats.parse_amount(typed, currency, locale) == amount
+
+
+@pytest.mark.parametrize("typed,currency,locale,code", [
+    ("1234.56", "eur", "de-DE", "ambiguous"), ("12.34", "eur", "de-DE", "ambiguous"),
+    ("1234,56", "usd", "en", "ambiguous"), ("1,25", "usd", "en", "ambiguous"),
+    ("1,00.00", "usd", "en", "ambiguous"), ("1..2", "usd", "en", "ambiguous"),
+    ("", "usd", "en", "not_a_number"), ("abc", "usd", "en", "not_a_number"),
+    ("-5", "usd", "en", "not_a_number"), ("+5", "usd", "en", "not_a_number"),
+    ("1e3", "usd", "en", "not_a_number"), ("NaN", "usd", "en", "not_a_number"),
+    ("$25", "usd", "en", "not_a_number"), ("25 €", "eur", "de-DE", "not_a_number"),
+    ("25.", "usd", "en", "not_a_number"), (".5", "usd", "en", "not_a_number"),
+    ("٢٥", "usd", "en", "not_a_number"), ("２５", "usd", "en", "not_a_number"),
+    ("2 5", "usd", "en", "not_a_number"),
+    ("25.505", "usd", "en", "too_many_decimals"), ("500,5", "jpy", "de-DE", "too_many_decimals"),
+    ("1.2505", "kwd", "en", "too_many_decimals"),
+    ("0", "usd", "en", "not_positive"), ("0,00", "eur", "de-DE", "not_positive"),
+    ("99999999999999999", "usd", "en", "too_large"),
+])
+def test_a_typed_amount_that_is_not_one(typed: str, currency: str, locale: str,
+                                        code: str) -> None:
+    with pytest.raises(money.AmountRefused) as refused:
+        formats.parse_amount(typed, currency, locale)
+    assert refused.value.code == code
+
+
+@pytest.mark.parametrize("amount,currency,locale,written", [
+    (123_456, "eur", "de-DE", "1234,56"), (123_456, "usd", "en", "1234.56"),
+    (1_250, "kwd", "en", "1.250"), (1_250, "kwd", "de-DE", "1,250"), (500, "jpy", "de-DE", "500"),
+])
+def test_the_example_is_written_as_the_locale_writes_it(amount: int, currency: str, locale: str,
+                                                        written: str) -> None:
+    assert formats.number(amount, currency, locale) == written
 
 
 def test_one_environment_escapes_pages_and_html_mails_but_not_plain_text() -> None:

@@ -40,13 +40,14 @@ async def test_capture_larger_than_remaining_credits_the_excess(svc: Service) ->
     await svc.deliver(session_completed("inv_1", 12_000, "pi_1"))
     inv = await svc.get_invoice("inv_1")
     assert (inv["status"], inv["amount_paid"]) == ("paid", 10_000)
-    # CONTRACT §5 (updated): payments also show source, method and created_at.
+    # CONTRACT §5 (updated): payments also show source, method (a card-only session's
+    # card) and created_at.
     assert inv["payments"][0].pop("created_at")
     assert inv["payments"][0] | {} == {"id": "pi_1", "amount": 12_000, "applied": 10_000,
                                        "credited": 2_000, "refunded": 0, "reversed": 0,
                                        "status": "succeeded",
                                        "payment_request_id": None, "source": "stripe",
-                                       "method": None}
+                                       "method": "card"}
     assert await svc.balance() == {"usd": 2_000}
 
 

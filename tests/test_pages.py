@@ -8,6 +8,7 @@ import asyncio
 import io
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from aiohttp import ClientResponse
 from pypdf import PdfReader
 
 from core import logs
+from present import formats
 
 from sandbox.events import session_completed
 from sandbox.stripe import StripeStandIn
@@ -81,7 +83,7 @@ async def test_the_invoice_page_shows_what_was_paid_and_what_remains(
     said = text_of(body)
     for expected in ("Invoice N-inv_1", "Partially paid", "Due Jan 31, 2030", "For Ada",
                      "Total $100.00", "Paid $25.50", "Taken off by credit notes $5.00",
-                     "Remaining $69.50", "Design work $70.00", "Paid online $25.50",
+                     "Remaining $69.50", "Design work $70.00", "Card $25.50 $25.50",
                      "Late delivery", "Pay the rest: $69.50", "At least $10.00, at most $69.50",
                      "You have $15.00 of credit", "Use my credit: $15.00", "settle"):
         assert expected in said, expected
@@ -243,16 +245,53 @@ async def test_a_decimal_comma_for_a_locale_that_writes_one(
     assert standin.session_for_url(response.headers["Location"])["amount_total"] == 1_250
 
 
+@pytest.mark.parametrize("typed,charged", [("1.234,56", 123_456), ("1234,56", 123_456),
+                                           ("25", 2_500), ("0,5", None), ("1234.56", None)])
+async def test_a_de_de_customer_types_amounts_as_their_page_writes_them(
+        paying: Service, standin: StripeStandIn, typed: str, charged: int | None) -> None:
+    svc = paying
+    await svc.call("PUT", "/v1/customers/cus_1", {"email": "pay@example.com", "locale": "de-DE"})
+    invoice = await svc.invoice("inv_1", 200_000, currency="eur", allow_partial=True,
+                                min_partial_amount=1_000)
+    said = text_of((await page(svc, invoice))[1])
+    assert "At least 10,00 €, at most 2.000,00 €. Type digits, like 2000,00." in said
+    response = await post(svc, invoice, "pay", {"what": "amount", "amount": typed})
+    if charged is not None:
+        assert response.status == 303, text_of(await response.text())
+        assert standin.session_for_url(response.headers["Location"])["amount_total"] == charged
+        return
+    assert response.status == 422
+    said = text_of(await response.text())
+    assert ("The least you can pay now is 10,00 €." if typed == "0,5" else
+            "That is not how amounts are written here: type it like 2000,00.") in said
+
+
+@pytest.mark.parametrize("typed,said", [
+    ("2000,01", "That is more than the 2.000,00 € that remains: you can pay at most 2.000,00 €."),
+    ("12,345", "That has more decimals than EUR uses: type it like 2000,00."),
+    ("zwölf", "Type the amount in digits, like 2000,00."),
+])
+async def test_every_reason_is_in_the_customers_locale(
+        paying: Service, typed: str, said: str) -> None:
+    svc = paying
+    await svc.call("PUT", "/v1/customers/cus_1", {"email": "pay@example.com", "locale": "de-DE"})
+    invoice = await svc.invoice("inv_1", 200_000, currency="eur", allow_partial=True)
+    response = await post(svc, invoice, "pay", {"what": "amount", "amount": typed})
+    assert response.status == 422
+    assert said in text_of(await response.text())
+
+
 @pytest.mark.parametrize("typed,said", [
     ("abc", "Type the amount in digits, like 100.00"),
     ("", "Type the amount in digits"),
-    ("1,000.00", "Type the amount in digits"),
+    ("1,00.00", "That is not how amounts are written here: type it like 100.00"),
+    ("100,00", "That is not how amounts are written here"),
     ("25.505", "more decimals than USD uses"),
     ("0", "Type an amount above zero"),
     ("-5", "Type the amount in digits"),
     ("9.99", "The least you can pay now is $10.00"),
     ("100.01", "That is more than the $100.00 that remains"),
-    ("99999999999999999", "Type the amount in digits"),
+    ("99999999999999999", "That is more than the $100.00 that remains"),
     ("99999999999999", "That is more than the $100.00 that remains"),
 ])
 async def test_an_amount_refused_says_why_on_the_page_with_422(
@@ -314,7 +353,10 @@ async def test_pay_another_amount_stripe_would_refuse_says_why_with_422(
     response = await post(svc, invoice, "pay", {"what": "amount", "amount": "0.49"})
     assert response.status == 422
     body = await response.text()
-    assert "This amount cannot be paid online" in text_of(body) and 'value="0.49"' in body
+    assert "This amount cannot be paid online: the payment provider does not charge it" \
+        in text_of(body) and 'value="0.49"' in body
+    # The processor's own words are in English figures: not on the customer's page.
+    assert "Stripe charges" not in text_of(body)
     assert sessions_made(standin) == 0
 
 
@@ -379,12 +421,25 @@ async def test_a_form_sent_from_elsewhere_changes_nothing(
 
 
 async def test_only_posts_change_anything(paying: Service, standin: StripeStandIn) -> None:
+    """A GET of a form's address (the page opened again from history) leads back to the
+    invoice page and changes nothing."""
     svc = paying
     invoice = await partial_invoice(svc)
+    await svc.call("POST", "/v1/customers/cus_1/credit-adjustments",
+                   {"id": "adj_1", "amount": 1_500, "currency": "usd", "reason": "Goodwill"},
+                   expect=201)
+    page = path_of(invoice["invoice_url"])
     for action in ("pay", "credit"):
-        response = await svc.client.get(f"{path_of(invoice['invoice_url'])}/{action}")
-        assert response.status in (404, 405)
+        response = await svc.client.get(f"{page}/{action}", allow_redirects=False)
+        assert response.status == 303
+        assert response.headers["Location"] == page
+        assert response.headers["Cache-Control"] == "no-store"
+        followed = await svc.client.get(f"{page}/{action}")
+        assert followed.status == 200 and "Pay the rest" in text_of(await followed.text())
+    unknown = await svc.client.get("/i/" + "x" * 40 + "/pay", allow_redirects=False)
+    assert unknown.status == 404
     assert sessions_made(standin) == 0
+    assert await svc.balance() == {"usd": 1_500}
 
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
@@ -467,12 +522,17 @@ async def test_back_from_checkout_the_payment_is_being_confirmed_until_applied(
     assert status == 200 and 'data-state="confirming"' in body
     assert "Your payment of $25.50 is being confirmed" in text_of(body)
     assert "Remaining $100.00" in text_of(body)
+    # Nothing more to pay while it is confirmed (it would pay twice); the page looks again.
+    assert "paying now as well would pay twice" in text_of(body)
+    assert 'id="pay-rest"' not in body and 'id="pay-amount"' not in body
+    assert REFRESH in body
 
     await svc.deliver(*events)
     status, body = await page(svc, invoice, f"?session={session['id']}")
     assert 'data-state="confirming"' not in body
     said = text_of(body)
     assert "your payment of $25.50 was received" in said and "Remaining $74.50" in said
+    assert 'id="pay-rest"' in body and REFRESH not in body
 
     # A session of another invoice, or nonsense, says nothing.
     other = await partial_invoice(svc, "inv_2")
@@ -487,11 +547,60 @@ async def test_back_from_a_bank_transfer_it_is_on_its_way(
     response = await post(svc, invoice, "pay", {"what": "rest"})
     session = standin.session_for_url(response.headers["Location"])
     await svc.deliver(*standin.pay(session["id"], payment_status="unpaid"))
-    said = text_of((await page(svc, invoice, f"?session={session['id']}"))[1])
-    assert "Your payment of $100.00 is on its way" in said and "On its way" in said
+    for query in (f"?session={session['id']}", ""):  # back from Checkout, and any time later
+        body = (await page(svc, invoice, query))[1]
+        said = text_of(body)
+        assert "On its way" in said and "Bank transfer" in said
+        assert "A payment of $100.00 is on its way and not counted yet: paying now as well " \
+               "would pay twice" in said
+        assert 'id="pay-rest"' not in body and 'id="pay-amount"' not in body
+        assert REFRESH in body
+    assert "Your payment of $100.00 is on its way" in text_of(
+        (await page(svc, invoice, f"?session={session['id']}"))[1])
     await svc.deliver(*standin.transfer(session["id"], succeeded=False))
-    said = text_of((await page(svc, invoice, f"?session={session['id']}"))[1])
-    assert "did not go through" in said
+    body = (await page(svc, invoice, f"?session={session['id']}"))[1]
+    said = text_of(body)
+    assert "did not go through" in said and "Bank transfer Did not go through" in said
+    assert 'id="pay-rest"' in body and REFRESH not in body
+
+
+REFRESH = '<noscript><meta http-equiv="refresh" content="5"></noscript>'
+
+
+async def test_a_receipt_after_an_overpayment_says_what_went_to_credit(
+        paying: Service, standin: StripeStandIn) -> None:
+    """§6: each payment's part that went to credit said in words, and the payments shown add
+    up with what the page says was paid (the demo's late bank transfer)."""
+    svc = paying
+    invoice = await partial_invoice(svc)
+    await svc.deliver(session_completed("inv_1", 7_000, "pi_1"))
+    transfer = standin.session_for_url(
+        (await post(svc, invoice, "pay", {"what": "amount", "amount": "30.00"}))
+        .headers["Location"])
+    await svc.deliver(*standin.pay(transfer["id"], payment_status="unpaid"))
+    await svc.call("POST", "/v1/invoices/inv_1/payments",
+                   {"id": "cash_1", "amount": 3_000, "method": "cash"}, expect=201)
+    # Paid, and money still on its way: the page looks again until it arrives.
+    body = (await page(svc, invoice, f"?session={transfer['id']}"))[1]
+    assert "Receipt for invoice" in text_of(body) and REFRESH in body
+    await svc.deliver(*standin.transfer(transfer["id"], succeeded=True))
+
+    status, body = await page(svc, invoice, f"?session={transfer['id']}")
+    said = text_of(body)
+    assert status == 200 and "Receipt for invoice N-inv_1" in said and "Paid $100.00" in said
+    assert "your payment of $30.00 was received" in said
+    assert ("Nothing more was owed on this invoice: $30.00 of it went to your credit with "
+            "settle.") in said
+    # Newest first (a transfer is dated when it was made): the cash, the transfer (all of it
+    # to credit, as it arrived last), the card.
+    rows = said.split("To this invoice ", 1)[1]
+    today = re.escape(formats.day(datetime.now(UTC)))
+    assert re.match(rf"{today} Cash \$30\.00 \$30\.00 {today} Bank transfer \$30\.00 \$0\.00 "
+                    rf"\$30\.00 of this went to your credit {today} Card \$70\.00 \$70\.00 "
+                    r"Received \$130\.00 \$100\.00 ", rows), rows
+    assert ("Of the $130.00 received, $100.00 counts as paid on this invoice and $30.00 "
+            "went to your credit with settle") in said
+    assert "Paid online" not in said and REFRESH not in body
 
 
 async def test_an_old_links_thank_you_address_leads_to_the_invoice_page(

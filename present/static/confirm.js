@@ -1,28 +1,34 @@
-// While a payment is being confirmed, look again every few seconds and show the page
-// anew once it is applied. The page works without this: it has a "Check again" link.
+// While a payment is being confirmed or is on its way, look again in the background and
+// show the page anew once that changed (applied, failed, or arrived). Without JavaScript
+// the page refreshes itself every few seconds instead (its <noscript> meta refresh); it
+// also has a "Check again" link.
 (function () {
   "use strict";
-  if (!document.querySelector('[data-state="confirming"]')) {
+  function waiting(html) {
+    var found = html.match(/data-waiting="[^"]*"/g);
+    return found ? found.join(" ") : "";
+  }
+  var now = waiting(document.documentElement.outerHTML);
+  if (!now) {
     return;
   }
-  var tries = 0;
-  function later(delay) {
-    tries += 1;
-    if (tries <= 100) {
-      window.setTimeout(look, delay);
-    }
+  var delay = 1500;
+  function later() {
+    window.setTimeout(look, delay);
+    // A transfer can take days: ask less often the longer it takes, but never stop.
+    delay = Math.min(delay * 1.5, 15000);
   }
   function look() {
     window.fetch(window.location.href, { cache: "no-store", credentials: "same-origin" })
       .then(function (response) { return response.text(); })
       .then(function (text) {
-        if (text.indexOf('data-state="confirming"') === -1) {
+        if (waiting(text) !== now) {
           window.location.replace(window.location.href);
         } else {
-          later(2000);
+          later();
         }
       })
-      .catch(function () { later(5000); });
+      .catch(later);
   }
-  later(1500);
+  later();
 })();

@@ -86,13 +86,51 @@ def _currency(obj: dict[str, Any]) -> str:
     return value.lower()
 
 
-def _session_payment(obj: dict[str, Any]) -> PaymentFacts:
+# Stripe's payment method types in settle's words (`ledger.facts.PaymentFacts.method`).
+METHODS = {
+    "card": "card",
+    "customer_balance": "bank_transfer",  # a bank transfer into the customer's balance
+    "sepa_debit": "direct_debit",
+    "bacs_debit": "direct_debit",
+    "us_bank_account": "direct_debit",
+    "au_becs_debit": "direct_debit",
+    "acss_debit": "direct_debit",
+}
+# The types whose money arrives later: a session completed `unpaid` was paid by one.
+ASYNCHRONOUS = frozenset(METHODS) - {"card"}
+
+
+def _types(obj: dict[str, Any]) -> list[str]:
+    types = obj.get("payment_method_types")
+    return [t for t in types if isinstance(t, str)] if isinstance(types, list) else []
+
+
+def _method(obj: dict[str, Any], *, asynchronous: bool = False) -> str | None:
+    """How a Checkout Session or PaymentIntent was paid, in settle's words, from what the
+    event carries: the charge's `payment_method_details.type` when it is expanded, else
+    the one type offered. A payment completed `unpaid` (`asynchronous`) was made by the
+    one asynchronous type offered, or, when the session names none (a list that says
+    only `card`), by a bank transfer, Checkout's usual way of paying later. None when the
+    event does not say (several types offered)."""
+    charge = obj.get("latest_charge")
+    details = charge.get("payment_method_details") if isinstance(charge, dict) else None
+    used = details.get("type") if isinstance(details, dict) else None
+    if isinstance(used, str):
+        return METHODS.get(used)
+    types = _types(obj)
+    if asynchronous:
+        types = [t for t in types if t in ASYNCHRONOUS] or ["customer_balance"]
+    return METHODS.get(types[0]) if len(types) == 1 else None
+
+
+def _session_payment(obj: dict[str, Any], *, asynchronous: bool = False) -> PaymentFacts:
     payment_id = _id(obj.get("payment_intent")) or _id(obj.get("id"))
     invoice_id = _metadata(obj, "invoice_id")
     if payment_id is None or invoice_id is None:
         raise PermanentError("checkout session without id")
     return PaymentFacts(payment_id, invoice_id, _amount(obj, "amount_total"), _currency(obj),
-                        SOURCE, _metadata(obj, "payment_request_id"))
+                        SOURCE, _metadata(obj, "payment_request_id"),
+                        method=_method(obj, asynchronous=asynchronous))
 
 
 def _finished(obj: dict[str, Any], payment: PaymentFacts | None, settled: bool) -> list[Fact]:
@@ -104,8 +142,8 @@ def _finished(obj: dict[str, Any], payment: PaymentFacts | None, settled: bool) 
 
 
 def session_completed(obj: dict[str, Any]) -> list[Fact]:
-    payment = _session_payment(obj)
     status = obj.get("payment_status")
+    payment = _session_payment(obj, asynchronous=status == "unpaid")
     paid = status in ("paid", "no_payment_required")
     facts = _finished(obj, payment, settled=paid)
     if paid:
@@ -116,12 +154,12 @@ def session_completed(obj: dict[str, Any]) -> list[Fact]:
 
 
 def async_payment_succeeded(obj: dict[str, Any]) -> list[Fact]:
-    payment = _session_payment(obj)
+    payment = _session_payment(obj, asynchronous=True)
     return [*_finished(obj, payment, settled=True), Captured(payment)]
 
 
 def async_payment_failed(obj: dict[str, Any]) -> list[Fact]:
-    payment = _session_payment(obj)
+    payment = _session_payment(obj, asynchronous=True)
     return [*_finished(obj, payment, settled=True), PaymentFailed(payment)]
 
 
@@ -135,7 +173,8 @@ def payment_intent_succeeded(obj: dict[str, Any]) -> list[Fact]:
     if payment_id is None or invoice_id is None:
         raise PermanentError("payment intent without id")
     return [Captured(PaymentFacts(payment_id, invoice_id, _amount(obj, "amount_received"),
-                                  _currency(obj), SOURCE, _metadata(obj, "payment_request_id")))]
+                                  _currency(obj), SOURCE, _metadata(obj, "payment_request_id"),
+                                  method=_method(obj)))]
 
 
 def _refund(obj: dict[str, Any], at: datetime | None) -> RefundState:
