@@ -64,6 +64,9 @@ def test_values_are_read() -> None:
     ("WEB_PROCESSES", "0"),
     ("SHUTDOWN_GRACE_SECONDS", "-1"),
     ("SHUTDOWN_GRACE_SECONDS", "soon"),
+    ("MERCHANT_DETAILS", "Acme\x07Ltd"),
+    ("MERCHANT_DETAILS", "x" * 201),
+    ("MERCHANT_DETAILS", "\\n".join("line"  for _ in range(9))),
 ])
 def test_malformed_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as error:
@@ -132,3 +135,12 @@ def test_outbound_webhook_settings() -> None:
         with pytest.raises(SettingsError) as bad:
             Settings.from_env({name: value})
         assert str(bad.value).startswith(name)
+
+
+def test_merchant_details_are_lines_under_the_name() -> None:
+    assert Settings.from_env({}).merchant_details == ()
+    # The two characters backslash-n (as an env file holds them) and real newlines alike.
+    typed = Settings.from_env({"MERCHANT_DETAILS": "Acme Ltd\\n 1 High Street \\nVAT GB123"})
+    real = Settings.from_env({"MERCHANT_DETAILS": "Acme Ltd\n1 High Street\r\n\nVAT GB123"})
+    assert typed.merchant_details == real.merchant_details == (
+        "Acme Ltd", "1 High Street", "VAT GB123")
