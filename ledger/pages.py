@@ -69,7 +69,9 @@ async def invoice_page(books: Books, token: str, session_id: str | None) -> dict
 def _payment(row: dict[str, Any]) -> dict[str, Any]:
     return {"date": row.get("received_at") or row["created_at"], "source": row["source"],
             "method": row.get("method"), "amount": row["amount"],
-            "refunded": row["refunded"], "status": row["status"]}
+            "refunded": row["refunded"], "status": row["status"],
+            # What of it paid the invoice, and what went to the customer's credit.
+            "applied": row["applied"], "credited": row["credited"]}
 
 
 def _filename(number: str) -> str:
