@@ -57,6 +57,13 @@ class InvoiceIn(Body):
     min_partial_amount: Annotated[int, Field(ge=0, lt=2**53)] = 0
 
 
+class SendIn(Body):
+    CODES: ClassVar[dict[str, str]] = {"mail": "input_invalid"}
+
+    # Whether the customer is mailed the invoice (`invoice_sent`, its PDF attached).
+    mail: bool = True
+
+
 class ApplyCreditIn(Body):
     CODES: ClassVar[dict[str, str]] = {"amount": "amount_invalid"}
 

@@ -19,8 +19,8 @@ import asyncpg
 
 from core.tx import kept, owed
 
-MailKind = Literal["payment_request", "reminder", "payment_received", "invoice_paid",
-                   "credit_issued", "refund_issued", "credit_note_issued"]
+MailKind = Literal["invoice_sent", "payment_request", "reminder", "payment_received",
+                   "invoice_paid", "credit_issued", "refund_issued", "credit_note_issued"]
 
 
 async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, Any], *,
