@@ -53,12 +53,12 @@ class PdfStore:
         if found is not None:
             self.kept.move_to_end(key)
             return found
+        loop = asyncio.get_running_loop()
         running = self.building.get(key)
-        if running is not None:
+        if running is not None and running.get_loop() is loop:
             return await asyncio.shield(running)
         if len(self.building) >= self.most_pending:
             raise Busy("too many PDFs are being made")
-        loop = asyncio.get_running_loop()
         self.builds += 1
         build = loop.run_in_executor(self.executor, pdf.invoice_pdf, page, merchant,
                                      tuple(details), locale)
