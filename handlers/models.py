@@ -60,8 +60,8 @@ class InvoiceIn(Body):
 class SendIn(Body):
     CODES: ClassVar[dict[str, str]] = {"mail": "input_invalid"}
 
-    # Whether the customer is mailed the invoice (`invoice_sent`, its PDF attached).
-    mail: bool = True
+    mail: Annotated[bool, Field(description="mail the customer the invoice (invoice_sent: its "
+                                            "page link, its PDF attached)")] = True
 
 
 class ApplyCreditIn(Body):

@@ -18,7 +18,7 @@ next page, the table's heading repeated above it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -203,7 +203,7 @@ class _Layout:
             self._row(cells, widths, line, on_break=fresh_page, bold=bold)
 
     def _row(self, cells: list[list[str]], widths: list[float], line: float, *,
-             on_break: Any = None, bold: bool = False) -> None:
+             on_break: Callable[[], None] | None = None, bold: bool = False) -> None:
         pdf = self.pdf
         pdf.ln(1)
         for i in range(max(len(c) for c in cells)):
