@@ -22,6 +22,8 @@ OverpaymentPolicy = Literal["credit", "refund"]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _OFFSET = re.compile(r"^(\d+)([smhd])$")
 _PORT = re.compile(r"[0-9]{1,5}")
+# The most lines MERCHANT_DETAILS may hold: an address and a tax number, not a letter.
+MERCHANT_DETAIL_LINES = 8
 
 
 class SettingsError(Exception):
@@ -64,6 +66,8 @@ class Settings:
     overpayment_policy: OverpaymentPolicy = "credit"
     # The business's name on customer pages, PDFs and mails.
     merchant_name: str = "settle"
+    # Lines shown under that name (address, tax number), in order.
+    merchant_details: tuple[str, ...] = ()
     # Not in the contract's table: how long one job may run before arq gives up on
     # it. A killed worker's job is picked up again this long (+10 s) later.
     job_timeout_seconds: int = 20
@@ -146,6 +150,7 @@ class Settings:
             inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 60, low=0),
             overpayment_policy=_choice(env, "OVERPAYMENT_POLICY", ("credit", "refund")),  # type: ignore[arg-type]
             merchant_name=_name(get("MERCHANT_NAME") or "settle", "MERCHANT_NAME"),
+            merchant_details=_details(get("MERCHANT_DETAILS")),
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 20, low=1, high=300),
             shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 5, low=0, high=300),
             reconcile_interval_seconds=_int(env, "RECONCILE_INTERVAL_SECONDS", 86400, low=60),
@@ -268,6 +273,20 @@ def _name(raw: str, name: str) -> str:
     if len(raw) > 200 or not raw.isprintable():
         raise SettingsError(f"{name} must be one printable line of at most 200 characters")
     return raw
+
+
+def _details(raw: str | None) -> tuple[str, ...]:
+    """Lines under the merchant's name: an environment value rarely holds a real line
+    break, so the two characters `\\n` separate lines as well."""
+    if raw is None:
+        return ()
+    lines = [line.strip() for line in raw.replace("\\n", "\n").splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > MERCHANT_DETAIL_LINES or any(
+            len(line) > 200 or not line.isprintable() for line in lines):
+        raise SettingsError(f"MERCHANT_DETAILS must be at most {MERCHANT_DETAIL_LINES} printable "
+                            "lines of at most 200 characters, separated by \\n")
+    return tuple(lines)
 
 
 def _schedule(raw: str) -> tuple[int, ...]:

@@ -51,7 +51,7 @@ def main() -> None:
 
     if subprocess.run(["settle", "migrate"], env=env).returncode:
         sys.exit(1)
-    print(f"""
+    print(merchant_hint(env) + f"""
 settle is starting:
   listening on {host} (set HOST=0.0.0.0 to be reached from other machines)
   API          http://localhost:{port}/v1   (Authorization: Bearer {token})
@@ -69,6 +69,18 @@ Try the whole story: in another terminal, run
 and open the invoice page it prints, as the customer would.
 """, flush=True)
     sys.exit(supervise(["honcho", "start", "-f", "Procfile.dev", *processes], env))
+
+
+def merchant_hint(env: dict[str, str]) -> str:
+    """While MERCHANT_NAME is unset, pages, mails and PDFs name the business "settle":
+    say so first, and how to name it."""
+    if (env.get("MERCHANT_NAME") or "").strip():
+        return ""
+    return ("""
+Your customers see "settle" as the business: set MERCHANT_NAME (and MERCHANT_DETAILS,
+lines such as the address and tax number, separated by \\n), e.g.
+  MERCHANT_NAME="Acme Ltd" MERCHANT_DETAILS='1 High Street, London\\nVAT GB123456789' make run
+""")
 
 
 if __name__ == "__main__":

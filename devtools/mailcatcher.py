@@ -31,6 +31,8 @@ class Printer:
             "",
             f"(and an HTML part of {len(html.get_content())} characters)" if html is not None
             else "(no HTML part)",
+            *(f"(attached: {part.get_filename()}, {part.get_content_type()}, "
+              f"{len(part.get_content())} bytes)" for part in message.iter_attachments()),
         ]
         print("\n".join(lines), flush=True)
         return "250 OK"

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from handlers.answers import Customer, Invoice, PaymentRequest
 from handlers.keys import books, services
-from handlers.models import ApplyCreditIn, CustomerIn, InvoiceIn, PaymentRequestIn
+from handlers.models import ApplyCreditIn, CustomerIn, InvoiceIn, PaymentRequestIn, SendIn
 from handlers.routes import Routes
 from handlers.validation import body, path_id
 from ledger import customers, invoices, requests
@@ -60,12 +60,15 @@ async def get_invoice(request: web.Request) -> web.Response:
     return web.json_response(await invoices.get_invoice(books(request), path_id(request)))
 
 
-@ROUTES.post("/v1/invoices/{id}/send", answers={200: Invoice}, on=Invoice,
-             errors={409: ("invoice_void",)})
+@ROUTES.post("/v1/invoices/{id}/send", body=SendIn, body_required=False,
+             answers={200: Invoice}, on=Invoice, errors={409: ("invoice_void",)})
 async def send_invoice(request: web.Request) -> web.Response:
-    """Send an invoice: it is now open, and with auto_apply_credit the customer's credit
-    is applied at once."""
-    return web.json_response(await invoices.send_invoice(books(request), path_id(request)))
+    """Send an invoice: it is now open, with auto_apply_credit the customer's credit is
+    applied at once, and unless `mail` is false the customer is mailed it (`invoice_sent`,
+    its page link and its PDF attached). Sending it again changes nothing and mails nothing."""
+    data = await body(request, SendIn, optional=True)
+    return web.json_response(await invoices.send_invoice(books(request), path_id(request),
+                                                         mail=data.mail))
 
 
 @ROUTES.post("/v1/invoices/{id}/void", answers={200: Invoice}, on=Invoice,

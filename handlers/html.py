@@ -53,7 +53,9 @@ def private_headers(request: web.Request) -> dict[str, str]:
 def respond(request: web.Request, template: str, status: int = 200,
             **context: Any) -> web.Response:
     """A page rendered from `present/templates/pages`, with the private headers."""
-    body = render(template, merchant=services(request).settings.merchant_name,
+    settings = services(request).settings
+    body = render(template, merchant=settings.merchant_name,
+                  merchant_details=settings.merchant_details,
                   locale=context.pop("locale", None), **context)
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8",
                         headers=private_headers(request))

@@ -57,6 +57,13 @@ class InvoiceIn(Body):
     min_partial_amount: Annotated[int, Field(ge=0, lt=2**53)] = 0
 
 
+class SendIn(Body):
+    CODES: ClassVar[dict[str, str]] = {"mail": "input_invalid"}
+
+    mail: Annotated[bool, Field(description="mail the customer the invoice (invoice_sent: its "
+                                            "page link, its PDF attached)")] = True
+
+
 class ApplyCreditIn(Body):
     CODES: ClassVar[dict[str, str]] = {"amount": "amount_invalid"}
 

@@ -8,7 +8,6 @@ token is the one 404 page (`handlers.middleware`); a token is never logged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import mimetypes
 from typing import Any
@@ -21,7 +20,7 @@ from handlers.keys import books, services
 from handlers.validation import path_token
 from ledger import checkout, invoices, pages
 from ledger.money import AmountRefused
-from present import formats, pdf
+from present import formats, pdf_store
 from present.templating import static_file
 
 log = logging.getLogger("settle.pages")
@@ -73,9 +72,20 @@ async def invoice_page(request: web.Request) -> web.Response:
 async def invoice_pdf(request: web.Request) -> web.Response:
     token = _token(request)
     page = await pages.invoice_page(books(request), token, None)
-    merchant = services(request).settings.merchant_name
-    # A few tens of milliseconds of Python: off the event loop.
-    body = await asyncio.to_thread(pdf.invoice_pdf, page, merchant, page["customer"]["locale"])
+    settings = services(request).settings
+    try:
+        # Made once per state of the invoice, off the event loop, a few at a time.
+        body = await pdf_store.STORE.invoice_pdf(page, settings.merchant_name,
+                                                 settings.merchant_details,
+                                                 page["customer"]["locale"])
+    except pdf_store.Busy:
+        # The request is sound and the server only busy for a moment: 503 with a time to
+        # come back (a 429 would blame this customer for others' PDFs).
+        busy = html.message(request, "Please try again shortly", "Many documents are being "
+                            "prepared right now. Please try again in a few seconds.", 503,
+                            invoice_url=_page_url(request, token))
+        busy.headers["Retry-After"] = "5"
+        return busy
     return web.Response(body=body, content_type="application/pdf", headers={
         **html.private_headers(request),
         "Content-Disposition": f'inline; filename="{page["pdf_name"]}"'})

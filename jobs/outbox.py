@@ -41,7 +41,7 @@ from core.queue import enqueue_again
 from core.retry import backoff
 from core.services import Services, WorkerContext
 from core.settings import Settings
-from ledger import endpoints, outbound, outbox, refunds
+from ledger import endpoints, outbound, outbox, pages, refunds
 from ledger.checkout import session_finished
 from ledger.reconcile import check_session
 from notify import render, webhook
@@ -152,7 +152,8 @@ async def expire_checkout(services: Services, payload: dict[str, Any], key: str,
 async def send_email(services: Services, payload: dict[str, Any], key: str, budget: float,
                      record: Record) -> dict[str, Any]:
     settings = services.settings
-    message = render.render(payload, key, settings)
+    message = render.render(payload, key, settings,
+                            attachment=await _attachment(services, payload))
     recipients = list(dict.fromkeys(payload["to"] + payload["cc"] + payload["bcc"]))
     result = {"message_id": message["Message-ID"]}
 
@@ -173,6 +174,15 @@ async def send_email(services: Services, payload: dict[str, Any], key: str, budg
         raise
     await metrics.record_email(services.queue, settings.queue_name, payload["kind"], "sent")
     return {**result, "response": response}
+
+
+async def _attachment(services: Services, payload: dict[str, Any]) -> render.Attachment | None:
+    """`invoice_sent` carries the invoice's PDF, made now from the invoice as it is (its
+    page's own builder and store: a state already made is not made again)."""
+    if payload["kind"] != "invoice_sent":
+        return None
+    page = await pages.invoice_page(services.books, payload["context"]["invoice_token"], None)
+    return await render.invoice_pdf(page, services.settings)
 
 
 async def send_webhook(services: Services, payload: dict[str, Any], key: str, budget: float,

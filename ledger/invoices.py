@@ -168,7 +168,10 @@ async def _update_draft(conn: asyncpg.Connection, existing: asyncpg.Record, data
     )
 
 
-async def send_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
+async def send_invoice(books: Books, invoice_id: str, *, mail: bool = True) -> dict[str, Any]:
+    """The invoice is now open (once: a second send changes nothing); with `mail`, the
+    customer is owed the `invoice_sent` mail in the same transaction, whose PDF is made
+    when it is sent."""
     async with books.transaction() as conn:
         row = await locked(conn, invoice_id)
         if row["voided_at"] is not None:
@@ -179,7 +182,21 @@ async def send_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
             await owe_event(conn, "invoice.sent", invoice_id=invoice_id)
             if row["auto_apply_credit"]:
                 await _apply_credit(conn, row, None)
+            if mail:
+                await _owe_sent_mail(conn, invoice_id)
         return await invoice_view(conn, invoice_id, books)
+
+
+async def _owe_sent_mail(conn: asyncpg.Connection, invoice_id: str) -> None:
+    """`invoice_sent`, to the customer alone (notify_emails are the merchant's own), after
+    any credit was applied, so it says what remains."""
+    audience = await invoice_audience(conn, invoice_id)
+    row = await conn.fetchrow("select * from invoices where id = $1", invoice_id)
+    await owe_email(conn, "invoice_sent", invoice_id, invoice_id=invoice_id,
+                    to=audience["to"][:1], audience=audience, number=audience["number"],
+                    total=row["total"], currency=row["currency"],
+                    amount=remaining_of(row), credited=row["amount_credited"],
+                    customer_name=audience["customer_name"])
 
 
 async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:

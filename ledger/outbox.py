@@ -19,9 +19,9 @@ import asyncpg
 
 from core.tx import kept, owed
 
-MailKind = Literal["payment_request", "reminder", "payment_received", "invoice_paid",
-                   "credit_issued", "refund_issued", "credit_note_issued", "payment_reversed",
-                   "payment_failed"]
+MailKind = Literal["invoice_sent", "payment_request", "reminder", "payment_received",
+                   "invoice_paid", "credit_issued", "refund_issued", "credit_note_issued",
+                   "payment_reversed", "payment_failed"]
 
 
 async def owe(conn: asyncpg.Connection, kind: str, key: str, payload: dict[str, Any], *,

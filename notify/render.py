@@ -10,15 +10,18 @@ outbox row carries, and every mail links the invoice page (CONTRACT §7).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from core import mail
 from core.settings import Settings
-from present import formats
+from present import formats, pdf_store
 from present.templating import render as render_template
 
 SUBJECTS = {
+    "invoice_sent": "Invoice {number} from {merchant}",
     "payment_request": "Payment request: {amount} for invoice {number}",
     "reminder": "Reminder: {amount} for invoice {number}",
     "payment_received": "Payment received: {amount} for invoice {number}",
@@ -29,6 +32,25 @@ SUBJECTS = {
     "payment_reversed": "Payment reversed: {amount} taken back from invoice {number}",
     "payment_failed": "Your payment of {amount} for invoice {number} did not go through",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content: bytes
+    maintype: str = "application"
+    subtype: str = "pdf"
+
+
+async def invoice_pdf(page: dict[str, Any], settings: Settings) -> Attachment:
+    """The PDF of an invoice page (`ledger.pages.invoice_page`), as its page serves it."""
+    try:
+        content = await pdf_store.STORE.invoice_pdf(page, settings.merchant_name,
+                                                    settings.merchant_details,
+                                                    page["customer"]["locale"])
+    except pdf_store.Busy:
+        raise mail.Busy("the PDF builders are busy") from None  # not an attempt: again soon
+    return Attachment(page["pdf_name"], content)
 
 
 def message_id(key: str, mail_from: str) -> str:
@@ -45,10 +67,12 @@ def context_of(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
     token = context.pop("invoice_token")
     context["invoice_url"] = f"{settings.public_url}/i/{token}" if token else None
     context["merchant"] = settings.merchant_name
+    context["merchant_details"] = settings.merchant_details
     return context
 
 
-def render(payload: dict[str, Any], key: str, settings: Settings) -> EmailMessage:
+def render(payload: dict[str, Any], key: str, settings: Settings,
+           attachment: Attachment | None = None) -> EmailMessage:
     kind = payload["kind"]
     context = context_of(payload, settings)
     fields: dict[str, Any] = dict(context)
@@ -69,4 +93,7 @@ def render(payload: dict[str, Any], key: str, settings: Settings) -> EmailMessag
     message["X-Invoice-Id"] = payload["invoice_id"]
     message.set_content(render_template(f"mail/{kind}.txt", **context))
     message.add_alternative(render_template(f"mail/{kind}.html", **context), subtype="html")
+    if attachment is not None:
+        message.add_attachment(attachment.content, maintype=attachment.maintype,
+                               subtype=attachment.subtype, filename=attachment.filename)
     return message

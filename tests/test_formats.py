@@ -118,9 +118,11 @@ def test_one_environment_escapes_pages_and_html_mails_but_not_plain_text() -> No
     assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
     html = env.get_template("mail/payment_request.html").render(
         amount=3_000, currency="usd", number="<i>N</i>", url="http://x/pay/t", note=None,
-        customer_name=None, due_date=None, invoice_url=None, merchant="M", locale="en")
+        customer_name=None, due_date=None, invoice_url=None, merchant="M", merchant_details=(),
+        locale="en")
     assert "&lt;i&gt;N&lt;/i&gt;" in html and "<i>N</i>" not in html
     text = env.get_template("mail/payment_request.txt").render(
         amount=3_000, currency="usd", number="<i>N</i>", url="http://x/pay/t", note=None,
-        customer_name=None, due_date=None, invoice_url=None, merchant="M", locale="en")
+        customer_name=None, due_date=None, invoice_url=None, merchant="M", merchant_details=(),
+        locale="en")
     assert "<i>N</i>" in text and "$30.00" in text

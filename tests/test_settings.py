@@ -69,6 +69,9 @@ def test_values_are_read() -> None:
     ("RETRY_BASE_SECONDS", "nan"),
     ("RETRY_BASE_SECONDS", "1s"),
     ("RETRY_BASE_SECONDS", "301"),
+    ("MERCHANT_DETAILS", "Acme\x07Ltd"),
+    ("MERCHANT_DETAILS", "x" * 201),
+    ("MERCHANT_DETAILS", "\\n".join("line"  for _ in range(9))),
 ])
 def test_malformed_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as error:
@@ -157,3 +160,12 @@ def test_web_listens_on_every_interface_unless_host_says_otherwise() -> None:
     for bad in ("127.0.0.1 8080", "http://x", "a@b"):
         with pytest.raises(SettingsError, match="^HOST="):
             Settings.from_env({"HOST": bad})
+
+
+def test_merchant_details_are_lines_under_the_name() -> None:
+    assert Settings.from_env({}).merchant_details == ()
+    # The two characters backslash-n (as an env file holds them) and real newlines alike.
+    typed = Settings.from_env({"MERCHANT_DETAILS": "Acme Ltd\\n 1 High Street \\nVAT GB123"})
+    real = Settings.from_env({"MERCHANT_DETAILS": "Acme Ltd\n1 High Street\r\n\nVAT GB123"})
+    assert typed.merchant_details == real.merchant_details == (
+        "Acme Ltd", "1 High Street", "VAT GB123")
