@@ -171,7 +171,7 @@ async def test_cli_against_a_running_service(svc: Service, mail: Any) -> None:
 
         story = cli(svc, "invoice", "inv_1")
         assert story.returncode == 0
-        for part in ("payment_intent.succeeded", "pi_1 succeeded", "payment_received"):
+        for part in ("payment_intent.succeeded", "pi_1 (card) succeeded", "payment_received"):
             assert part in story.stdout
         assert cli(svc, "invoice", "nope").returncode == 4
         assert cli(svc, "reconcile", "--invoice", "nope").returncode == 4

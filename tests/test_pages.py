@@ -701,7 +701,7 @@ async def test_the_pdf_is_the_same_invoice(paying: Service) -> None:
     text = pdf_text(await response.read())
     for expected in ("settle", "Invoice INV-2030-7", "Status: Partially paid", "Due Jan 31, 2030",
                      "Design work $70.00", "Hosting <b>& support</b> $30.00", "Total $100.00",
-                     "Paid $25.50", "Remaining $74.50", "Paid online $25.50"):
+                     "Paid $25.50", "Remaining $74.50", "Card $25.50"):
         assert expected in text, (expected, text)
 
     await svc.deliver(session_completed("inv_1", 7_450, "pi_2"))
