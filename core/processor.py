@@ -96,7 +96,8 @@ class PaymentState:
 @dataclass(frozen=True, slots=True)
 class RefundMade:
     id: str
-    status: str  # pending, succeeded, failed, canceled, requires_action
+    # In settle's words: pending (accepted, no outcome yet), succeeded, or failed.
+    status: str
     # When the processor made it (its clock): tells which refund reports can hold it.
     created: datetime | None = None
 

@@ -184,10 +184,11 @@ async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: P
                                        settled=settled)
             case Refunded(payment_id, invoice_id, cumulative, currency, amount, listed):
                 notes.append(await refunds.reported(conn, payment_id, invoice_id, cumulative,
-                                                    currency, amount, listed))
+                                                    currency, amount, listed,
+                                                    source=fact.source))
             case RefundChanged(payment_id, invoice_id, currency, refund):
                 notes.append(await refunds.refund_changed(conn, payment_id, invoice_id, currency,
-                                                          refund))
+                                                          refund, source=fact.source))
             case Reversed():
                 notes.append(await reversals.reported(conn, fact))
             case Ignored(reason):

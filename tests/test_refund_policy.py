@@ -150,6 +150,25 @@ async def test_a_refund_that_fails_after_it_was_made_credits_the_excess(
     assert (await refunding.get_invoice("inv_1"))["amount_paid"] == 1_000
 
 
+async def test_a_refund_waiting_on_the_customer_counts_and_a_canceled_one_credits(
+        refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
+    """Stripe answers requires_action (settle's pending: the excess leaves the books),
+    then cancels it (settle's failed: the excess is credited instead, once)."""
+    standin.refund_status = "requires_action"
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"))
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 500)
+    assert await db.fetchval("select status from refunds") == "pending"
+    [refund] = standin.refunds.values()
+    canceled = standin.fail_refund(refund["id"], "canceled")
+    await refunding.deliver(canceled, canceled)
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (500, 0)
+    assert await refunding.balance() == {"usd": 500}
+    assert await db.fetchval("select status from refunds") == "failed"
+
+
 async def test_an_old_refund_asks_before_it_is_retried(
         refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
     """Stripe made the refund, its answer was lost, and the retry comes after Stripe has

@@ -29,7 +29,7 @@ from core.processor import (
     SessionState,
 )
 from ledger.money import THREE_DECIMAL, exponent
-from processors.stripe.events import invoice_reference, moment
+from processors.stripe.events import invoice_reference, moment, refund_status
 from processors.stripe.signature import verify
 
 MAX_ID_LENGTH = 255
@@ -263,7 +263,7 @@ class StripeProcessor:
         for refund in found.data:
             metadata = refund.metadata.to_dict() if refund.metadata else {}
             if metadata.get("settle_key") == key:
-                return RefundMade(refund.id, refund.status or "pending", moment(refund.created))
+                return RefundMade(refund.id, refund_status(refund.status), moment(refund.created))
         return None
 
     async def refund(self, payment_id: str, amount: int, key: str,
@@ -275,7 +275,7 @@ class StripeProcessor:
             )
         except stripe.StripeError as error:
             raise _translated(error) from error
-        return RefundMade(refund.id, refund.status or "pending", moment(refund.created))
+        return RefundMade(refund.id, refund_status(refund.status), moment(refund.created))
 
 
 def make(settings: Settings, timeout: float) -> StripeProcessor:
