@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any, cast
 
 import asyncpg
 import pytest
+
+from core.processor import RefundMade
+from core.services import Services
+from jobs.outbox import refund_through_processor
 
 from tests.conftest import FAST_RETRIES, replace
 from tests.service import Service
@@ -287,3 +294,42 @@ def test_a_worker_with_policy_refund_and_no_api_key_stops_at_start(settings: Set
     assert done.stderr.strip().splitlines() == [
         "settle: OVERPAYMENT_POLICY=refund needs STRIPE_API_KEY: overpayments are refunded "
         "through the processor"]
+
+
+class Forgetful:
+    """A processor that forgets idempotency keys after two hours (not Stripe's 24)."""
+
+    name = "forgetful"
+    idempotency_window = timedelta(hours=2)
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def find_refund(self, payment_id: str, key: str) -> RefundMade | None:
+        self.calls.append("find")
+        return RefundMade("rf_found", "pending")
+
+    async def refund(self, payment_id: str, amount: int, key: str,
+                     metadata: Mapping[str, str]) -> RefundMade:
+        self.calls.append("refund")
+        return RefundMade("rf_made", "succeeded")
+
+
+@pytest.mark.parametrize(("age", "calls"), [
+    (timedelta(minutes=30), ["refund"]), (timedelta(minutes=90), ["find"])])
+async def test_a_refund_asks_first_once_its_processors_key_may_be_forgotten(
+        age: timedelta, calls: list[str]) -> None:
+    """The idempotency window is the processor's: asked first from its window less an
+    hour, whatever Stripe's is."""
+    processor = Forgetful()
+    services = cast(Services, SimpleNamespace(processor=processor))
+
+    async def record(_: dict[str, Any]) -> None:
+        return None
+
+    answer = await refund_through_processor(
+        services, {"processor": "forgetful", "payment_id": "pay_1", "amount": 100, "age": age},
+        "refund:k", 5.0, record)
+    assert processor.calls == calls
+    assert answer == {"refund_id": "rf_found" if "find" in calls else "rf_made",
+                      "status": "pending" if "find" in calls else "succeeded"}
