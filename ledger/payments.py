@@ -1,8 +1,8 @@
 """Payments applied to invoices: captures, processing, failures, and what a processor says.
 
 One row per payment id (the processor's, or the caller's for a manual one),
-so a `checkout.session.completed` and a `payment_intent.succeeded` for one
-payment count once, and a refund that arrives before its capture is kept on
+so a finished checkout and the processor's own report of its payment (Stripe
+tells both) count once, and a refund that arrives before its capture is kept on
 the row and taken back when the capture lands. Callers run these inside one
 transaction (the event's, or the API call's).
 """

@@ -456,7 +456,7 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
             return refund_view(existing), False
         if held.payment["source"] != "manual" and not processor_configured:
             raise Conflict("processor_not_configured",
-                           "refunds of processor payments need STRIPE_API_KEY")
+                           "refunds of this payment need its processor configured")
         refused = unit_refused(data.amount, held.payment["currency"]) \
             if unit_refused is not None and held.payment["source"] != "manual" else None
         if refused:
