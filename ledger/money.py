@@ -114,7 +114,7 @@ def in_report(line: RefundLine, reported_at: datetime | None) -> bool:
 def refund_totals(reported: int, lines: list[RefundLine], *,
                   reported_at: datetime | None = None) -> RefundTotals:
     """A payment's refunds from the processor's newest cumulative report (`reported`,
-    amount_refunded as of `reported_at`) and the refunds known one by one.
+    its cumulative refunded total as of `reported_at`) and the refunds known one by one.
 
     A processor's cumulative figure (Stripe's amount_refunded) is the sum of the
     payment's refunds not failed at that moment: it goes down when a refund fails,
