@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -72,11 +72,14 @@ class SessionMade:
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
-    """What the processor says of a checkout session (reconcile asks)."""
+    """What the processor says of a checkout session (reconcile asks), in settle's words:
+    `status` open, complete (the customer finished it) or expired; `paid` when it is
+    complete and its payment captured (or there was nothing to pay). A complete session
+    not paid has a payment still processing (a bank transfer, a debit)."""
 
     id: str
-    status: str  # open, complete, expired
-    payment_status: str  # paid, unpaid, no_payment_required
+    status: str
+    paid: bool
     payment_id: str | None
     amount: int
     currency: str
@@ -85,10 +88,12 @@ class SessionState:
 
 @dataclass(frozen=True, slots=True)
 class PaymentState:
-    """What the processor says of one payment (reconcile asks about processing ones)."""
+    """What the processor says of one payment (reconcile asks about processing ones), in
+    settle's words: `status` succeeded (captured), processing (no outcome yet) or failed
+    (nothing was received)."""
 
     id: str
-    status: str  # succeeded, processing, failed
+    status: str
     amount: int  # received, when succeeded
     currency: str
 
@@ -96,7 +101,8 @@ class PaymentState:
 @dataclass(frozen=True, slots=True)
 class RefundMade:
     id: str
-    status: str  # pending, succeeded, failed, canceled, requires_action
+    # In settle's words: pending (accepted, no outcome yet), succeeded, or failed.
+    status: str
     # When the processor made it (its clock): tells which refund reports can hold it.
     created: datetime | None = None
 
@@ -148,3 +154,13 @@ class Processor(Protocol):
         asked before retrying a refund once the idempotency key may have expired."""
 
     async def close(self) -> None: ...
+
+    def return_url(self, page: str) -> str:
+        """The page a customer returns to from a finished checkout, written so that the
+        processor names its session on it (`page?session=<id>`): the invoice page says the
+        payment is being confirmed until it is applied."""
+
+    @property
+    def idempotency_window(self) -> timedelta:
+        """How long the processor remembers an idempotency key: a refund retried later
+        first asks whether it already happened (`find_refund`)."""

@@ -48,10 +48,11 @@ from notify import render, webhook
 
 log = logging.getLogger("settle.outbox")
 
+# settle's own: how long an effect is tried before it is given up.
 GIVE_UP_AFTER = timedelta(hours=24)
-# A processor forgets an idempotency key after 24 hours (Stripe does): a refund retried
-# later than this first asks whether it already happened.
-KEY_FORGOTTEN_AFTER = timedelta(hours=23)
+# A processor forgets an idempotency key after its `idempotency_window`: a refund retried
+# later than the window less this margin first asks whether it already happened.
+KEY_MARGIN = timedelta(hours=1)
 # How soon a message for a busy endpoint (no place for it: `notify.webhook.slot`) is looked at
 # again.
 BUSY_DELAY = (0.5, 2.0)
@@ -78,7 +79,8 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
     """Ask the processor for a refund; its answer moves the books (`ledger.refunds`).
 
     Once the idempotency key may be forgotten, every attempt first asks whether the
-    refund already happened: the key lasts 24 hours, the refund's metadata for ever.
+    refund already happened: the key lasts the processor's `idempotency_window` (Stripe's
+    24 hours), the refund's metadata for ever.
     That is decided by the row's age, never by its attempts: an operator's retry
     (`ledger.backlog.retry_outbox`) counts attempts from 0 again, and the first
     attempt of a row owed long ago (a worker down for a day) is as old.
@@ -95,7 +97,7 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
                 "settle_reason": payload.get("reason", "")}
     async with asyncio.timeout(budget):
         made = await processor.find_refund(payload["payment_id"], key) \
-            if payload["age"] > KEY_FORGOTTEN_AFTER else None
+            if payload["age"] > processor.idempotency_window - KEY_MARGIN else None
         if made is None:
             made = await processor.refund(payload["payment_id"], payload["amount"], key,
                                           metadata)

@@ -194,9 +194,9 @@ async def _plan(books: Books, want: Want,
             invoice_id=want.invoice_id, invoice_number=invoice["number"],
             payment_request_id=want.request_id, amount=amount, currency=invoice["currency"],
             customer_email=email,
-            # Back to the invoice page either way; Stripe fills in the session's id, so
-            # the page can say that payment is being confirmed until it is applied.
-            success_url=f"{page}?session={{CHECKOUT_SESSION_ID}}", cancel_url=page,
+            # Back to the invoice page either way; the processor names its session on it,
+            # so the page can say that payment is being confirmed until it is applied.
+            success_url=processor.return_url(page), cancel_url=page,
             idempotency_key=f"checkout:{want.invoice_id}:{link}:{amount}:{made_before}",
             amount_source="customer" if want.chosen is not None else None,
         )

@@ -80,7 +80,7 @@ async def issue(books: Books, invoice_id: str,
         sources = await _refund_sources(conn, invoice_id) if data.refund else []
         if data.refund and sources and not books.can_pay:
             raise Conflict("processor_not_configured",
-                           "refunds through the processor need STRIPE_API_KEY")
+                           "refunds through the processor need it configured")
         await conn.execute(
             """update credit_notes set pre_payment_amount = $2, post_payment_amount = $3
                where id = $1""",

@@ -7,7 +7,7 @@ processor's payload.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -65,7 +65,9 @@ class RefundState:
 
     id: str
     amount: int
-    status: str  # requires_action, pending, succeeded, failed, canceled
+    # settle's words (`ledger.money.REFUND_RANK`): pending (the processor has it, no outcome
+    # yet), succeeded, or failed (it did not happen: refused, cancelled, returned).
+    status: str
     settle_id: str | None = None
     # On the processor's clock: when it made the refund, and when it said this status.
     created: datetime | None = None
@@ -94,16 +96,22 @@ class Refunded:
     currency: str
     payment_amount: int
     refunds: tuple[RefundState, ...] = ()
+    # The processor's name (`Processor.name`): a payment first heard of through this
+    # news is that processor's.
+    source: str = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class RefundChanged:
-    """One refund's status changed (it may have failed or been canceled)."""
+    """One refund's status changed (it may have failed)."""
 
     payment_id: str
     invoice_id: str | None
     currency: str
     refund: RefundState
+    # The processor's name (`Processor.name`): a payment first heard of through this
+    # news is that processor's.
+    source: str = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,8 @@ class Reversed:
     reversal_id: str
     amount: int
     given_back: bool = False
+    # The processor's name (`Processor.name`).
+    source: str = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

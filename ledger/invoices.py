@@ -58,7 +58,7 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
     """Call after changing an invoice's money, in the same transaction.
 
     When the invoice has just become paid, by whatever route, its active
-    payment request is superseded and its open Checkout Sessions are owed an
+    payment request is superseded and its open checkout sessions are owed an
     expiry, in this same transaction; the count of times it became paid keys
     the "paid" notice.
     """

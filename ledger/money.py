@@ -62,12 +62,14 @@ class RefundSplit:
     unrecovered: int  # already spent as credit elsewhere: recorded, cannot be taken back
 
 
-# A refund's status only moves forward: asked, then what the processor says; a failed
-# or canceled refund stays so (a succeeded one may still fail later).
-REFUND_RANK = {"requested": 0, "requires_action": 1, "pending": 2, "succeeded": 3,
-               "failed": 4, "canceled": 4}
-COUNTED = frozenset({"requires_action", "pending", "succeeded"})
-FAILED = frozenset({"failed", "canceled"})
+# A refund's status, in settle's words: `requested` (settle asked, no answer yet),
+# `pending` (the processor accepted it, or is still on it), `succeeded`, `failed` (it did
+# not happen). Each processor translates its own statuses into these. A status only moves
+# forward: asked, then what the processor says; a failed refund stays so (a succeeded one
+# may still fail later).
+REFUND_RANK = {"requested": 0, "pending": 1, "succeeded": 2, "failed": 3}
+COUNTED = frozenset({"pending", "succeeded"})
+FAILED = frozenset({"failed"})
 # Refunds that take nothing back under the refund rule: settle's own refund of an
 # overpayment, and a credit note's refund (it belongs to the credit note).
 NOT_BY_RULE = frozenset({"excess", "credit_note"})
@@ -85,7 +87,7 @@ class RefundLine:
     purpose: str  # external, merchant, excess, credit_note
     at_processor: bool  # the processor knows it (it has the processor's id)
     # On the processor's clock, when known: when it made the refund, and the earliest
-    # report that it had failed or was canceled.
+    # report that it had failed.
     made_at: datetime | None = None
     failed_at: datetime | None = None
 
@@ -112,11 +114,11 @@ def in_report(line: RefundLine, reported_at: datetime | None) -> bool:
 def refund_totals(reported: int, lines: list[RefundLine], *,
                   reported_at: datetime | None = None) -> RefundTotals:
     """A payment's refunds from the processor's newest cumulative report (`reported`,
-    amount_refunded as of `reported_at`) and the refunds known one by one.
+    its cumulative refunded total as of `reported_at`) and the refunds known one by one.
 
-    Stripe's amount_refunded is the sum of the charge's refunds not failed or
-    canceled at that moment: it goes down when a refund fails, and an event may
-    list no refund at all. So the largest figure ever seen is not the truth (500
+    A processor's cumulative figure (Stripe's amount_refunded) is the sum of the
+    payment's refunds not failed at that moment: it goes down when a refund fails,
+    and a report may list no refund at all. So the largest figure ever seen is not the truth (500
     reported, that refund failed, 300 reported for a new one: 300, not 0); the
     newest is, as of its moment. "An older event never lowers it" is read that
     way: a report older than the one kept changes nothing (`ledger.refunds`

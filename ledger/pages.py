@@ -35,7 +35,7 @@ async def invoice_id_of(books: Books, token: str) -> str:
 
 
 async def invoice_page(books: Books, token: str, session_id: str | None) -> dict[str, Any]:
-    """An invoice as its customer sees it; `session_id`: the Checkout Session they came
+    """An invoice as its customer sees it; `session_id`: the checkout session they came
     back from, whose payment the page says is being confirmed until it is applied."""
     async with books.pool.acquire() as conn:
         row = await conn.fetchrow(VIEW_SQL + " where i.view_token = $1", token)

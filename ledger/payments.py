@@ -1,8 +1,8 @@
 """Payments applied to invoices: captures, processing, failures, and what a processor says.
 
 One row per payment id (the processor's, or the caller's for a manual one),
-so a `checkout.session.completed` and a `payment_intent.succeeded` for one
-payment count once, and a refund that arrives before its capture is kept on
+so a finished checkout and the processor's own report of its payment (Stripe
+tells both) count once, and a refund that arrives before its capture is kept on
 the row and taken back when the capture lands. Callers run these inside one
 transaction (the event's, or the API call's).
 """
@@ -204,10 +204,11 @@ async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: P
                                        settled=settled)
             case Refunded(payment_id, invoice_id, cumulative, currency, amount, listed):
                 notes.append(await refunds.reported(conn, payment_id, invoice_id, cumulative,
-                                                    currency, amount, listed))
+                                                    currency, amount, listed,
+                                                    source=fact.source))
             case RefundChanged(payment_id, invoice_id, currency, refund):
                 notes.append(await refunds.refund_changed(conn, payment_id, invoice_id, currency,
-                                                          refund))
+                                                          refund, source=fact.source))
             case Reversed():
                 notes.append(await reversals.reported(conn, fact))
             case Ignored(reason):

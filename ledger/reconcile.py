@@ -122,14 +122,13 @@ async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: Sess
     money moved."""
     if state.status == "open":
         return None
-    paid = state.payment_status in ("paid", "no_payment_required")
     await session_finished(conn, state.id, state.status, payment_id=state.payment_id,
-                           settled=state.status == "expired" or paid)
+                           settled=state.status == "expired" or state.paid)
     if state.status != "complete" or state.payment_id is None:
         return None
     facts = PaymentFacts(state.payment_id, invoice_id, state.amount, state.currency, source,
                          state.metadata.get("payment_request_id"))
-    if not paid:
+    if not state.paid:
         await payments.processing(conn, facts)
         return None
     note = await payments.capture(conn, facts, policy)

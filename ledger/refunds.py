@@ -3,9 +3,9 @@
 Every refund of a payment is a row (`refunds`): one settle asked for (an
 overpayment's excess, a merchant's refund, a credit note's), or one the
 processor reported that settle did not ask for (`external`). Reports arrive in
-any order and any number of times: `charge.refunded` with the cumulative
-amount_refunded (and the refunds it lists), refund updates with one refund's
-status, and the processor's answer to settle's own request. Each report only
+any order and any number of times: a cumulative refund report (the payment's
+refunded total, and the refunds it lists), a refund's news (one refund's
+status), and the processor's answer to settle's own request. Each report only
 moves a refund's status forward (`money.later_status`); then `settle_payment`
 recomputes the payment's totals (`money.refund_totals`) and moves the books by
 the difference:
@@ -146,7 +146,7 @@ async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None
 async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
     """Whether settle already gave this refund up (and the books fell back)."""
     return bool(await conn.fetchval(
-        "select status in ('failed', 'canceled') and processor_refund_id is null "
+        "select status = 'failed' and processor_refund_id is null "
         "from refunds where id = $1", refund_id))
 
 
@@ -155,13 +155,15 @@ async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
 
 async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
                    cumulative: Cumulative, currency: str, payment_amount: int,
-                   refunds: tuple[RefundState, ...]) -> str:
-    """A payment's cumulative refunded total, with the refunds it lists (charge.refunded).
+                   refunds: tuple[RefundState, ...], *, source: str) -> str:
+    """A payment's cumulative refunded total, with the refunds it lists (a cumulative
+    refund report), from processor `source`.
 
     The newest report is kept, by the processor's time (the larger figure on a tie, or
     when neither says when): an older one, delivered late, changes nothing; a newer one
     may be lower, once a refund failed (`money.refund_totals`)."""
-    held = await _payment_for_report(conn, payment_id, invoice_id, currency, payment_amount)
+    held = await _payment_for_report(conn, payment_id, invoice_id, currency, payment_amount,
+                                     source)
     await conn.execute(
         """update payments set reported_refunded = $2, reported_at = $3, updated_at = now()
            where id = $1
@@ -175,9 +177,10 @@ async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | 
 
 
 async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
-                         currency: str, refund: RefundState) -> str:
-    """One refund's status (refund.updated, refund.failed, charge.refund.updated)."""
-    held = await _payment_for_report(conn, payment_id, invoice_id, currency, refund.amount)
+                         currency: str, refund: RefundState, *, source: str) -> str:
+    """One refund's news (its status), from processor `source`."""
+    held = await _payment_for_report(conn, payment_id, invoice_id, currency, refund.amount,
+                                     source)
     await _note(conn, held.payment, refund)
     note = await settle_payment(conn, held.invoice["id"], payment_id)
     return f"refund {refund.id} {refund.status}: {note}"
@@ -185,9 +188,10 @@ async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: 
 
 async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
                               invoice_id: str | None, currency: str,
-                              payment_amount: int) -> Locked:
+                              payment_amount: int, source: str) -> Locked:
     """The reported payment, locked; one reported before its capture is kept as a
-    placeholder for the capture to find. Unknown and unnamed: retried (§3)."""
+    placeholder for the capture to find, the reporting processor's (`source`). Unknown
+    and unnamed: retried (§3)."""
     held = await lock(conn, payment_id)
     if held is not None:
         if held.payment["currency"] != currency:
@@ -198,9 +202,9 @@ async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
         raise RetryLater(f"unknown payment {payment_id}")
     invoice = await invoice_for(conn, invoice_id, currency)
     await conn.execute(
-        """insert into payments (id, invoice_id, currency, status, amount)
-           values ($1, $2, $3, 'processing', $4) on conflict (id) do nothing""",
-        payment_id, invoice_id, currency, payment_amount)
+        """insert into payments (id, invoice_id, currency, status, amount, processor, source)
+           values ($1, $2, $3, 'processing', $4, $5, $5) on conflict (id) do nothing""",
+        payment_id, invoice_id, currency, payment_amount, source)
     payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
     return Locked(invoice, payment)
 
@@ -452,7 +456,7 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
             return refund_view(existing), False
         if held.payment["source"] != "manual" and not processor_configured:
             raise Conflict("processor_not_configured",
-                           "refunds of processor payments need STRIPE_API_KEY")
+                           "refunds of this payment need its processor configured")
         refused = unit_refused(data.amount, held.payment["currency"]) \
             if unit_refused is not None and held.payment["source"] != "manual" else None
         if refused:

@@ -66,7 +66,7 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
             if not processor.configured:
                 # Nothing is created or mailed: the link could not take the payment.
                 raise Conflict("processor_not_configured",
-                               "payment requests need a processor: set STRIPE_API_KEY")
+                               "no processor is configured to take payments")
             if not is_open(invoice):
                 raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
             left = remaining_of(invoice)

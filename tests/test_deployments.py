@@ -40,8 +40,9 @@ async def pending_event_only_the_sweeper_can_queue(db: asyncpg.Pool) -> str:
     """An event recorded as the intake records one, but never queued (its hand-over lost)."""
     event_id = f"evt_{uuid.uuid4().hex[:24]}"
     await db.execute(
-        """insert into events (event_id, type, payload, received_at)
-           values ($1, 'customer.created', '{}', now() - interval '1 minute')""", event_id)
+        """insert into events (processor, event_id, type, payload, received_at)
+           values ('stripe', $1, 'customer.created', '{}', now() - interval '1 minute')""",
+        event_id)
     return event_id
 
 

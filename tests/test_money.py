@@ -89,6 +89,16 @@ def test_a_failed_refund_is_given_back_once_in_any_order() -> None:
     assert money.later_status("pending", "requested") == "pending"
 
 
+def test_a_refunds_status_is_in_settles_words() -> None:
+    # requested, then the processor's answer: pending, succeeded, failed (each processor
+    # translates its own words, Stripe's requires_action and canceled among them).
+    assert list(money.REFUND_RANK) == ["requested", "pending", "succeeded", "failed"]
+    assert money.COUNTED == {"pending", "succeeded"} and money.FAILED == {"failed"}
+    assert money.later_status("pending", "succeeded") == "succeeded"
+    assert money.later_status("succeeded", "pending") == "succeeded"
+    assert money.later_status("failed", "pending") == "failed"
+
+
 def test_the_newest_report_counts_without_the_refunds_that_failed_before_it() -> None:
     # The review's story: 500 reported for R1 (second 1), R1 fails (second 2), then 300
     # reported for a new refund R2 that no event lists (second 3). The truth is 300.

@@ -26,8 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import RetryLater
+from core.errors import PermanentError, RetryLater
 from ledger import refunds
+from ledger.facts import RefundChanged
 from ledger.inbox import Policy
 from ledger.payments import apply_facts
 from processors.stripe.events import interpret
@@ -228,3 +229,47 @@ async def test_a_refund_naming_a_refund_of_another_payment_is_not_that_refund(
     assert (mine["status"], mine["processor_refund_id"]) == ("requested", None)
     assert paid == {invoice_a: 1_000, invoice_b: 600}
     assert refunded == {payment_a: 0, payment_b: 400}
+
+
+@pytest.mark.parametrize(("stripe_status", "settles"), [
+    ("pending", "pending"), ("requires_action", "pending"), ("succeeded", "succeeded"),
+    ("failed", "failed"), ("canceled", "failed")])
+def test_stripes_refund_statuses_reach_the_ledger_in_settles_words(
+        stripe_status: str, settles: str) -> None:
+    refund = refund_object("re_1", "pi_1", 400, stripe_status)
+    [fact] = interpret("refund.updated", refund_event("refund.updated", refund))
+    assert isinstance(fact, RefundChanged)
+    assert (fact.refund.status, fact.source) == (settles, "stripe")
+    [report] = interpret("charge.refunded", charge_refunded(
+        "pi_1", 1_000, 400, invoice_id="inv_1", refunds=[refund]))
+    assert [r.status for r in report.refunds] == [settles]  # type: ignore[union-attr]
+    with pytest.raises(PermanentError):
+        interpret("refund.updated", refund_event(
+            "refund.updated", refund_object("re_2", "pi_1", 400, "reversed_somehow")))
+
+
+@pytest.mark.parametrize("first", ["charge.refunded", "refund.updated"])
+async def test_a_refund_reported_before_its_capture_keeps_a_payment_of_its_processor(
+        db: asyncpg.Pool, first: str) -> None:
+    """A refund heard of before its capture keeps a placeholder payment for the capture to
+    find: it is the reporting processor's (no column default says whose it is)."""
+    async with db.acquire() as conn:
+        invoice_id, payment_id, _ = await new_invoice(conn, 1_000)
+        refund = refund_object(f"re_{payment_id}", payment_id, 300, "succeeded")
+        refund["metadata"] = {"invoice_id": invoice_id}
+        report = charge_refunded(payment_id, 1_000, 300, invoice_id=invoice_id) \
+            if first == "charge.refunded" else refund_event("refund.updated", refund)
+        await deliver(conn, [report])
+        placeholder = await conn.fetchrow(
+            "select status, processor, source from payments where id = $1", payment_id)
+        assert dict(placeholder) == {"status": "processing", "processor": "stripe",
+                                     "source": "stripe"}
+        await deliver(conn, [session_completed(invoice_id, 1_000, payment_id)])
+        payment = await conn.fetchrow(
+            "select status, processor, source, refunded from payments where id = $1",
+            payment_id)
+        paid = await conn.fetchval("select amount_paid from invoices where id = $1",
+                                   invoice_id)
+    assert dict(payment) == {"status": "succeeded", "processor": "stripe",
+                             "source": "stripe", "refunded": 300}
+    assert paid == 700

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any, cast
 
 import asyncpg
 import pytest
+
+from core.processor import RefundMade
+from core.services import Services
+from jobs.outbox import refund_through_processor
 
 from tests.conftest import FAST_RETRIES, replace
 from tests.service import Service
@@ -150,6 +157,25 @@ async def test_a_refund_that_fails_after_it_was_made_credits_the_excess(
     assert (await refunding.get_invoice("inv_1"))["amount_paid"] == 1_000
 
 
+async def test_a_refund_waiting_on_the_customer_counts_and_a_canceled_one_credits(
+        refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
+    """Stripe answers requires_action (settle's pending: the excess leaves the books),
+    then cancels it (settle's failed: the excess is credited instead, once)."""
+    standin.refund_status = "requires_action"
+    await refunding.invoice("inv_1", 1_000)
+    await refunding.deliver(session_completed("inv_1", 1_500, "pi_1"))
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (0, 500)
+    assert await db.fetchval("select status from refunds") == "pending"
+    [refund] = standin.refunds.values()
+    canceled = standin.fail_refund(refund["id"], "canceled")
+    await refunding.deliver(canceled, canceled)
+    payment = (await refunding.get_invoice("inv_1"))["payments"][0]
+    assert (payment["credited"], payment["refunded"]) == (500, 0)
+    assert await refunding.balance() == {"usd": 500}
+    assert await db.fetchval("select status from refunds") == "failed"
+
+
 async def test_an_old_refund_asks_before_it_is_retried(
         refunding: Service, standin: StripeStandIn, db: asyncpg.Pool) -> None:
     """Stripe made the refund, its answer was lost, and the retry comes after Stripe has
@@ -268,3 +294,42 @@ def test_a_worker_with_policy_refund_and_no_api_key_stops_at_start(settings: Set
     assert done.stderr.strip().splitlines() == [
         "settle: OVERPAYMENT_POLICY=refund needs STRIPE_API_KEY: overpayments are refunded "
         "through the processor"]
+
+
+class Forgetful:
+    """A processor that forgets idempotency keys after two hours (not Stripe's 24)."""
+
+    name = "forgetful"
+    idempotency_window = timedelta(hours=2)
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def find_refund(self, payment_id: str, key: str) -> RefundMade | None:
+        self.calls.append("find")
+        return RefundMade("rf_found", "pending")
+
+    async def refund(self, payment_id: str, amount: int, key: str,
+                     metadata: Mapping[str, str]) -> RefundMade:
+        self.calls.append("refund")
+        return RefundMade("rf_made", "succeeded")
+
+
+@pytest.mark.parametrize(("age", "calls"), [
+    (timedelta(minutes=30), ["refund"]), (timedelta(minutes=90), ["find"])])
+async def test_a_refund_asks_first_once_its_processors_key_may_be_forgotten(
+        age: timedelta, calls: list[str]) -> None:
+    """The idempotency window is the processor's: asked first from its window less an
+    hour, whatever Stripe's is."""
+    processor = Forgetful()
+    services = cast(Services, SimpleNamespace(processor=processor))
+
+    async def record(_: dict[str, Any]) -> None:
+        return None
+
+    answer = await refund_through_processor(
+        services, {"processor": "forgetful", "payment_id": "pay_1", "amount": 100, "age": age},
+        "refund:k", 5.0, record)
+    assert processor.calls == calls
+    assert answer == {"refund_id": "rf_found" if "find" in calls else "rf_made",
+                      "status": "pending" if "find" in calls else "succeeded"}

@@ -20,10 +20,11 @@ REINSTATED = "charge.dispute.funds_reinstated"
 
 def test_a_dispute_is_a_reversal_of_its_payment_intent() -> None:
     event = dispute_event(WITHDRAWN, "pi_1", 1_500, dispute_id="dp_1")
-    assert interpret(WITHDRAWN, event) == [Reversed("pi_1", None, "usd", "dp_1", 1_500)]
+    assert interpret(WITHDRAWN, event) == [
+        Reversed("pi_1", None, "usd", "dp_1", 1_500, source="stripe")]
     back = dispute_event(REINSTATED, "pi_1", 1_500, dispute_id="dp_1", status="won")
     assert interpret(REINSTATED, back) == [
-        Reversed("pi_1", None, "usd", "dp_1", 1_500, given_back=True)]
+        Reversed("pi_1", None, "usd", "dp_1", 1_500, given_back=True, source="stripe")]
     assert interpret(WITHDRAWN, dispute_event(WITHDRAWN, "pi_1", 0)) == [
         Ignored("dispute of no amount")]
 

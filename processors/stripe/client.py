@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from core.processor import (
     SessionState,
 )
 from ledger.money import THREE_DECIMAL, exponent
-from processors.stripe.events import invoice_reference, moment
+from processors.stripe.events import invoice_reference, moment, refund_status
 from processors.stripe.signature import verify
 
 MAX_ID_LENGTH = 255
@@ -130,6 +131,13 @@ class StripeProcessor:
         # A sandbox or stand-in at STRIPE_API_BASE serves its checkout pages there too.
         return (self._checkout_origin,)
 
+    # Stripe keeps an idempotency key for 24 hours.
+    idempotency_window = timedelta(hours=24)
+
+    def return_url(self, page: str) -> str:
+        # Stripe puts the session's id where its template says.
+        return f"{page}?session={{CHECKOUT_SESSION_ID}}"
+
     def _api(self) -> stripe.StripeClient:
         if self._client is None:
             raise PermanentError("STRIPE_API_KEY is not set")
@@ -220,7 +228,9 @@ class StripeProcessor:
         intent: Any = session.payment_intent
         return SessionState(
             id=session.id, status=session.status or "open",
-            payment_status=session.payment_status,
+            # "no_payment_required": nothing was owed, so the session is paid.
+            paid=session.status == "complete"
+            and session.payment_status in ("paid", "no_payment_required"),
             payment_id=intent if isinstance(intent, str) or intent is None else intent.id,
             amount=session.amount_total or 0, currency=session.currency or "",
             metadata=cast(dict[str, str], session.metadata.to_dict() if session.metadata else {}),
@@ -263,7 +273,7 @@ class StripeProcessor:
         for refund in found.data:
             metadata = refund.metadata.to_dict() if refund.metadata else {}
             if metadata.get("settle_key") == key:
-                return RefundMade(refund.id, refund.status or "pending", moment(refund.created))
+                return RefundMade(refund.id, refund_status(refund.status), moment(refund.created))
         return None
 
     async def refund(self, payment_id: str, amount: int, key: str,
@@ -275,7 +285,7 @@ class StripeProcessor:
             )
         except stripe.StripeError as error:
             raise _translated(error) from error
-        return RefundMade(refund.id, refund.status or "pending", moment(refund.created))
+        return RefundMade(refund.id, refund_status(refund.status), moment(refund.created))
 
 
 def make(settings: Settings, timeout: float) -> StripeProcessor:

@@ -180,8 +180,9 @@ def payment_intent_succeeded(obj: dict[str, Any]) -> list[Fact]:
 def _refund(obj: dict[str, Any], at: datetime | None) -> RefundState:
     """A refund as an event of `at` describes it."""
     refund_id = _id(obj.get("id"))
-    status = obj.get("status")
-    if refund_id is None or status not in REFUND_STATUSES:
+    said = obj.get("status")
+    status = REFUND_STATUSES.get(said) if isinstance(said, str) else None
+    if refund_id is None or status is None:
         raise PermanentError("refund without id or status")
     return RefundState(refund_id, _amount(obj, "amount"), status,
                        _metadata(obj, "settle_refund"), created=moment(obj.get("created")),
@@ -203,7 +204,7 @@ def charge_refunded(obj: dict[str, Any], at: datetime | None) -> list[Fact]:
     return [Refunded(payment_id, _metadata(obj, "invoice_id"),
                      Cumulative(_amount(obj, "amount_refunded"), at),
                      _currency(obj), obj.get("amount_captured") or obj.get("amount") or 0,
-                     refunds)]
+                     refunds, source=SOURCE)]
 
 
 def refund_updated(obj: dict[str, Any], at: datetime | None) -> list[Fact]:
@@ -212,7 +213,7 @@ def refund_updated(obj: dict[str, Any], at: datetime | None) -> list[Fact]:
     if payment_id is None:
         raise PermanentError("refund without payment_intent")
     return [RefundChanged(payment_id, _metadata(obj, "invoice_id"), _currency(obj),
-                          _refund(obj, at))]
+                          _refund(obj, at), source=SOURCE)]
 
 
 def dispute_funds(obj: dict[str, Any], given_back: bool) -> list[Fact]:
@@ -227,11 +228,21 @@ def dispute_funds(obj: dict[str, Any], given_back: bool) -> list[Fact]:
     if amount == 0:
         return [Ignored("dispute of no amount")]
     return [Reversed(payment_id, _metadata(obj, "invoice_id"), _currency(obj), dispute_id,
-                     amount, given_back=given_back)]
+                     amount, given_back=given_back, source=SOURCE)]
 
 
 SOURCE = "stripe"
-REFUND_STATUSES = ("requires_action", "pending", "succeeded", "failed", "canceled")
+# Stripe's refund statuses in settle's words (`ledger.money.REFUND_RANK`): one waiting on
+# the customer (requires_action) is still the processor's to finish, and a canceled one
+# did not happen, as a failed one did not.
+REFUND_STATUSES = {"pending": "pending", "requires_action": "pending",
+                   "succeeded": "succeeded", "failed": "failed", "canceled": "failed"}
+
+
+def refund_status(status: str | None) -> str:
+    """A refund Stripe answers with, in settle's words: one it made and whose status it
+    did not say (or said in a word newer than this adapter) is pending."""
+    return REFUND_STATUSES.get(status or "", "pending")
 
 # An event's object and the event's moment (`created`) in, facts out.
 Interpreter = Callable[[dict[str, Any], datetime | None], list[Fact]]
