@@ -2,8 +2,12 @@
 
 A processor package (today `processors.stripe`) implements `Processor` for
 the calls settle makes (Checkout Sessions, refunds, look-ups) and the
-webhook's first steps (verify, read id and type), and registers the handlers
-that turn its events into payment facts (`ledger.facts`). Nothing outside
+webhook's stages: verify the delivery, read its notices (one or many: Stripe
+posts one event, GoCardless up to 250) for the intake to record, and, for a
+thin notice that only names a resource, fetch what the processor says of it
+now (run by the event job before the event's transaction opens). It registers
+the handlers that turn its notices (and what was fetched) into payment facts
+(`ledger.facts`). Nothing outside
 that package knows the processor's shapes, hosts or error types: its failures
 reach the rest of settle as `core.errors.Unavailable` (try again later) or
 `core.errors.PermanentError` (it said no).
@@ -14,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class SignatureError(ValueError):
@@ -27,7 +31,7 @@ class BadEvent(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class InboundEvent:
-    """What the intake records of a verified delivery."""
+    """One notice of a verified delivery, as the intake records it."""
 
     event_id: str
     type: str
@@ -122,11 +126,23 @@ class Processor(Protocol):
         """Where its hosted checkout pages live (`https://checkout.example`): the invoice
         page's forms may be redirected there (its Content-Security-Policy says so)."""
 
+    @property
+    def signature_refused_status(self) -> int:
+        """The HTTP status a delivery with a missing or wrong signature is answered with
+        (Stripe: 400; GoCardless: 498)."""
+
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         """Raise SignatureError unless the delivery is signed by the processor."""
 
-    def parse(self, body: bytes) -> InboundEvent:
-        """Raise BadEvent unless the body is an event with an id and a type."""
+    def parse(self, body: bytes) -> list[InboundEvent]:
+        """The delivery's notices, in order (at least one); raise BadEvent unless every
+        one is well-formed (then nothing of the body is recorded)."""
+
+    async def fetch(self, event_type: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What the processor says now of the resource a recorded notice names, or None
+        when its notices carry what they mean (Stripe's do). Called by the event job with
+        no transaction open; raises `core.errors.Unavailable` (tried again, with backoff)
+        or `PermanentError` (the event fails with its reason)."""
 
     def amount_refused(self, amount: int, currency: str) -> str | None:
         """Why the processor would refuse to charge this amount (below its least charge,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -11,8 +12,8 @@ from core.tx import Books
 from handlers.intake import Intake
 
 SERVICES = web.AppKey("services", Services)
-# Records webhook events in batches (see handlers.intake).
-INTAKE = web.AppKey("intake", Intake)
+# Each processor's batch writer of its webhook notices, by name (see handlers.intake).
+INTAKES = web.AppKey("intakes", Mapping[str, Intake])
 # The bodies anyone may send being read at once (handlers.bodies).
 BODY_READS = web.AppKey("body_reads", asyncio.Semaphore)
 

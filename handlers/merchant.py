@@ -70,11 +70,10 @@ async def refund_payment(request: web.Request) -> web.Response:
     202 when asked for; the same id and body again is 200 with the same refund.
     """
     data = await body(request, RefundIn)
-    processor = services(request).processor
     return created(await refunds.request_refund(
         books(request), path_id(request),
         refunds.RefundRequest(data.id, data.amount, data.reason, data.model_dump(mode="json")),
-        processor.configured, unit_refused=processor.unit_refused), status=202)
+        services(request).processors), status=202)
 
 
 @ROUTES.get("/v1/refunds/{id}", answers={200: Refund}, on=Refund)

@@ -1,8 +1,10 @@
-"""POST /webhooks/{processor}: verify, record, enqueue, answer (CONTRACT §3).
+"""POST /webhooks/{processor}: verify, record, enqueue, answer (CONTRACT §3, §3a).
 
-The processor's package verifies the signature and reads the event's id and
-type; this module knows none of its shapes. A delivery is answered `200`
-only once its own row is committed.
+Every registered processor has its route and its own intake. The processor's
+package verifies the signature and reads the delivery's notices (one or many),
+each with its id and type; this module knows none of its shapes. A delivery is
+answered `200` only once every notice of it is committed (a duplicate counts as
+recorded); a body with any notice that is not well-formed records nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import logging
 import time
 
 import asyncpg
+from collections.abc import Awaitable, Callable, Iterable
+
 from aiohttp import web
 
 from core.errors import is_transient
 from core.metrics import WEBHOOKS
 from core.processor import BadEvent, SignatureError
 from handlers.errors import error
-from handlers.keys import INTAKE, services
+from handlers.keys import INTAKES, services
 
 log = logging.getLogger("settle.webhooks")
 
@@ -29,21 +33,24 @@ def _refuse(status: int, code: str, message: str) -> web.Response:
     return error(status, code, message)
 
 
-async def receive(request: web.Request) -> web.Response:
-    processor = services(request).processor
+async def receive(request: web.Request, name: str) -> web.Response:
+    processor = services(request).processors[name]
     # Already read, within WEBHOOK_MAX_BYTES and the body's deadline (handlers.bodies).
     body = await request.read()
     try:
         processor.verify(body, request.headers, time.time())
-        event = processor.parse(body)
+        events = processor.parse(body)
     except SignatureError as bad:
-        return _refuse(400, "signature_invalid", str(bad))
+        return _refuse(processor.signature_refused_status, "signature_invalid", str(bad))
     except BadEvent as bad:
         return _refuse(400, "event_invalid", str(bad))
+    if not events:
+        return _refuse(400, "event_invalid", "the delivery holds no event")
 
-    facts = {"event_id": event.event_id, "type": event.type}
+    facts = {"processor": name, "event_id": events[0].event_id, "type": events[0].type,
+             "count": len(events)}
     try:
-        pk = await request.app[INTAKE].record(event)
+        pks = await request.app[INTAKES][name].record(events)
     except asyncpg.DataError:
         # What JSON allows and PostgreSQL's jsonb does not (\u0000, NaN...).
         return _refuse(400, "event_invalid", "event cannot be stored as JSON")
@@ -58,16 +65,18 @@ async def receive(request: web.Request) -> web.Response:
         WEBHOOKS.labels("unavailable").inc()
         return error(503, "unavailable", "the event could not be recorded; retry later")
 
-    if pk is None:
+    new = [pk for pk in pks if pk is not None]
+    if not new:
         WEBHOOKS.labels("duplicate").inc()
         log.info("webhook duplicate", extra=facts)
         return _answer(DUPLICATE)
     WEBHOOKS.labels("accepted").inc()
-    log.info("webhook accepted", extra={**facts, "event_pk": pk})
+    log.info("webhook accepted", extra={**facts, "event_pk": new[0], "new": len(new)})
     return _answer(ACCEPTED)
 
 
-# The two answers, encoded once: every delivery gets one of them.
+# The two answers, encoded once: every delivery gets one of them (duplicate: no notice of
+# it was new).
 ACCEPTED = json.dumps({"received": True, "duplicate": False}).encode()
 DUPLICATE = json.dumps({"received": True, "duplicate": True}).encode()
 
@@ -76,5 +85,14 @@ def _answer(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-def add_routes(app: web.Application, processor_name: str) -> None:
-    app.router.add_post(f"/webhooks/{processor_name}", receive)
+def _receiver(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def receive_for(request: web.Request) -> web.Response:
+        return await receive(request, name)
+
+    return receive_for
+
+
+def add_routes(app: web.Application, processor_names: Iterable[str]) -> None:
+    """One route per processor: `/webhooks/<name>`."""
+    for name in processor_names:
+        app.router.add_post(f"/webhooks/{name}", _receiver(name))

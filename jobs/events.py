@@ -11,7 +11,7 @@ from core import metrics
 from core.errors import RetryLater
 from core.queue import enqueue_events, enqueue_many
 from core.retry import backoff
-from core.services import WorkerContext
+from core.services import WorkerContext, network_timeout
 from ledger import inbox
 from ledger.sweep import stale
 
@@ -26,7 +26,9 @@ async def process_event(ctx: WorkerContext, pk: int) -> str:
     base = services.settings.retry_base_seconds
     try:
         outcome = await inbox.apply_event(services.pool, pk, ctx["handlers"],
-                                          services.after_commit, _policy(ctx))
+                                          services.after_commit, _policy(ctx),
+                                          processors=services.processors,
+                                          fetch_within=network_timeout(services.settings))
     except RetryLater as later:
         log.info("event deferred", extra={"event_pk": pk, "reason": str(later)})
         raise Retry(defer=later.defer or backoff(ctx["job_try"], base=base)) from later
@@ -54,11 +56,16 @@ async def process_events(ctx: WorkerContext, pks: list[int]) -> int:
     committed, and the sweeper finds them if this worker dies first), an event that
     cannot be applied yet goes on alone as a `process_event` job with its backoff, and
     past half the job's time the rest goes on as another batch (each job applies one at
-    least), so the job never runs into its timeout. A worker that dies mid-batch loses nothing: the batch runs again and
+    least), so the job never runs into its timeout (a thin notice's fetch included: a
+    quarter of the job at most). A worker that dies mid-batch loses nothing: the batch runs again and
     the events already applied are no-ops.
     """
     services = ctx["services"]
     budget = services.settings.job_timeout_seconds / 2
+    # An event begun just before the budget is spent still fetches and applies well inside
+    # the job: its fetch gets a quarter of the job at most.
+    fetch_within = min(network_timeout(services.settings),
+                       services.settings.job_timeout_seconds / 4)
     base = services.settings.retry_base_seconds
     began = time.perf_counter()
     owed: list[int] = []
@@ -75,7 +82,8 @@ async def process_events(ctx: WorkerContext, pks: list[int]) -> int:
         started = time.perf_counter()
         try:
             outcome = await inbox.apply_event(services.pool, pk, ctx["handlers"], collect,
-                                              _policy(ctx))
+                                              _policy(ctx), processors=services.processors,
+                                              fetch_within=fetch_within)
         except RetryLater as retry:
             log.info("event deferred", extra={"event_pk": pk, "reason": str(retry)})
             later.append((pk, retry.defer or backoff(1, base=base)))

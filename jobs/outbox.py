@@ -36,7 +36,7 @@ from arq import Retry
 
 from core import mail, metrics
 from core.errors import PermanentError, describe, is_transient
-from core.processor import RefundMade
+from core.processor import Processor, RefundMade
 from core.queue import enqueue_again
 from core.retry import backoff
 from core.services import Services, WorkerContext
@@ -68,10 +68,14 @@ Performer = Callable[[Services, dict[str, Any], str, float, Record],
                      Awaitable[dict[str, Any]]]
 
 
-def _processor(services: Services, payload: dict[str, Any]) -> Services:
-    if payload.get("processor", services.processor.name) != services.processor.name:
-        raise PermanentError(f"no processor {payload['processor']!r} is configured")
-    return services
+def _processor(services: Services, payload: dict[str, Any]) -> Processor:
+    """The row's own processor (the one its payment or session went through), whichever
+    new checkouts go through now."""
+    name = payload.get("processor", services.processor.name)
+    processor = services.processor_of(name)
+    if processor is None:
+        raise PermanentError(f"no processor {name!r} is configured")
+    return processor
 
 
 async def refund_through_processor(services: Services, payload: dict[str, Any], key: str,
@@ -85,7 +89,7 @@ async def refund_through_processor(services: Services, payload: dict[str, Any], 
     (`ledger.backlog.retry_outbox`) counts attempts from 0 again, and the first
     attempt of a row owed long ago (a worker down for a day) is as old.
     """
-    processor = _processor(services, payload).processor
+    processor = _processor(services, payload)
     refund_id = payload.get("refund_id")
     key = payload.get("idempotency_key", key)
     if refund_id is not None:
@@ -119,7 +123,7 @@ async def refund_last_look(services: Services, payload: dict[str, Any], key: str
     all (the last try may have made it and lost the answer)? Asked with no transaction
     open, by the idempotency key in the refund's metadata; what it made is booked, and
     None when it made nothing (the books may then fall back to credit)."""
-    processor = _processor(services, payload).processor
+    processor = _processor(services, payload)
     async with asyncio.timeout(budget):
         made = await processor.find_refund(payload["payment_id"],
                                            payload.get("idempotency_key", key))
@@ -138,7 +142,7 @@ async def expire_checkout(services: Services, payload: dict[str, Any], key: str,
                           budget: float, record: Record) -> dict[str, Any]:
     """Expire an open checkout session. One that completed meanwhile is asked about
     and its payment applied at once, as reconcile would."""
-    processor = _processor(services, payload).processor
+    processor = _processor(services, payload)
     session_id = payload["session_id"]
     async with asyncio.timeout(budget):
         status = await processor.expire_checkout(session_id, key)
@@ -202,7 +206,7 @@ async def send_webhook(services: Services, payload: dict[str, Any], key: str, bu
         if target.disabled:
             raise PermanentError("the endpoint is disabled")
         data = outbound.resolve_links(payload["data"], settings.public_url,
-                                      services.processor.configured)
+                                      services.books.can_pay)
         body = json.dumps({"type": payload["type"], "timestamp": payload["timestamp"],
                            "data": data}, separators=(",", ":"))
         sent = webhook.headers(target.secrets, payload["message_id"], webhook.now(), body)

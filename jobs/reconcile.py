@@ -60,7 +60,7 @@ async def run_ops_job(ctx: WorkerContext, job_id: str) -> str:
             if not batch:
                 break
             for invoice_id in batch:
-                await reconcile_invoice(services.books, invoice_id, services.processor,
+                await reconcile_invoice(services.books, invoice_id, services.processors,
                                         settings.overpayment_policy, report,
                                         answer_by=answer_by)
                 after = invoice_id

@@ -1,14 +1,18 @@
 """The event inbox: record each processor event once, apply it once.
 
-`record_events` is the webhook's only write. `apply_event` claims the event row
-with `select ... for update`, runs the handler registered for its type inside
-the same transaction, and marks the row `processed`, `ignored` or `failed`
+`record_events` is the webhook's only write (all the notices of a delivery in
+one statement). `apply_event` first fetches, with no transaction open, what the
+processor says now of the resource a thin notice names (when its handler is
+registered `fetches`), then claims the event row with `select ... for update`,
+runs the handler registered for its type inside the same transaction (the
+fetched resource handed to it as `Event.resource`), and marks the row `processed`, `ignored` or `failed`
 before committing: the money an event moves and the mark that it moved are
 one commit, so running the job twice (or concurrently) changes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -18,7 +22,7 @@ from typing import Any, Literal
 import asyncpg
 
 from core.errors import PermanentError, RetryLater, describe, is_transient
-from core.processor import InboundEvent
+from core.processor import InboundEvent, Processor
 from core.tx import AfterCommit, transaction
 from ledger.outbound import keep_endpoints
 from ledger.outbox import keep_audience
@@ -50,6 +54,9 @@ class Event:
     processor: str
     # The invoice the processor says the event is about (read at intake), if any.
     invoice_id: str | None
+    # What the processor said of the resource a thin notice names, fetched before the
+    # transaction opened (`Processor.fetch`); None for a notice that carries its object.
+    resource: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,9 @@ Handler = Callable[[asyncpg.Connection, Event, Policy], Awaitable[Outcome]]
 class Registration:
     handler: Handler
     needs_invoice: bool = True
+    # A thin notice: the processor is asked for the resource it names (`Processor.fetch`)
+    # before the event's transaction opens.
+    fetches: bool = False
 
 
 # Each processor registers the handlers of its event types (its package's HANDLERS);
@@ -107,8 +117,15 @@ async def record_events(pool: asyncpg.Pool, processor: str,
 
 
 async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handlers],
-                      after_commit: AfterCommit, policy: Policy = Policy()) -> Outcome:
+                      after_commit: AfterCommit, policy: Policy = Policy(), *,
+                      processors: Mapping[str, Processor] | None = None,
+                      fetch_within: float = 20.0) -> Outcome:
     """Apply one recorded event exactly once; see the module docstring.
+
+    A thin notice's resource is fetched from its processor (`processors`, by the row's
+    own processor) within `fetch_within` seconds, before any transaction opens: a fetch
+    that fails transiently (`Unavailable`, a timeout) is retried like any transient
+    error, one the processor refuses (`PermanentError`) fails the event with its reason.
 
     A handler that fails rolls its whole transaction back, so no half-applied
     writes remain; the failure is then recorded on its own. Raises RetryLater
@@ -117,6 +134,7 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handle
     retried UNEXPECTED_ERROR_ATTEMPTS times, then recorded.
     """
     try:
+        resource = await _fetch(pool, pk, handlers, processors or {}, fetch_within)
         async with transaction(pool, after_commit) as conn:
             row = await _claim(conn, pk)
             if row is None:
@@ -126,7 +144,7 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handle
                 return Outcome(row["event_status"], "already applied", row["event_type"])
             event = Event(pk, row["event_id"], row["event_type"], row["event_payload"],
                           row["event_attempts"], row["event_received_at"],
-                          row["event_processor"], row["event_invoice_id"])
+                          row["event_processor"], row["event_invoice_id"], resource)
             if row["id"] is not None:
                 keep_locked_invoice(conn, row)
                 keep_audience(conn, row)
@@ -150,6 +168,26 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handle
         if attempts is not None and attempts >= UNEXPECTED_ERROR_ATTEMPTS:
             return await _give_up(pool, pk, f"error: {describe(exc)}", counted=True)
         raise
+
+
+async def _fetch(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handlers],
+                 processors: Mapping[str, Processor], within: float) -> dict[str, Any] | None:
+    """What the processor says now of the resource a pending thin notice names, asked
+    with no transaction open and no lock held (the row is read without one: whether it
+    is still pending is decided by the claim after). Nothing is read when no registered
+    handler fetches (Stripe's notices carry their objects)."""
+    if not any(r.fetches for registered in handlers.values() for r in registered.values()):
+        return None
+    row = await pool.fetchrow(
+        "select processor, type, payload from events where id = $1 and status = 'pending'", pk)
+    if row is None:
+        return None
+    registration = handlers.get(row["processor"], {}).get(row["type"])
+    processor = processors.get(row["processor"])
+    if registration is None or not registration.fetches or processor is None:
+        return None
+    async with asyncio.timeout(within):
+        return await processor.fetch(row["type"], row["payload"])
 
 
 async def _claim(conn: asyncpg.Connection, pk: int) -> asyncpg.Record | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -167,22 +168,33 @@ async def check_session(books: Books, processor: Processor, session_id: str,
         return state, await recover_session(conn, invoice_id, state, policy, processor.name)
 
 
-async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
+def unregistered(name: str) -> str:
+    return f"no processor {name!r} is configured"
+
+
+async def reconcile_invoice(books: Books, invoice_id: str,
+                            processors: Mapping[str, Processor],
                             policy: Literal["credit", "refund"], report: Report, *,
                             answer_by: float | None = None) -> None:
-    """Reconcile one invoice into `report`. Every question to the processor must be
-    answered by `answer_by` (a time of the event loop), or TimeoutError: a caller cut
-    short reconciles the invoice again from the start, which is safe (what was applied
-    is not applied twice, and is no longer asked about; a question asked again is counted
+    """Reconcile one invoice into `report`, each session and payment asked of its own
+    processor (`processors`, by name). Every question to a processor must be answered by
+    `answer_by` (a time of the event loop), or TimeoutError: a caller cut short
+    reconciles the invoice again from the start, which is safe (what was applied is not
+    applied twice, and is no longer asked about; a question asked again is counted
     again)."""
     async with books.transaction() as conn:
         report.repaired += await repair(conn, invoice_id)
     # Each question to the processor is asked outside any transaction.
     sessions = await books.pool.fetch(
-        """select id from checkout_sessions
-           where invoice_id = $1 and resolved_at is null and processor = $2 order by id""",
-        invoice_id, processor.name)
+        """select id, processor from checkout_sessions
+           where invoice_id = $1 and resolved_at is null order by id""",
+        invoice_id)
     for session in sessions:
+        processor = processors.get(session["processor"])
+        if processor is None:
+            report.errors.append({"session_id": session["id"],
+                                  "error": unregistered(session["processor"])})
+            continue
         report.sessions_checked += 1
         try:
             state, note = await check_session(books, processor, session["id"], policy,
@@ -193,11 +205,18 @@ async def reconcile_invoice(books: Books, invoice_id: str, processor: Processor,
         if note:
             report.recovered.append({"invoice_id": invoice_id, "session_id": session["id"],
                                      "payment_id": state.payment_id, "note": note})
+    # A processor payment's source is its processor's name.
     processing = await books.pool.fetch(
-        """select id from payments
-           where invoice_id = $1 and status = 'processing' and source = $2 order by id""",
-        invoice_id, processor.name)
+        """select id, source from payments
+           where invoice_id = $1 and status = 'processing' and source <> 'manual'
+           order by id""",
+        invoice_id)
     for payment in processing:
+        processor = processors.get(payment["source"])
+        if processor is None:
+            report.errors.append({"payment_id": payment["id"],
+                                  "error": unregistered(payment["source"])})
+            continue
         report.payments_checked += 1
         try:
             async with asyncio.timeout_at(answer_by):

@@ -24,7 +24,7 @@ Callers hold the invoice lock, then the payment's (the order everywhere).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import Conflict, Invalid, NotFound, PermanentError, RetryLater
+from core.processor import Processor
 from core.tx import Books
 from ledger import money
 from ledger.credit import change_credit, locked_balance
@@ -431,13 +432,12 @@ class RefundRequest:
 
 
 async def request_refund(books: Books, payment_id: str, data: RefundRequest,
-                         processor_configured: bool, *,
-                         unit_refused: Callable[[int, str], str | None] | None = None,
+                         processors: Mapping[str, Processor],
                          ) -> tuple[dict[str, Any], bool]:
     """A merchant's refund of a payment; (the refund, created?). It moves the books once,
     when the processor confirms it (at once for a manual payment), by the refund rule.
-    `unit_refused` is the processor's `Processor.unit_refused`: a refund through it must be
-    an amount it can move."""
+    The payment's own processor (of `processors`, by `payments.processor`) makes it: it
+    must be configured, and the amount one it can move (`Processor.unit_refused`)."""
     async with books.transaction() as conn:
         held = await lock(conn, payment_id)
         if held is None:
@@ -454,11 +454,13 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
             check_same_request(existing, "payment_id", payment_id, data.request, "refund",
                                data.id)
             return refund_view(existing), False
-        if held.payment["source"] != "manual" and not processor_configured:
+        through = None if held.payment["source"] == "manual" \
+            else processors.get(held.payment["processor"])
+        if held.payment["source"] != "manual" and not (through and through.configured):
             raise Conflict("processor_not_configured",
                            "refunds of this payment need its processor configured")
-        refused = unit_refused(data.amount, held.payment["currency"]) \
-            if unit_refused is not None and held.payment["source"] != "manual" else None
+        refused = through.unit_refused(data.amount, held.payment["currency"]) \
+            if through is not None else None
         if refused:
             raise Invalid("amount_invalid", refused)
         if data.amount > left:

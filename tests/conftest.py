@@ -34,7 +34,7 @@ from sandbox.events import SECRET
 from worker.app import create_app
 from worker.migrate import migrate
 from worker.runner import build_worker
-from worker.services import make_processor, make_services
+from worker.services import make_processors, make_services
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTLE = str(Path(sys.executable).parent / "settle")
@@ -173,7 +173,7 @@ def handlers_with(**extra: Any) -> dict[str, Handlers]:
 def worker_ctx(settings: Settings, pool: asyncpg.Pool, queue: Any) -> WorkerContext:
     """What a job is given, for calling one directly (no arq worker)."""
     return {"settings": settings, "redis": queue, "job_try": 1, "handlers": handlers_with(),
-            "services": make_services(settings, pool, queue, make_processor(settings))}
+            "services": make_services(settings, pool, queue, make_processors(settings))}
 
 
 async def run_burst(settings: Settings,

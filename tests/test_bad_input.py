@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers.keys import INTAKE
+from handlers.keys import INTAKES
 from sandbox.events import signed
 from tests.service import AUTH, TOKEN, Service, raw_request
 
@@ -127,7 +127,7 @@ def test_the_stripe_parse_refuses_what_postgresql_cannot_store(field: str, value
     with pytest.raises(BadEvent):
         processor.parse(json.dumps(with_hostile(field, value)).encode())
     # A pair of surrogates is one character (an emoji): nothing hostile.
-    event = processor.parse(json.dumps(with_hostile(field, "\U0001f600")).encode())
+    [event] = processor.parse(json.dumps(with_hostile(field, "\U0001f600")).encode())
     assert event.event_id.startswith("evt_")
 
 
@@ -145,13 +145,13 @@ async def test_a_signed_event_postgresql_cannot_store_is_400_and_its_batch_is_re
         return await svc.client.post("/webhooks/stripe", data=raw, headers=headers)
 
     # What reaches the intake: the hostile event must be refused before it is recorded.
-    intake = svc.client.app[INTAKE]
+    intake = svc.client.app[INTAKES]["stripe"]
     offered: list[str] = []
     record = intake.record
 
-    async def recording(event: Any) -> int | None:
-        offered.append(event.event_id)
-        return await record(event)
+    async def recording(events: Any) -> list[int | None]:
+        offered.extend(event.event_id for event in events)
+        return await record(events)
 
     intake.record = recording  # type: ignore[method-assign]
     answers = await asyncio.gather(*(deliver(event) for event in deliveries))

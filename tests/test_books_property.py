@@ -86,6 +86,9 @@ class Configured:
     def amount_refused(self, amount: int, currency: str) -> str | None:
         return None
 
+    def unit_refused(self, amount: int, currency: str) -> str | None:
+        return None
+
 
 @dataclass
 class Stripe:
@@ -275,7 +278,8 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
             payment_id = data.draw(st.sampled_from(sorted(r["id"] for r in paid)))
             try:
                 await refunds.request_refund(world.books, payment_id, refunds.RefundRequest(
-                    world.new_id("rf"), amount, None, {"amount": amount}), True)
+                    world.new_id("rf"), amount, None, {"amount": amount}),
+                    {"stripe": cast(Processor, Configured())})
             except DomainError as refused:
                 assert refused.code == "amount_exceeds_refundable"
     elif kind == "made":

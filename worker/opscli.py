@@ -29,7 +29,7 @@ from ledger import backlog, endpoints as webhook_endpoints, reconcile as reconci
 from ledger import timeline as timelines
 from ledger.invoices import invoice_view
 from ledger.outbound import EVENT_TYPES
-from worker.services import make_processor, make_queue, make_services
+from worker.services import close_processors, make_processors, make_queue, make_services
 
 OK, FAILED, NOT_FOUND = 0, 1, 4
 
@@ -65,14 +65,14 @@ def emit(data: Any, as_json: bool, human: str) -> None:
 async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -> int:
     pool = await open_pool(settings)
     queue = make_queue(settings)
-    processor = make_processor(settings)
+    processors = make_processors(settings)
     try:
         if invoice_id:
             await timelines.require_invoice(pool, invoice_id)
         job_id = await reconciling.create_job(pool, "reconcile",
                                       {"invoice_id": invoice_id} if invoice_id else {})
         ctx: WorkerContext = {"settings": settings, "redis": queue, "job_try": 1,
-                              "services": make_services(settings, pool, queue, processor)}
+                              "services": make_services(settings, pool, queue, processors)}
         while True:
             try:
                 await run_ops_job(ctx, job_id)
@@ -82,7 +82,7 @@ async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -
                 await asyncio.sleep(float(again.defer_score or 0) / 1000)
         job = await reconciling.job_view(pool, job_id)
     finally:
-        await processor.close()
+        await close_processors(processors)
         await queue.aclose()
         await pool.close()
     result = job["result"] or {}
@@ -154,9 +154,14 @@ async def retry(settings: Settings, outbox_id: str, as_json: bool) -> int:
 
 
 async def invoice(settings: Settings, invoice_id: str, as_json: bool) -> int:
+    processors = make_processors(settings)
+    try:
+        can_pay = any(processor.configured for processor in processors.values())
+    finally:
+        await close_processors(processors)
     async with pooled(settings) as pool:
         view = await invoice_view(pool, invoice_id, Books(
-            pool, nothing, settings.public_url, can_pay=bool(settings.stripe_api_key)))
+            pool, nothing, settings.public_url, can_pay=can_pay))
         timeline = await timelines.invoice_timeline(pool, invoice_id)
     head = (f"invoice {view['id']} ({view['number']}): {view['status']}, total {view['total']}, "
             f"paid {view['amount_paid']}, credited {view['amount_credited']}, "

@@ -28,7 +28,7 @@ from jobs.events import process_event, process_events, sweep_inbox
 from jobs.reconcile import run_ops_job, scheduled_reconcile
 from jobs.outbox import deliver_outbox
 from jobs.reminders import send_reminders
-from worker.services import event_handlers, make_processor, make_services
+from worker.services import PROCESSORS, Registry, event_handlers, make_processors, make_services
 
 log = logging.getLogger("settle.worker")
 
@@ -53,17 +53,22 @@ async def startup(ctx: WorkerContext) -> None:
     settings = ctx["settings"]
     pool = await create_pool(settings.database_url, min_size=1, max_size=10,
                              statement_cache_size=settings.database_statement_cache_size)
+    # Every registered processor (`build_worker(registry=...)` in tests adds one).
+    registry: Registry = ctx.get("registry", PROCESSORS)
     # arq's own client: it carries this queue's name and settle's job serializer.
-    ctx["services"] = make_services(settings, pool, ctx["redis"], make_processor(settings))
-    ctx.setdefault("handlers", event_handlers())
+    ctx["services"] = make_services(settings, pool, ctx["redis"],
+                                    make_processors(settings, registry))
+    ctx.setdefault("handlers", event_handlers(registry))
 
 
 async def shutdown(ctx: WorkerContext) -> None:
     services = ctx.get("services")
     if services is not None:
+        # All at once, within one bound however many processors are registered.
+        closing = asyncio.gather(*(p.close() for p in services.processors.values()))
         try:
-            await asyncio.wait_for(services.processor.close(), PROCESSOR_CLOSE_WITHIN)
-        except Exception as exc:  # stopping anyway: its sockets go with the process
+            await asyncio.wait_for(closing, PROCESSOR_CLOSE_WITHIN)
+        except Exception as exc:  # stopping anyway: their sockets go with the process
             log.warning("processor client not closed", extra={"error": exc.__class__.__name__})
         await close_pool(services.pool, POOL_CLOSE_WITHIN)
 
@@ -131,9 +136,14 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return options
 
 
-def build_worker(settings: Settings, **overrides: Any) -> Worker:
+def build_worker(settings: Settings, *, registry: Registry | None = None,
+                 **overrides: Any) -> Worker:
+    """The worker; `registry` replaces PROCESSORS (a test registers a fake beside Stripe)."""
     check_worker(settings)
-    return create_worker(WorkerSettings, **worker_options(settings, **overrides))  # type: ignore[arg-type]
+    options = worker_options(settings, **overrides)
+    if registry is not None:
+        options["ctx"] = {**options["ctx"], "registry": registry}
+    return create_worker(WorkerSettings, **options)  # type: ignore[arg-type]
 
 
 def run_worker(settings: Settings) -> None:

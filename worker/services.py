@@ -1,8 +1,10 @@
 """Building what the edges are handed: the processor registration and `Services`.
 
 Each processor is an entry in PROCESSORS (its `make` and the handlers of its
-events); payments go through one of them, ACTIVE, at a time, and only its webhook
-route is served (`worker.app`).
+events), and every entry is live: its webhook route `/webhooks/<name>` with its
+own intake (`worker.app`), its handlers in the event job, and the rows made
+through it (payments, sessions, refunds) dispatched back to it. DEFAULT names
+the one new checkouts go through.
 """
 
 from __future__ import annotations
@@ -15,27 +17,38 @@ from arq import ArqRedis
 from core.limits import CheckoutLimit
 from core.processor import Processor
 from core.queue import queue_client
-from core.services import Services
+from core.services import Services, network_timeout
 from core.settings import Settings
 from ledger.inbox import Handlers
 from notify.smtp import SmtpMailer
 from processors.stripe import client as stripe_client
 from processors.stripe import events as stripe_events
 
-PROCESSORS: dict[str, tuple[Callable[[Settings, float], Processor], Handlers]] = {
+# A processor as registered: how to make it from the settings (with its network
+# timeout), and the handlers of its notices.
+Registration = tuple[Callable[[Settings, float], Processor], Handlers]
+Registry = Mapping[str, Registration]
+
+PROCESSORS: dict[str, Registration] = {
     "stripe": (stripe_client.make, stripe_events.HANDLERS),
 }
-# The processor settle takes payments through (one at a time, by configuration).
-ACTIVE = "stripe"
+# The processor new checkouts go through (the customer's choice comes with the issue
+# "Direct Debit through GoCardless").
+DEFAULT = "stripe"
+
+__all__ = ["DEFAULT", "PROCESSORS", "Registration", "Registry", "event_handlers",
+           "make_processors", "make_queue", "make_services", "network_timeout"]
 
 
-def make_processor(settings: Settings) -> Processor:
-    make, _ = PROCESSORS[ACTIVE]
-    return make(settings, network_timeout(settings))
+def make_processors(settings: Settings, registry: Registry | None = None) -> dict[str, Processor]:
+    """Every registered processor, made from the settings."""
+    timeout = network_timeout(settings)
+    return {name: make(settings, timeout)
+            for name, (make, _) in (registry or PROCESSORS).items()}
 
 
-def event_handlers() -> Mapping[str, Handlers]:
-    return {name: handlers for name, (_, handlers) in PROCESSORS.items()}
+def event_handlers(registry: Registry | None = None) -> Mapping[str, Handlers]:
+    return {name: handlers for name, (_, handlers) in (registry or PROCESSORS).items()}
 
 
 def make_queue(settings: Settings) -> ArqRedis:
@@ -46,12 +59,13 @@ def make_queue(settings: Settings) -> ArqRedis:
 
 
 def make_services(settings: Settings, pool: asyncpg.Pool, queue: ArqRedis,
-                  processor: Processor) -> Services:
-    return Services(settings=settings, pool=pool, queue=queue, processor=processor,
+                  processors: Mapping[str, Processor], default: str = DEFAULT) -> Services:
+    return Services(settings=settings, pool=pool, queue=queue,
+                    processor=processors[default], processors=processors,
                     mailer=SmtpMailer(settings, timeout=network_timeout(settings)),
                     checkout_permit=CheckoutLimit(queue, settings.queue_name))
 
 
-def network_timeout(settings: Settings) -> float:
-    """One network call's timeout: well inside the job that makes it."""
-    return max(1.0, min(20.0, settings.job_timeout_seconds / 2))
+async def close_processors(processors: Mapping[str, Processor]) -> None:
+    for processor in processors.values():
+        await processor.close()

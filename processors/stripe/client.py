@@ -105,6 +105,7 @@ class StripeProcessor:
     """The `core.processor.Processor` for Stripe."""
 
     name = "stripe"
+    signature_refused_status = 400
 
     def __init__(self, *, api_key: str | None, api_base: str | None,
                  webhook_secrets: Sequence[str], tolerance: int, timeout: float = 20) -> None:
@@ -152,7 +153,8 @@ class StripeProcessor:
         verify(body, headers.get("Stripe-Signature"), self.webhook_secrets,
                tolerance=self.tolerance, now=now)
 
-    def parse(self, body: bytes) -> InboundEvent:
+    def parse(self, body: bytes) -> list[InboundEvent]:
+        """A Stripe delivery is one event: a list of one."""
         try:
             text = body.decode("utf-8")
             event = _loads(text)
@@ -171,8 +173,12 @@ class StripeProcessor:
         for name, value in (("id", event_id), ("type", event_type)):
             if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
                 raise BadEvent(f"event has no valid {name}")
-        return InboundEvent(cast(str, event_id), cast(str, event_type),
-                            invoice_reference(event), text)
+        return [InboundEvent(cast(str, event_id), cast(str, event_type),
+                             invoice_reference(event), text)]
+
+    async def fetch(self, event_type: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Stripe's events carry their object: nothing to fetch."""
+        return None
 
     def unit_refused(self, amount: int, currency: str) -> str | None:
         # Stripe moves three-decimal currencies in multiples of ten minor units, charges
