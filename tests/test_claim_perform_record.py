@@ -214,9 +214,10 @@ async def no_one_quitting(mail: MailServer) -> bool:
 
 async def test_a_mail_is_recorded_sent_before_its_quit_is_answered(
         svc: Service, mail: MailServer) -> None:
+    await svc.invoice("inv_1", 10_000)
+    await svc.settle()  # its invoice_sent mail first, before the server's goodbyes are slow
     await wait_for(lambda: no_one_quitting(mail), timeout=10, interval=0.05)
     mail.quit_delay = 3.0
-    await svc.invoice("inv_1", 10_000)
     async with running_worker(svc.settings):
         await svc.deliver(session_completed("inv_1", 4_000, "pi_1"), settle=False)
         await wait_for(lambda: quitting(mail), timeout=20, interval=0.01)
@@ -275,8 +276,9 @@ async def test_a_worker_killed_while_it_waits_on_quit_sends_no_second_copy(
 
 async def test_a_mail_accepted_is_recorded_though_the_database_is_slow_to_answer(
         svc: Service, mail: MailServer) -> None:
-    mail.data_delay = 1.5
     await svc.invoice("inv_1", 10_000)
+    await svc.settle()  # its invoice_sent mail first, at the server's usual pace
+    mail.data_delay = 1.5
     async with running_worker(svc.settings):
         await svc.deliver(session_completed("inv_1", 4_000, "pi_1"), settle=False)
 

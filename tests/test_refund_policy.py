@@ -322,7 +322,8 @@ async def test_a_refund_asks_first_once_its_processors_key_may_be_forgotten(
     """The idempotency window is the processor's: asked first from its window less an
     hour, whatever Stripe's is."""
     processor = Forgetful()
-    services = cast(Services, SimpleNamespace(processor=processor))
+    services = cast(Services, SimpleNamespace(
+        processor=processor, processor_of={"forgetful": processor}.get))
 
     async def record(_: dict[str, Any]) -> None:
         return None
