@@ -28,6 +28,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from standardwebhooks import Webhook
 
+from core.errors import Unavailable, describe
 from ledger.endpoints import is_public
 
 TIMEOUT_SECONDS = 15.0
@@ -47,6 +48,11 @@ KEPT_FREE = 3
 
 class Refused(Exception):
     """The address is not one settle sends to (SSRF guard)."""
+
+
+class Undelivered(Unavailable):
+    """The endpoint did not take the message (no answer in time, no connection, no 2xx):
+    tried again. aiohttp's own errors stop here, as this."""
 
 
 class Busy(Exception):
@@ -132,7 +138,8 @@ def slot(endpoint_id: str) -> Iterator[None]:
 
 async def post(url: str, body: str, sent_headers: dict[str, str], *, allow_private: bool,
                budget: float) -> Answer:
-    """POST once; the answer (any status). Refused for an address the guard refuses."""
+    """POST once; the answer (any status). Refused for an address the guard refuses,
+    Undelivered when no answer came (a connection refused or lost, the time up)."""
     parts = urlsplit(url)
     if parts.scheme != "https" and not (allow_private and parts.scheme == "http"):
         raise Refused(f"refused scheme {parts.scheme!r}: https only")
@@ -149,6 +156,8 @@ async def post(url: str, body: str, sent_headers: dict[str, str], *, allow_priva
                 # A bounded look at the answer, for the log.
                 text = (await response.content.read(500)).decode("utf-8", "replace")
                 return Answer(response.status, text)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Undelivered(describe(exc)) from None
     finally:
         await resolver.close()
 
@@ -159,4 +168,4 @@ def now() -> datetime:
 
 
 __all__ = ["AT_ONCE", "Answer", "Busy", "KEPT_FREE", "PER_ENDPOINT", "Refused", "TIMEOUT_SECONDS",
-           "has_room", "headers", "now", "post", "slot"]
+           "Undelivered", "has_room", "headers", "now", "post", "slot"]

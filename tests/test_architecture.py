@@ -111,3 +111,40 @@ def test_the_domain_and_the_ground_speak_settles_words() -> None:
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if PROCESSOR_WORDS.search(line)]
     assert found == []
+
+
+def third_party_imports_of(path: Path) -> set[str]:
+    """Top-level names of every module a file imports, ours or not."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_jobs_know_no_http_library() -> None:
+    """Adapters raise settle's errors (`notify.webhook.Undelivered`): aiohttp's stop at
+    `notify/`, and the jobs never see them."""
+    assert [str(path.relative_to(ROOT)) for path in sorted((ROOT / "jobs").rglob("*.py"))
+            if "aiohttp" in third_party_imports_of(path)] == []
+
+
+# Where the ledger owes a side effect: `owe(conn, "<kind>", ...)`, or an insert into the
+# outbox that names its kind in its SQL.
+OWED_KIND = re.compile(r"""\bowe\(\w+, "(\w+)"|insert into outbox \(kind[^)]*\)\s+"""
+                       r"""(?:values \(|select )'(\w+)'""")
+
+
+def test_every_kind_the_ledger_owes_has_its_effect() -> None:
+    """`jobs.effects.KINDS` is what a worker can perform: each kind the ledger writes to
+    the outbox is one of them, and there is none the ledger never owes."""
+    from jobs.effects import KINDS
+
+    owed = {first or second
+            for path in sorted((ROOT / "ledger").rglob("*.py"))
+            for first, second in OWED_KIND.findall(path.read_text())}
+    assert owed == {"email", "refund", "expire_checkout", "webhook"}
+    assert set(KINDS) == owed
+    assert all(effect.kind == kind for kind, effect in KINDS.items())

@@ -22,7 +22,7 @@ from core.queue import job_id
 from ledger import outbox
 from sandbox.events import session_completed
 from sandbox.stripe import StripeStandIn
-from jobs.outbox import network_budget
+from jobs.effects import KINDS
 from tests.conftest import ROOT, SETTLE, drain, process_env, running_worker, wait_for
 from tests.mailserver import MailServer
 from tests.test_chaos import owner_of
@@ -291,7 +291,7 @@ async def test_a_mail_accepted_is_recorded_though_the_database_is_slow_to_answer
         # From the claim on, writing to the row waits: past the attempt's network time
         # (half the job's 5 s), well before the job's end. That time is the point here, so
         # it is waited for: the record blocked on this lock, and the network time gone.
-        network_time = network_budget(svc.settings, "email")
+        network_time = KINDS["email"].budget(svc.settings)
         async with svc.db.acquire() as conn, conn.transaction():
             await conn.execute("select 1 from outbox where id = $1 for update", outbox_id)
 
@@ -392,11 +392,11 @@ async def test_an_effect_done_by_a_worker_whose_lease_expired_is_recorded_done(
 def test_an_endpoint_has_its_15_seconds_within_the_default_job() -> None:
     """CONTRACT §9: any 2xx within 15 s is delivered; every timeout is shorter than the job."""
     from core.settings import Settings as Defaults
-    from jobs.outbox import job_time, network_budget
+    from jobs.outbox import job_time
     from notify.webhook import TIMEOUT_SECONDS
 
     defaults = Defaults()
     assert TIMEOUT_SECONDS == 15
-    assert min(TIMEOUT_SECONDS, network_budget(defaults, "webhook")) == 15
-    assert network_budget(defaults, "webhook") < job_time(defaults)
-    assert network_budget(defaults, "email") < job_time(defaults)
+    assert min(TIMEOUT_SECONDS, KINDS["webhook"].budget(defaults)) == 15
+    assert KINDS["webhook"].budget(defaults) < job_time(defaults)
+    assert KINDS["email"].budget(defaults) < job_time(defaults)

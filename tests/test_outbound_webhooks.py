@@ -817,6 +817,37 @@ async def test_the_guarded_resolver_gives_a_public_address_to_connect_to(address
         ipaddress.ip_address(address)}
 
 
+async def test_a_refused_connection_is_undelivered_in_settles_words() -> None:
+    """aiohttp's errors stop at the adapter: the job sees `webhook.Undelivered`."""
+    with socket.socket() as closed:  # a port nothing listens on once this is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(webhook.Undelivered, match="^ClientConnectorError") as raised:
+        await webhook.post(f"http://127.0.0.1:{port}/hook", "{}", {}, allow_private=True,
+                           budget=5.0)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+async def test_an_endpoint_that_never_answers_is_undelivered_when_its_time_is_up() -> None:
+    accepted = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the sender gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(webhook.Undelivered, match="^TimeoutError"):
+            await webhook.post(f"http://127.0.0.1:{port}/hook", "{}", {}, allow_private=True,
+                               budget=0.2)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert accepted.is_set()
+
+
 @pytest.mark.parametrize("url", (
     "https://foo.localhost./x", "https://localhost./x", "https://FOO.LocalHost/x",
     "https://[2002:7f00:1::]/x", "https://[2002:a9fe:a9fe::]/latest",

@@ -12,7 +12,7 @@ import pytest
 
 from core.processor import RefundMade
 from core.services import Services
-from jobs.outbox import refund_through_processor
+from jobs.effects import KINDS
 
 from tests.conftest import FAST_RETRIES, replace
 from tests.service import Service
@@ -328,7 +328,7 @@ async def test_a_refund_asks_first_once_its_processors_key_may_be_forgotten(
     async def record(_: dict[str, Any]) -> None:
         return None
 
-    answer = await refund_through_processor(
+    answer = await KINDS["refund"].perform(
         services, {"processor": "forgetful", "payment_id": "pay_1", "amount": 100, "age": age},
         "refund:k", 5.0, record)
     assert processor.calls == calls
