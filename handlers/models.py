@@ -22,6 +22,7 @@ from handlers.validation import (
     Query,
     Text,
 )
+from ledger.outbound import EventType
 
 Emails = Annotated[list[Email], Field(max_length=50)]
 
@@ -188,16 +189,6 @@ class EntriesQuery(Query):
     next: Annotated[str, Field(max_length=200)] | None = None
 
 
-# The event types an endpoint may ask for (CONTRACT §9).
-EventType = Literal["invoice.sent", "invoice.partially_paid", "invoice.paid",
-                    "invoice.reopened", "invoice.overdue", "invoice.voided",
-                    "payment.processing", "payment.succeeded", "payment.failed",
-                    "payment.refunded", "payment.reversed", "payment_request.created",
-                    "payment_request.paid",
-                    "payment_request.superseded", "payment_request.cancelled",
-                    "credit_note.created", "customer.credit_changed"]
-
-
 class EndpointIn(Body):
     CODES: ClassVar[dict[str, str]] = {"url": "url_invalid", "events": "events_invalid",
                                        "description": "input_invalid"}
@@ -208,6 +199,7 @@ class EndpointIn(Body):
                               description="https://... (http, loopback and private addresses "
                                           "only with OUTBOUND_ALLOW_PRIVATE=true)",
                               examples=["https://hooks.example.com/settle"])]
+    # The event types an endpoint may ask for (CONTRACT §9): `ledger.outbound`'s one list.
     events: Annotated[list[EventType], Field(min_length=1, max_length=50)] | None = None
     description: Text | None = None
     disabled: bool = False

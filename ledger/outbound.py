@@ -4,7 +4,7 @@
 application: it takes a snapshot of the object as the API would answer for it
 now, gives it the next `sequence` of its invoice (or customer), and writes one
 outbox row (kind `webhook`) per endpoint subscribed to the type, each with its
-own message id (the `webhook-id` of every attempt). `jobs.outbox.send_webhook`
+own message id (the `webhook-id` of every attempt). `jobs.effects.Webhook`
 performs the rows (claim, perform, record), signed and sent by `notify.webhook`.
 
 Links in a snapshot are written against `PUBLIC_URL_MARK` and resolved when the
@@ -17,7 +17,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 import asyncpg
 
@@ -25,7 +25,11 @@ from core.tx import Books, kept, owed
 from ledger.status import STATUS_SQL, status_of
 from ledger.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
 
-EVENT_TYPES: Final = (
+# The one list of what settle tells (CONTRACT §9): what an endpoint may subscribe to
+# (`handlers.models`), each message's `type` (`handlers.messages`) and docs/webhooks.md's
+# table come from it or are held to it (tests/test_openapi.py). A Literal, so that mypy
+# knows each type; EVENT_TYPES is the same list as values.
+EventType: TypeAlias = Literal[
     "invoice.sent", "invoice.partially_paid", "invoice.paid", "invoice.reopened",
     "invoice.overdue", "invoice.voided",
     "payment.processing", "payment.succeeded", "payment.failed", "payment.refunded",
@@ -33,7 +37,8 @@ EVENT_TYPES: Final = (
     "payment_request.created", "payment_request.paid", "payment_request.superseded",
     "payment_request.cancelled",
     "credit_note.created", "customer.credit_changed",
-)
+]
+EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)
 PING: Final = "ping"
 PUBLIC_URL_MARK: Final = "settle-public-url:"
 
