@@ -16,6 +16,7 @@ from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
 from ledger import money
+from ledger.context import Known
 from ledger.credit import change_credit, locked_balance
 from ledger.outbound import invoice_changed, owe_event
 from ledger.outbox import invoice_audience, owe_email
@@ -54,7 +55,8 @@ class InvoiceInput:
 
 
 async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
-                  after: asyncpg.Record | None = None) -> asyncpg.Record:
+                  after: asyncpg.Record | None = None, *,
+                  known: Known | None = None) -> asyncpg.Record:
     """Call after changing an invoice's money, in the same transaction.
 
     When the invoice has just become paid, by whatever route, its active
@@ -71,14 +73,14 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
             """update invoices set times_paid = times_paid + 1, paid_at = now()
                where id = $1 returning *""",
             before["id"])
-        await end_active_requests(conn, before["id"], "superseded")
-        audience = await invoice_audience(conn, before["id"])
+        await end_active_requests(conn, before["id"], "superseded", known=known)
+        audience = await invoice_audience(conn, before["id"], known=known)
         await owe_email(conn, "invoice_paid", f"{before['id']}:{after['times_paid']}",
                         invoice_id=before["id"], to=audience["to"], audience=audience,
                         number=audience["number"],
                         total=after["total"], currency=after["currency"])
     # Any change of its money is told (ledger.outbound.invoice_event), not only of its status.
-    await invoice_changed(conn, before, after)
+    await invoice_changed(conn, before, after, known=known)
     return after
 
 
