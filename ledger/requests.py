@@ -65,6 +65,7 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
         async with books.transaction() as conn:
             # The invoice lock serialises creations; the partial unique index is the backstop.
             invoice = await locked(conn, invoice_id)
+            known = Known()  # the endpoints, read once for the messages it owes
             if not processor.configured:
                 # Nothing is created or mailed: the link could not take the payment.
                 raise Conflict("processor_not_configured",
@@ -87,7 +88,7 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
                 if not data.replace:
                     raise Conflict("active_request_exists",
                                    f"request {active} is active; cancel it or use replace")
-                await _end(conn, active, invoice_id, "cancelled")
+                await _end(conn, active, invoice_id, "cancelled", known)
             row = await conn.fetchrow(
                 """insert into payment_requests (id, invoice_id, amount, currency, token,
                                                  recipients, note)
@@ -98,7 +99,7 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
             await owe_request_mail(conn, row, "payment_request", f"{row['id']}:0",
                                    pay_url(books.public_url, row["token"]))
             await owe_event(conn, "payment_request.created", invoice_id=invoice_id,
-                            object_id=row["id"])
+                            object_id=row["id"], known=known)
             return request_view(row, books.public_url)
     except asyncpg.UniqueViolationError:
         raise Conflict("active_request_exists", "another request became active first") from None
@@ -123,7 +124,8 @@ async def _locked_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.
     return row
 
 
-async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, status: str) -> None:
+async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, status: str,
+               known: Known | None = None) -> None:
     await conn.execute(
         """update payment_requests set status = $2, ended_at = now(), updated_at = now()
            where id = $1""",
@@ -131,7 +133,7 @@ async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, statu
     )
     await owe_expiry(conn, invoice_id, request_id=request_id)
     await owe_event(conn, f"payment_request.{status}", invoice_id=invoice_id,
-                    object_id=request_id)
+                    object_id=request_id, known=known)
 
 
 async def request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: str, *,
