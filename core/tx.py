@@ -8,9 +8,8 @@ on to be queued. If that hand-over is lost (the process dies between the
 commit and the queue), the sweeper finds the rows still pending: the row is
 the promise, the queue only a nudge.
 
-The transaction also keeps a small scratchpad (`kept`) for rows the domain
-already read in it, so that one statement can do the work of two (the event
-job locks its event and its invoice at once) without a second read.
+Those ids are all the transaction carries: rows a caller has already read in
+it are handed on explicitly, as arguments (`ledger.context.Known`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
@@ -34,9 +32,7 @@ async def nothing(_: list[int]) -> None:
 class _Open:
     """What the transaction running in this task has noted so far."""
 
-    conn: asyncpg.Connection
     outbox_ids: list[int] = field(default_factory=list)
-    kept: dict[str, Any] = field(default_factory=dict)
 
 
 # The transaction open in this task, if any (asyncio gives each task its own context).
@@ -52,18 +48,11 @@ def owed(outbox_id: int | None) -> None:
         current.outbox_ids.append(outbox_id)
 
 
-def kept(conn: asyncpg.Connection) -> dict[str, Any]:
-    """The scratchpad of the transaction open on `conn` in this task ({} when none is, so
-    whatever is put there is simply forgotten)."""
-    current = _OPEN.get()
-    return current.kept if current is not None and current.conn is conn else {}
-
-
 @contextlib.asynccontextmanager
 async def transaction(pool: asyncpg.Pool,
                       after_commit: AfterCommit) -> AsyncIterator[asyncpg.Connection]:
     async with pool.acquire() as conn:
-        state = _Open(conn)
+        state = _Open()
         token = _OPEN.set(state)
         try:
             async with conn.transaction():

@@ -10,6 +10,7 @@ import asyncpg
 
 from core.errors import Conflict, NotFound
 from core.tx import Books
+from ledger.context import Known
 from ledger.cursors import decode_row_cursor, encode_cursor
 from ledger.outbound import owe_event
 from ledger.repeats import check_same_request
@@ -36,7 +37,7 @@ async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: st
                         kind: CreditKind, *, payment_id: str | None = None,
                         invoice_id: str | None = None, credit_note_id: str | None = None,
                         ref: str | None = None, reason: str | None = None,
-                        request: str | None = None) -> int:
+                        request: str | None = None, known: Known | None = None) -> int:
     """Add a signed amount to the balance with its ledger entry; the new balance.
 
     The CHECK on credit_balances refuses a balance below zero, so a caller's
@@ -53,7 +54,7 @@ async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: st
         reason, request, balance,
     )
     await owe_event(conn, "customer.credit_changed", customer_id=customer_id,
-                    invoice_id=invoice_id)
+                    invoice_id=invoice_id, known=known)
     return balance
 
 

@@ -24,6 +24,7 @@ import asyncpg
 from core.errors import Conflict, Invalid
 from core.tx import Books
 from ledger import money, refunds
+from ledger.context import Known
 from ledger.credit import change_credit
 from ledger.invoices import changed
 from ledger.views import credit_note_view
@@ -90,19 +91,20 @@ async def issue(books: Books, invoice_id: str,
                 "update invoices set amount_credit_noted = amount_credit_noted + $2 where id = $1",
                 invoice_id, split.pre_payment)
         left = split.post_payment
+        known = Known()  # the endpoints, read once for the messages it owes
         for payment in sources:
             take = min(left, await refunds.refundable(conn, payment))
             if take:
                 await refunds.ask(conn, refunds.Locked(invoice, payment),
                                   refund_id=f"cn:{data.id}:{payment['id']}", amount=take,
                                   purpose="credit_note", reason=data.reason,
-                                  credit_note_id=data.id)
+                                  credit_note_id=data.id, known=known)
                 left -= take
         credited = left  # not refunded (or nothing to refund through): credited
         if credited:
             await change_credit(conn, invoice["customer_id"], invoice["currency"], credited,
                                 "credit_note", invoice_id=invoice_id, credit_note_id=data.id,
-                                reason=data.reason)
+                                reason=data.reason, known=known)
             from_credit = money.credit_returned(
                 credited, applied=invoice["amount_credited"], returned=earlier["from_credit"])
             await conn.execute(
@@ -110,14 +112,15 @@ async def issue(books: Books, invoice_id: str,
                           from_credit = $3
                    where id = $1""",
                 data.id, credited, from_credit)
-        await changed(conn, invoice)
+        await changed(conn, invoice, known=known)
         audience = await invoice_audience(conn, invoice_id)
         await owe_email(conn, "credit_note_issued", data.id, invoice_id=invoice_id,
                         to=audience["to"], number=audience["number"], amount=data.amount,
                         pre_payment=split.pre_payment, credited=credited,
                         refunded=split.post_payment - credited, reason=data.reason,
                         currency=invoice["currency"])
-        await owe_event(conn, "credit_note.created", invoice_id=invoice_id, object_id=data.id)
+        await owe_event(conn, "credit_note.created", invoice_id=invoice_id, object_id=data.id,
+                        known=known)
         row = await conn.fetchrow("select * from credit_notes where id = $1", data.id)
         return credit_note_view(row), True
 

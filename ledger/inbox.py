@@ -5,8 +5,9 @@ one statement). `apply_event` first fetches, with no transaction open, what the
 processor says now of the resource a thin notice names (when its handler is
 registered `fetches`), then claims the event row with `select ... for update`,
 runs the handler registered for its type inside the same transaction (the
-fetched resource handed to it as `Event.resource`), and marks the row `processed`, `ignored` or `failed`
-before committing: the money an event moves and the mark that it moved are
+fetched resource handed to it as `Event.resource`, and the rows the claim read
+besides the event as `Event.known`), and marks the row `processed`, `ignored` or
+`failed` before committing: the money an event moves and the mark that it moved are
 one commit, so running the job twice (or concurrently) changes nothing.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,9 +25,7 @@ import asyncpg
 from core.errors import PermanentError, RetryLater, describe, is_transient
 from core.processor import InboundEvent, Processor
 from core.tx import AfterCommit, transaction
-from ledger.outbound import keep_endpoints
-from ledger.outbox import keep_audience
-from ledger.status import keep_locked_invoice
+from ledger.context import Known
 
 log = logging.getLogger("settle.inbox")
 
@@ -57,6 +56,9 @@ class Event:
     # What the processor said of the resource a thin notice names, fetched before the
     # transaction opened (`Processor.fetch`); None for a notice that carries its object.
     resource: dict[str, Any] | None = None
+    # What the event's claim read besides the event (its invoice, locked; the invoice's
+    # audience; the enabled endpoints), for the handler to hand to the ledger (`known=`).
+    known: Known = field(default_factory=Known, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +146,8 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handle
                 return Outcome(row["event_status"], "already applied", row["event_type"])
             event = Event(pk, row["event_id"], row["event_type"], row["event_payload"],
                           row["event_attempts"], row["event_received_at"],
-                          row["event_processor"], row["event_invoice_id"], resource)
-            if row["id"] is not None:
-                keep_locked_invoice(conn, row)
-                keep_audience(conn, row)
-            keep_endpoints(conn, row["event_endpoints"] or [])
+                          row["event_processor"], row["event_invoice_id"], resource,
+                          Known.claimed(row))
             outcome = await _dispatch(conn, event, handlers.get(event.processor, {}), policy)
             await _finish(conn, pk, outcome)
             return replace(outcome, event_type=event.type)

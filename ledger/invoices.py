@@ -16,6 +16,7 @@ from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
 from ledger import money
+from ledger.context import Known
 from ledger.credit import change_credit, locked_balance
 from ledger.outbound import invoice_changed, owe_event
 from ledger.outbox import invoice_audience, owe_email
@@ -54,7 +55,8 @@ class InvoiceInput:
 
 
 async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
-                  after: asyncpg.Record | None = None) -> asyncpg.Record:
+                  after: asyncpg.Record | None = None, *,
+                  known: Known | None = None) -> asyncpg.Record:
     """Call after changing an invoice's money, in the same transaction.
 
     When the invoice has just become paid, by whatever route, its active
@@ -71,14 +73,14 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
             """update invoices set times_paid = times_paid + 1, paid_at = now()
                where id = $1 returning *""",
             before["id"])
-        await end_active_requests(conn, before["id"], "superseded")
-        audience = await invoice_audience(conn, before["id"])
+        await end_active_requests(conn, before["id"], "superseded", known=known)
+        audience = await invoice_audience(conn, before["id"], known=known)
         await owe_email(conn, "invoice_paid", f"{before['id']}:{after['times_paid']}",
                         invoice_id=before["id"], to=audience["to"], audience=audience,
                         number=audience["number"],
                         total=after["total"], currency=after["currency"])
     # Any change of its money is told (ledger.outbound.invoice_event), not only of its status.
-    await invoice_changed(conn, before, after)
+    await invoice_changed(conn, before, after, known=known)
     return after
 
 
@@ -179,9 +181,10 @@ async def send_invoice(books: Books, invoice_id: str, *, mail: bool = True) -> d
         if row["sent_at"] is None:
             row = await conn.fetchrow(
                 "update invoices set sent_at = now() where id = $1 returning *", invoice_id)
-            await owe_event(conn, "invoice.sent", invoice_id=invoice_id)
+            known = Known()  # the endpoints, read once for the messages it owes
+            await owe_event(conn, "invoice.sent", invoice_id=invoice_id, known=known)
             if row["auto_apply_credit"]:
-                await _apply_credit(conn, row, None)
+                await _apply_credit(conn, row, None, known)
             if mail:
                 await _owe_sent_mail(conn, invoice_id)
         return await invoice_view(conn, invoice_id, books)
@@ -224,9 +227,10 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
             # Credit spent on an invoice that no longer stands goes back to the customer,
             # but for what its credit notes already gave back of it.
             back = money.credit_back_on_void(row["amount_credited"], returned_by_notes)
+            known = Known()  # the endpoints, read once for the messages it owes
             if back:
                 await change_credit(conn, row["customer_id"], row["currency"], back, "applied",
-                                    invoice_id=invoice_id)
+                                    invoice_id=invoice_id, known=known)
             # What stays credited is what the credit notes returned: the applied entries
             # still sum to it (ledger.reconcile.repair recomputes it so).
             await conn.execute(
@@ -235,8 +239,8 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
                    where id = $1""",
                 invoice_id, back,
             )
-            await end_active_requests(conn, invoice_id, "cancelled")
-            await owe_event(conn, "invoice.voided", invoice_id=invoice_id)
+            await end_active_requests(conn, invoice_id, "cancelled", known=known)
+            await owe_event(conn, "invoice.voided", invoice_id=invoice_id, known=known)
         return await invoice_view(conn, invoice_id, books)
 
 
@@ -245,23 +249,24 @@ async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dic
         row = await locked(conn, invoice_id)
         if not is_open(row):
             raise Invalid("invoice_not_open", f"the invoice is {status_of(row)}")
-        if await _apply_credit(conn, row, amount) == 0:
+        if await _apply_credit(conn, row, amount, Known()) == 0:
             raise Invalid("no_credit", "the customer has no credit in this currency")
         return await invoice_view(conn, invoice_id, books)
 
 
-async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: int | None) -> int:
+async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: int | None,
+                        known: Known) -> int:
     """Apply min(amount, balance, remaining) of credit to a locked invoice; what was applied."""
     balance = await locked_balance(conn, row["customer_id"], row["currency"])
     applied = money.credit_to_apply(amount, balance, remaining_of(row))
     if applied:
         await change_credit(conn, row["customer_id"], row["currency"], -applied, "applied",
-                            invoice_id=row["id"])
+                            invoice_id=row["id"], known=known)
         await conn.execute(
             "update invoices set amount_credited = amount_credited + $2 where id = $1",
             row["id"], applied,
         )
-        await changed(conn, row)
+        await changed(conn, row, known=known)
     return applied
 
 

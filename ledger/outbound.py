@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 import asyncpg
 
-from core.tx import Books, kept, owed
+from core.tx import Books, owed
+from ledger.context import Endpoint, Known
 from ledger.status import STATUS_SQL, status_of
 from ledger.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
 
@@ -80,34 +80,29 @@ async def _snapshot(conn: asyncpg.Connection, kind: str, object_id: str) -> dict
             "portal_url": f"{_Marked.public_url}/c/{row['portal_token']}"}
 
 
-Endpoint = Mapping[str, Any]  # {id, events}
-
-
-def keep_endpoints(conn: asyncpg.Connection, endpoints: list[Endpoint]) -> None:
-    """The enabled endpoints, as the caller read them in this transaction."""
-    kept(conn)["webhook_endpoints"] = endpoints
-
-
-async def _endpoints(conn: asyncpg.Connection) -> list[Endpoint]:
-    """The enabled endpoints, read once per transaction: a capture owes several messages,
-    and most deployments have one endpoint or none."""
-    memo = kept(conn)
-    if "webhook_endpoints" not in memo:
-        memo["webhook_endpoints"] = await conn.fetch(
-            "select id, events from webhook_endpoints where not disabled order by id")
-    endpoints: list[Endpoint] = memo["webhook_endpoints"]
+async def _endpoints(conn: asyncpg.Connection, known: Known | None) -> list[Endpoint]:
+    """The enabled endpoints: those `known` holds, else read (and kept in `known`, when
+    given, for the rest of its transaction: a capture owes several messages, and most
+    deployments have one endpoint or none)."""
+    if known is not None and known.endpoints is not None:
+        return known.endpoints
+    endpoints: list[Endpoint] = await conn.fetch(
+        "select id, events from webhook_endpoints where not disabled order by id")
+    if known is not None:
+        known.endpoints = endpoints
     return endpoints
 
 
 async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | None = None,
-                    customer_id: str | None = None, object_id: str | None = None) -> int:
+                    customer_id: str | None = None, object_id: str | None = None,
+                    known: Known | None = None) -> int:
     """Owe `type` about an object (the invoice itself when `object_id` is None; the
     customer for `customer.*`) to every endpoint that wants it; how many messages.
 
     Call inside the transaction that makes it true, after the change: the snapshot
     is read in that transaction.
     """
-    endpoints = [endpoint for endpoint in await _endpoints(conn)
+    endpoints = [endpoint for endpoint in await _endpoints(conn, known)
                  if endpoint["events"] is None or type in endpoint["events"]]
     if not endpoints:
         return 0
@@ -189,18 +184,19 @@ def invoice_event(before: Row, after: Row) -> str | None:
     return "invoice.sent"
 
 
-async def invoice_changed(conn: asyncpg.Connection, before: Row,
-                          after: Row) -> None:
+async def invoice_changed(conn: asyncpg.Connection, before: Row, after: Row, *,
+                          known: Known | None = None) -> None:
     """Owe the invoice.* message for a change of an invoice (its rows before and after), in
     the change's transaction."""
     type = invoice_event(before, after)
     if type is not None:
-        await owe_event(conn, type, invoice_id=after["id"])
+        await owe_event(conn, type, invoice_id=after["id"], known=known)
 
 
 async def owe_overdue(books: Books, limit: int = 500) -> int:
     """Owe `invoice.overdue` for every open invoice past its due date not yet told about
     (a scan, since no change of the books makes an invoice overdue); how many."""
+    known = Known()  # the endpoints, read once for every invoice of the scan
     async with books.transaction() as conn:
         rows = await conn.fetch(
             f"""update invoices set overdue_owed_for = due_date
@@ -212,7 +208,7 @@ async def owe_overdue(books: Books, limit: int = 500) -> int:
                              for update skip locked)
                 returning id""", limit)
         for row in rows:
-            await owe_event(conn, "invoice.overdue", invoice_id=row["id"])
+            await owe_event(conn, "invoice.overdue", invoice_id=row["id"], known=known)
         return len(rows)
 
 

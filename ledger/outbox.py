@@ -17,7 +17,8 @@ from uuid import UUID
 
 import asyncpg
 
-from core.tx import kept, owed
+from core.tx import owed
+from ledger.context import Known, audience_of
 
 MailKind = Literal["invoice_sent", "payment_request", "reminder", "payment_received",
                    "invoice_paid", "credit_issued", "refund_issued", "credit_note_issued",
@@ -85,9 +86,11 @@ async def owe_expiry(conn: asyncpg.Connection, invoice_id: str, *,
         owed(row["id"])
 
 
-async def invoice_audience(conn: asyncpg.Connection, invoice_id: str) -> dict[str, Any]:
-    """The customer and notify_emails of an invoice, with what mails say about it."""
-    ready: dict[str, Any] | None = kept(conn).get(f"audience:{invoice_id}")
+async def invoice_audience(conn: asyncpg.Connection, invoice_id: str, *,
+                           known: Known | None = None) -> dict[str, Any]:
+    """The customer and notify_emails of an invoice, with what mails say about it: the
+    audience `known` holds for it, else read."""
+    ready = known.audience_for(invoice_id) if known is not None else None
     if ready is not None:
         return ready
     row = await conn.fetchrow(
@@ -97,24 +100,7 @@ async def invoice_audience(conn: asyncpg.Connection, invoice_id: str) -> dict[st
            from invoices i join customers c on c.id = i.customer_id where i.id = $1""",
         invoice_id,
     )
-    return _audience(row)
-
-
-def keep_audience(conn: asyncpg.Connection, invoice: asyncpg.Record) -> None:
-    """An invoice row read with its customer's email, name and locale (customer_*), for
-    `invoice_audience` to take for the rest of the transaction: what it reads (the
-    addresses, number, currency, total, page token, due date) no money movement changes."""
-    kept(conn)[f"audience:{invoice['id']}"] = _audience(invoice)
-
-
-def _audience(row: asyncpg.Record) -> dict[str, Any]:
-    email = row["customer_email"]
-    recipients = [email] + [e for e in row["notify_emails"] if e != email]
-    return {"to": list(dict.fromkeys(recipients)), "notify_emails": list(row["notify_emails"]),
-            "number": row["number"],
-            "currency": row["currency"], "total": row["total"],
-            "customer_name": row["customer_name"], "locale": row["customer_locale"],
-            "view_token": row["view_token"], "due_date": row["due_date"]}
+    return audience_of(row)
 
 
 async def owe_request_mail(conn: asyncpg.Connection, request: asyncpg.Record,

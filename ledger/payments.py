@@ -21,6 +21,7 @@ from core.errors import Invalid, PermanentError
 from core.tx import Books
 from ledger import money, refunds, reversals
 from ledger.checkout import session_finished
+from ledger.context import Known
 from ledger.credit import change_credit
 from ledger.facts import (
     Captured,
@@ -57,14 +58,14 @@ def _check_same_invoice(payment: asyncpg.Record | None, facts: PaymentFacts) -> 
 
 async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                   policy: Literal["credit", "refund"], *,
-                  request: str | None = None) -> str:
+                  request: str | None = None, known: Known | None = None) -> str:
     """Apply received money once; what happened, for the event's record.
 
     A manual payment's excess is always credited (there is nothing to refund
     through); a processor payment's follows the overpayment policy, its refund
     counted only once the processor confirms it (`ledger.refunds`).
     """
-    invoice = await invoice_for(conn, facts.invoice_id, facts.currency)
+    invoice = await invoice_for(conn, facts.invoice_id, facts.currency, known=known)
     # Money on an invoice that is not open (draft, void, paid) is all excess.
     left = remaining_of(invoice) if is_open(invoice) else 0
     split = money.split_capture(facts.amount, left)
@@ -104,21 +105,22 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
            where id = $1 returning *""",
         invoice["id"], split.applied)
     owes_receipt = split.applied > 0 and remaining_of(updated) > 0
-    audience = await invoice_audience(conn, invoice["id"]) if credited or owes_receipt else {}
+    audience = (await invoice_audience(conn, invoice["id"], known=known)
+                if credited or owes_receipt else {})
     if credited:
         balance = await change_credit(conn, invoice["customer_id"], facts.currency, credited,
                                       "overpayment", payment_id=facts.payment_id,
-                                      invoice_id=invoice["id"])
+                                      invoice_id=invoice["id"], known=known)
         await owe_email(conn, "credit_issued", facts.payment_id, invoice_id=invoice["id"],
                         to=audience["to"][:1], audience=audience, number=audience["number"],
                         credited=credited, balance=balance, currency=facts.currency)
     if excess_pending:
         await refunds.ask(conn, refunds.Locked(updated, payment),
                           refund_id=f"refund-excess:{facts.payment_id}", amount=excess_pending,
-                          purpose="excess", reason="overpayment")
+                          purpose="excess", reason="overpayment", known=known)
     if facts.payment_request_id:
-        await request_paid(conn, facts.invoice_id, facts.payment_request_id)
-    after = await changed(conn, invoice, updated)
+        await request_paid(conn, facts.invoice_id, facts.payment_request_id, known=known)
+    after = await changed(conn, invoice, updated, known=known)
     if owes_receipt:
         await owe_email(conn, "payment_received", facts.payment_id, invoice_id=invoice["id"],
                         to=audience["to"], audience=audience, number=audience["number"],
@@ -127,8 +129,9 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
     if not payment["first_seen"]:
         # Refunds reported before this capture arrived are taken back now. (A payment
         # seen first here has none: a refund is only ever recorded against its payment.)
-        await refunds.settle_payment(conn, invoice["id"], facts.payment_id)
-    await owe_event(conn, "payment.succeeded", invoice_id=invoice["id"], object_id=facts.payment_id)
+        await refunds.settle_payment(conn, invoice["id"], facts.payment_id, known=known)
+    await owe_event(conn, "payment.succeeded", invoice_id=invoice["id"],
+                    object_id=facts.payment_id, known=known)
     return f"captured {facts.amount}: applied {split.applied}, excess {split.excess}"
 
 
@@ -140,9 +143,10 @@ async def _learn_method(conn: asyncpg.Connection, facts: PaymentFacts) -> None:
                            facts.payment_id, facts.method)
 
 
-async def processing(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
+async def processing(conn: asyncpg.Connection, facts: PaymentFacts, *,
+                     known: Known | None = None) -> str:
     """An asynchronous payment (bank transfer, debit) started: recorded, nothing applied."""
-    await invoice_for(conn, facts.invoice_id, facts.currency)
+    await invoice_for(conn, facts.invoice_id, facts.currency, known=known)
     payment = await _lock_payment(conn, facts.payment_id)
     _check_same_invoice(payment, facts)
     if payment is not None:
@@ -155,12 +159,13 @@ async def processing(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
         facts.source, facts.method,
     )
     await owe_event(conn, "payment.processing", invoice_id=facts.invoice_id,
-                    object_id=facts.payment_id)
+                    object_id=facts.payment_id, known=known)
     return f"payment processing: {facts.amount}"
 
 
-async def failed(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
-    invoice = await invoice_for(conn, facts.invoice_id, facts.currency)
+async def failed(conn: asyncpg.Connection, facts: PaymentFacts, *,
+                 known: Known | None = None) -> str:
+    invoice = await invoice_for(conn, facts.invoice_id, facts.currency, known=known)
     payment = await _lock_payment(conn, facts.payment_id)
     _check_same_invoice(payment, facts)
     if payment is not None and payment["status"] == "succeeded":
@@ -177,40 +182,43 @@ async def failed(conn: asyncpg.Connection, facts: PaymentFacts) -> str:
     if payment is not None and payment["status"] == "processing":
         # Money the customer was told is on its way will not come (§7): they are told. A
         # card declined at Checkout was never on its way, and the customer saw it there.
-        audience = await invoice_audience(conn, invoice["id"])
+        audience = await invoice_audience(conn, invoice["id"], known=known)
         await owe_email(conn, "payment_failed", facts.payment_id, invoice_id=invoice["id"],
                         to=audience["to"][:1], audience=audience, number=audience["number"],
                         amount=payment["amount"], remaining=remaining_of(invoice),
                         method=payment["method"] or facts.method, currency=facts.currency)
     await owe_event(conn, "payment.failed", invoice_id=facts.invoice_id,
-                    object_id=facts.payment_id)
+                    object_id=facts.payment_id, known=known)
     return "payment failed"
 
 
-async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: Policy) -> Outcome:
-    """Apply what a processor's event says, in the event's transaction."""
+async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: Policy, *,
+                      known: Known | None = None) -> Outcome:
+    """Apply what a processor's event says, in the event's transaction; `known`: what the
+    event's claim read (`Event.known`)."""
     notes: list[str] = []
     ignored: list[str] = []
     for fact in facts:
         match fact:
             case Captured(payment):
-                notes.append(await capture(conn, payment, policy.overpayment))
+                notes.append(await capture(conn, payment, policy.overpayment, known=known))
             case Processing(payment):
-                notes.append(await processing(conn, payment))
+                notes.append(await processing(conn, payment, known=known))
             case PaymentFailed(payment):
-                notes.append(await failed(conn, payment))
+                notes.append(await failed(conn, payment, known=known))
             case CheckoutFinished(session_id, status, payment_id, settled):
                 await session_finished(conn, session_id, status, payment_id=payment_id,
                                        settled=settled)
             case Refunded(payment_id, invoice_id, cumulative, currency, amount, listed):
                 notes.append(await refunds.reported(conn, payment_id, invoice_id, cumulative,
                                                     currency, amount, listed,
-                                                    source=fact.source))
+                                                    source=fact.source, known=known))
             case RefundChanged(payment_id, invoice_id, currency, refund):
                 notes.append(await refunds.refund_changed(conn, payment_id, invoice_id, currency,
-                                                          refund, source=fact.source))
+                                                          refund, source=fact.source,
+                                                          known=known))
             case Reversed():
-                notes.append(await reversals.reported(conn, fact))
+                notes.append(await reversals.reported(conn, fact, known=known))
             case Ignored(reason):
                 ignored.append(reason)
     if notes or not ignored:
@@ -254,6 +262,6 @@ async def record_manual(books: Books, invoice_id: str,
             raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
         await capture(conn, PaymentFacts(data.id, invoice_id, data.amount, invoice["currency"],
                                          "manual", method=data.method, reference=data.reference),
-                      "credit")
+                      "credit", known=Known())  # its messages read the endpoints once
         row = await conn.fetchrow("select * from payments where id = $1", data.id)
         return payment_view(row), True

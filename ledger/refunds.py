@@ -37,6 +37,7 @@ from core.tx import Books
 from ledger import money
 from ledger.credit import change_credit, locked_balance
 from ledger.facts import Cumulative, RefundState
+from ledger.context import Known
 from ledger.invoices import changed
 from ledger.outbound import owe_event
 from ledger.outbox import invoice_audience, owe_email, owe_refund
@@ -50,13 +51,14 @@ class Locked:
     payment: asyncpg.Record
 
 
-async def lock(conn: asyncpg.Connection, payment_id: str) -> Locked | None:
+async def lock(conn: asyncpg.Connection, payment_id: str, *,
+               known: Known | None = None) -> Locked | None:
     """The payment and its invoice, locked in the usual order; None when unknown."""
     invoice_id = await conn.fetchval("select invoice_id from payments where id = $1",
                                      payment_id)
     if invoice_id is None:
         return None
-    invoice = await lock_invoice(conn, invoice_id)
+    invoice = await lock_invoice(conn, invoice_id, known=known)
     payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
     assert invoice is not None and payment is not None
     return Locked(invoice, payment)
@@ -67,14 +69,15 @@ async def lock(conn: asyncpg.Connection, payment_id: str) -> Locked | None:
 
 async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
               purpose: str, reason: str | None = None, credit_note_id: str | None = None,
-              request: str | None = None) -> None:
+              request: str | None = None, known: Known | None = None) -> None:
     """Ask for a refund of a (locked) payment: through the processor after the commit
     (the refund's id is its idempotency key), or at once for a manual payment."""
     if not await claim(conn, held, refund_id=refund_id, amount=amount, purpose=purpose,
                        reason=reason, credit_note_id=credit_note_id, request=request):
         # settle makes these ids itself, once per capture or credit note.
         raise PermanentError(f"refund {refund_id} was already asked for")
-    await carry_out(conn, held, refund_id=refund_id, amount=amount, purpose=purpose)
+    await carry_out(conn, held, refund_id=refund_id, amount=amount, purpose=purpose,
+                    known=known)
 
 
 async def claim(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
@@ -95,11 +98,11 @@ async def claim(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amoun
 
 
 async def carry_out(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
-                    purpose: str) -> None:
+                    purpose: str, known: Known | None = None) -> None:
     """A claimed refund happens: at once for a manual payment, else owed to the processor."""
     payment = held.payment
     if payment["source"] == "manual":
-        await settle_payment(conn, held.invoice["id"], payment["id"])
+        await settle_payment(conn, held.invoice["id"], payment["id"], known=known)
     else:
         # The refund's id is the processor's idempotency key; the outbox row's own key
         # is kept apart from the mails' and expiries' keys.
@@ -125,7 +128,8 @@ async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id
            where id = $1""",
         refund_id, processor_refund_id, money.later_status(row["status"], status), made_at,
         made_at if status in money.FAILED else None)
-    await settle_payment(conn, invoice_id, row["payment_id"])
+    # The endpoints, read once for the messages it owes.
+    await settle_payment(conn, invoice_id, row["payment_id"], known=Known())
 
 
 async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None:
@@ -141,7 +145,8 @@ async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None
     await conn.execute(
         "update refunds set status = 'failed', reason = $2, updated_at = now() where id = $1",
         refund_id, reason[:500])
-    await settle_payment(conn, invoice_id, row["payment_id"])
+    # The endpoints, read once for the messages it owes.
+    await settle_payment(conn, invoice_id, row["payment_id"], known=Known())
 
 
 async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
@@ -156,7 +161,8 @@ async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
 
 async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
                    cumulative: Cumulative, currency: str, payment_amount: int,
-                   refunds: tuple[RefundState, ...], *, source: str) -> str:
+                   refunds: tuple[RefundState, ...], *, source: str,
+                   known: Known | None = None) -> str:
     """A payment's cumulative refunded total, with the refunds it lists (a cumulative
     refund report), from processor `source`.
 
@@ -164,7 +170,7 @@ async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | 
     when neither says when): an older one, delivered late, changes nothing; a newer one
     may be lower, once a refund failed (`money.refund_totals`)."""
     held = await _payment_for_report(conn, payment_id, invoice_id, currency, payment_amount,
-                                     source)
+                                     source, known)
     await conn.execute(
         """update payments set reported_refunded = $2, reported_at = $3, updated_at = now()
            where id = $1
@@ -173,27 +179,28 @@ async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | 
         payment_id, cumulative.amount, cumulative.at)
     for refund in refunds:
         await _note(conn, held.payment, refund)
-    note = await settle_payment(conn, held.invoice["id"], payment_id)
+    note = await settle_payment(conn, held.invoice["id"], payment_id, known=known)
     return f"refunded total reported {cumulative.amount}: {note}"
 
 
 async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
-                         currency: str, refund: RefundState, *, source: str) -> str:
+                         currency: str, refund: RefundState, *, source: str,
+                         known: Known | None = None) -> str:
     """One refund's news (its status), from processor `source`."""
     held = await _payment_for_report(conn, payment_id, invoice_id, currency, refund.amount,
-                                     source)
+                                     source, known)
     await _note(conn, held.payment, refund)
-    note = await settle_payment(conn, held.invoice["id"], payment_id)
+    note = await settle_payment(conn, held.invoice["id"], payment_id, known=known)
     return f"refund {refund.id} {refund.status}: {note}"
 
 
 async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
                               invoice_id: str | None, currency: str,
-                              payment_amount: int, source: str) -> Locked:
+                              payment_amount: int, source: str, known: Known | None) -> Locked:
     """The reported payment, locked; one reported before its capture is kept as a
     placeholder for the capture to find, the reporting processor's (`source`). Unknown
     and unnamed: retried (§3)."""
-    held = await lock(conn, payment_id)
+    held = await lock(conn, payment_id, known=known)
     if held is not None:
         if held.payment["currency"] != currency:
             raise PermanentError(f"currency {currency} does not match payment {payment_id}")
@@ -201,7 +208,7 @@ async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
     if invoice_id is None:
         # The capture may be recorded a moment later; never ignored for good.
         raise RetryLater(f"unknown payment {payment_id}")
-    invoice = await invoice_for(conn, invoice_id, currency)
+    invoice = await invoice_for(conn, invoice_id, currency, known=known)
     await conn.execute(
         """insert into payments (id, invoice_id, currency, status, amount, processor, source)
            values ($1, $2, $3, 'processing', $4, $5, $5) on conflict (id) do nothing""",
@@ -248,10 +255,11 @@ async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: Refun
 # --- the books -----------------------------------------------------------------------------
 
 
-async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: str) -> str:
+async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: str, *,
+                         known: Known | None = None) -> str:
     """Bring the books in line with a payment's refunds (invoice and payment locked by
     the caller or locked here in that order). Safe to call any number of times."""
-    invoice = await lock_invoice(conn, invoice_id)
+    invoice = await lock_invoice(conn, invoice_id, known=known)
     payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
     assert invoice is not None and payment is not None
     if payment["status"] != "succeeded":
@@ -259,8 +267,8 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
     rows = await conn.fetch("select * from refunds where payment_id = $1 order by created_at, id",
                             payment_id)
     for row in rows:
-        invoice, payment = await _book(conn, invoice, payment, row)
-        await _tell_if_succeeded(conn, invoice, payment, row)
+        invoice, payment = await _book(conn, invoice, payment, row, known)
+        await _tell_if_succeeded(conn, invoice, payment, row, known)
     totals = money.refund_totals(payment["reported_refunded"], [
         money.RefundLine(r["amount"], r["status"], r["purpose"],
                          r["processor_refund_id"] is not None, made_at=r["made_at"],
@@ -272,16 +280,18 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
     await conn.execute("update payments set refunded = $2, updated_at = now() where id = $1",
                        payment_id, refunded)
     if refunded != payment["refunded"]:
-        await owe_event(conn, "payment.refunded", invoice_id=invoice_id, object_id=payment_id)
+        await owe_event(conn, "payment.refunded", invoice_id=invoice_id, object_id=payment_id,
+                        known=known)
     if totals.by_rule > taken:
-        return await _take_back(conn, invoice, payment, totals.by_rule - taken)
+        return await _take_back(conn, invoice, payment, totals.by_rule - taken, known)
     if totals.by_rule < taken:
-        return await _give_back(conn, invoice, payment, taken - totals.by_rule)
+        return await _give_back(conn, invoice, payment, taken - totals.by_rule, known)
     return f"refunded {totals.refunded}: nothing to move"
 
 
 async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyncpg.Record,
-                row: asyncpg.Record) -> tuple[asyncpg.Record, asyncpg.Record]:
+                row: asyncpg.Record,
+                known: Known | None) -> tuple[asyncpg.Record, asyncpg.Record]:
     """What a refund's purpose does once it is confirmed, or once it fails (each once)."""
     status = row["status"]
     to = "counted" if status in money.COUNTED else "failed" if status in money.FAILED else None
@@ -297,7 +307,7 @@ async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyn
                 where id = $1 returning *""",
             payment["id"], amount)
         if to == "failed":
-            await _fall_back(conn, invoice, payment, amount, credit_note_id=None)
+            await _fall_back(conn, invoice, payment, amount, credit_note_id=None, known=known)
     elif purpose == "credit_note":
         if row["booked"] == "counted":
             await conn.execute(
@@ -308,17 +318,19 @@ async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyn
             f"update credit_notes set {column} = {column} + $2 where id = $1",
             row["credit_note_id"], amount)
         if to == "failed":
-            await _fall_back(conn, invoice, payment, amount, credit_note_id=row["credit_note_id"])
+            await _fall_back(conn, invoice, payment, amount, credit_note_id=row["credit_note_id"],
+                             known=known)
     return invoice, payment
 
 
 async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyncpg.Record,
-                     amount: int, *, credit_note_id: str | None) -> None:
+                     amount: int, *, credit_note_id: str | None, known: Known | None) -> None:
     """A refund of settle's own that failed for good: the customer gets credit instead."""
     balance = await change_credit(conn, invoice["customer_id"], payment["currency"], amount,
                                   "refund_fallback", payment_id=payment["id"],
-                                  invoice_id=invoice["id"], credit_note_id=credit_note_id)
-    audience = await invoice_audience(conn, invoice["id"])
+                                  invoice_id=invoice["id"], credit_note_id=credit_note_id,
+                                  known=known)
+    audience = await invoice_audience(conn, invoice["id"], known=known)
     await owe_email(conn, "credit_issued", f"fallback:{payment['id']}:{credit_note_id or ''}",
                     invoice_id=invoice["id"], to=audience["to"][:1], number=audience["number"],
                     credited=amount, balance=balance, currency=payment["currency"],
@@ -326,7 +338,8 @@ async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment:
 
 
 async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
-                             payment: asyncpg.Record, row: asyncpg.Record) -> None:
+                             payment: asyncpg.Record, row: asyncpg.Record,
+                             known: Known | None) -> None:
     """A refund of settle's own (the merchant's, a credit note's, an overpayment's) is
     mailed once it has succeeded: never while it is only pending, which may still fail
     (the books move earlier, when the processor accepts it). Once per refund."""
@@ -334,14 +347,14 @@ async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
             or row["mailed_at"] is not None:
         return
     await conn.execute("update refunds set mailed_at = now() where id = $1", row["id"])
-    audience = await invoice_audience(conn, invoice["id"])
+    audience = await invoice_audience(conn, invoice["id"], known=known)
     await owe_email(conn, "refund_issued", row["id"], invoice_id=invoice["id"],
                     to=audience["to"], number=audience["number"], amount=row["amount"],
                     currency=payment["currency"])
 
 
 async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
-                     payment: asyncpg.Record, increase: int) -> str:
+                     payment: asyncpg.Record, increase: int, known: Known | None) -> str:
     balance = await locked_balance(conn, invoice["customer_id"], payment["currency"])
     # What reversals took is not there to take again.
     split = money.split_refund(
@@ -357,11 +370,12 @@ async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
         payment["id"], split.from_credit, split.from_paid, split.unrecovered)
     if split.from_credit:
         await change_credit(conn, invoice["customer_id"], payment["currency"], -split.from_credit,
-                            "taken_back", payment_id=payment["id"], invoice_id=invoice["id"])
+                            "taken_back", payment_id=payment["id"], invoice_id=invoice["id"],
+                            known=known)
     if split.from_paid:
         await conn.execute("update invoices set amount_paid = amount_paid - $2 where id = $1",
                            invoice["id"], split.from_paid)
-        await changed(conn, invoice)
+        await changed(conn, invoice, known=known)
     note = (f"refund +{increase}: {split.from_credit} from credit, {split.from_paid} from the "
             f"invoice")
     if split.unrecovered:
@@ -370,7 +384,7 @@ async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
 
 
 async def _give_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
-                     payment: asyncpg.Record, amount: int) -> str:
+                     payment: asyncpg.Record, amount: int, known: Known | None) -> str:
     """A refund taken back under the rule did not happen: undo what it took."""
     back = money.split_give_back(
         amount, unrecovered=payment["refund_unrecovered"], from_paid=payment["refund_from_paid"],
@@ -385,11 +399,11 @@ async def _give_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
     if back.to_invoice:
         await conn.execute("update invoices set amount_paid = amount_paid + $2 where id = $1",
                            invoice["id"], back.to_invoice)
-        await changed(conn, invoice)
+        await changed(conn, invoice, known=known)
     if back.overflow + back.to_credit:
         await change_credit(conn, invoice["customer_id"], payment["currency"],
                             back.overflow + back.to_credit, "refund_fallback",
-                            payment_id=payment["id"], invoice_id=invoice["id"])
+                            payment_id=payment["id"], invoice_id=invoice["id"], known=known)
     return (f"refund -{amount} did not happen: {back.to_invoice} back to the invoice, "
             f"{back.overflow + back.to_credit} to credit")
 
@@ -466,7 +480,8 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
         if data.amount > left:
             raise Invalid("amount_exceeds_refundable",
                           f"{left} of this payment may still be refunded")
-        await carry_out(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant")
+        await carry_out(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant",
+                        known=Known())  # the endpoints read once for the messages it owes
         row = await conn.fetchrow("select * from refunds where id = $1", data.id)
         return refund_view(row), True
 

@@ -18,6 +18,7 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
+from ledger.context import Known
 from ledger.outbound import owe_event
 from ledger.outbox import owe_expiry, owe_request_mail
 from ledger.status import is_open, locked, remaining_of, status_of
@@ -43,7 +44,8 @@ def new_request_id() -> str:
     return f"pr_{secrets.token_hex(12)}"
 
 
-async def end_active_requests(conn: asyncpg.Connection, invoice_id: str, status: str) -> None:
+async def end_active_requests(conn: asyncpg.Connection, invoice_id: str, status: str, *,
+                              known: Known | None = None) -> None:
     """Supersede (invoice paid) or cancel (invoice voided) the active request, at once,
     and owe the expiry of every open checkout session of the invoice."""
     ended = await conn.fetch(
@@ -54,7 +56,7 @@ async def end_active_requests(conn: asyncpg.Connection, invoice_id: str, status:
     await owe_expiry(conn, invoice_id)
     for row in ended:
         await owe_event(conn, f"payment_request.{status}", invoice_id=invoice_id,
-                        object_id=row["id"])
+                        object_id=row["id"], known=known)
 
 
 async def create_request(books: Books, invoice_id: str, data: RequestInput,
@@ -63,6 +65,7 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
         async with books.transaction() as conn:
             # The invoice lock serialises creations; the partial unique index is the backstop.
             invoice = await locked(conn, invoice_id)
+            known = Known()  # the endpoints, read once for the messages it owes
             if not processor.configured:
                 # Nothing is created or mailed: the link could not take the payment.
                 raise Conflict("processor_not_configured",
@@ -85,7 +88,7 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
                 if not data.replace:
                     raise Conflict("active_request_exists",
                                    f"request {active} is active; cancel it or use replace")
-                await _end(conn, active, invoice_id, "cancelled")
+                await _end(conn, active, invoice_id, "cancelled", known)
             row = await conn.fetchrow(
                 """insert into payment_requests (id, invoice_id, amount, currency, token,
                                                  recipients, note)
@@ -96,7 +99,7 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
             await owe_request_mail(conn, row, "payment_request", f"{row['id']}:0",
                                    pay_url(books.public_url, row["token"]))
             await owe_event(conn, "payment_request.created", invoice_id=invoice_id,
-                            object_id=row["id"])
+                            object_id=row["id"], known=known)
             return request_view(row, books.public_url)
     except asyncpg.UniqueViolationError:
         raise Conflict("active_request_exists", "another request became active first") from None
@@ -121,7 +124,8 @@ async def _locked_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.
     return row
 
 
-async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, status: str) -> None:
+async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, status: str,
+               known: Known | None = None) -> None:
     await conn.execute(
         """update payment_requests set status = $2, ended_at = now(), updated_at = now()
            where id = $1""",
@@ -129,10 +133,11 @@ async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, statu
     )
     await owe_expiry(conn, invoice_id, request_id=request_id)
     await owe_event(conn, f"payment_request.{status}", invoice_id=invoice_id,
-                    object_id=request_id)
+                    object_id=request_id, known=known)
 
 
-async def request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: str) -> None:
+async def request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: str, *,
+                       known: Known | None = None) -> None:
     """The link a payment came through is paid, if it was still active.
 
     A capture through a link cancelled or superseded meanwhile changes no
@@ -146,7 +151,7 @@ async def request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: st
     if paid:
         await owe_expiry(conn, invoice_id, request_id=request_id)
         await owe_event(conn, "payment_request.paid", invoice_id=invoice_id,
-                        object_id=request_id)
+                        object_id=request_id, known=known)
 
 
 async def cancel_request(books: Books, request_id: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import asyncpg
 
 from core.errors import PermanentError, RetryLater
 from ledger import money
+from ledger.context import Known
 from ledger.credit import change_credit, locked_balance
 from ledger.facts import Reversed
 from ledger.invoices import changed
@@ -31,9 +32,10 @@ from ledger.refunds import Locked, lock
 from ledger.status import remaining_of
 
 
-async def reported(conn: asyncpg.Connection, fact: Reversed) -> str:
+async def reported(conn: asyncpg.Connection, fact: Reversed, *,
+                   known: Known | None = None) -> str:
     """What the processor says of one reversal of a payment."""
-    held = await lock(conn, fact.payment_id)
+    held = await lock(conn, fact.payment_id, known=known)
     if held is None:
         # The capture may be recorded a moment later; never ignored for good (§3).
         raise RetryLater(f"unknown payment {fact.payment_id}")
@@ -55,13 +57,14 @@ async def reported(conn: asyncpg.Connection, fact: Reversed) -> str:
         raise PermanentError(f"reversal {fact.reversal_id} is of payment {row['payment_id']}, "
                              f"not {fact.payment_id}")
     if row["booked"] == "no" and row["taken"] and not row["given_back"]:
-        return await _take(conn, held, row)
+        return await _take(conn, held, row, known)
     if row["booked"] == "reversed" and row["given_back"]:
-        return await _give(conn, held, row)
+        return await _give(conn, held, row, known)
     return f"reversal {fact.reversal_id}: nothing to move"
 
 
-async def _take(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record) -> str:
+async def _take(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record,
+                known: Known | None) -> str:
     invoice, payment = held.invoice, held.payment
     balance = await locked_balance(conn, invoice["customer_id"], payment["currency"])
     split = money.split_refund(
@@ -85,24 +88,26 @@ async def _take(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record) -> 
     if split.from_credit:
         await change_credit(conn, invoice["customer_id"], payment["currency"],
                             -split.from_credit, "taken_back", payment_id=payment["id"],
-                            invoice_id=invoice["id"])
+                            invoice_id=invoice["id"], known=known)
     if split.from_paid:
         await conn.execute("update invoices set amount_paid = amount_paid - $2 where id = $1",
                            invoice["id"], split.from_paid)
-    await changed(conn, invoice)
-    audience = await invoice_audience(conn, invoice["id"])
+    await changed(conn, invoice, known=known)
+    audience = await invoice_audience(conn, invoice["id"], known=known)
     merchant = audience["notify_emails"]
     if merchant:
         await owe_email(conn, "payment_reversed", row["id"], invoice_id=invoice["id"],
                         to=merchant, audience=audience, number=audience["number"],
                         amount=row["amount"], payment_id=payment["id"],
                         currency=payment["currency"])
-    await owe_event(conn, "payment.reversed", invoice_id=invoice["id"], object_id=payment["id"])
+    await owe_event(conn, "payment.reversed", invoice_id=invoice["id"], object_id=payment["id"],
+                    known=known)
     return (f"reversal {row['id']} -{row['amount']}: {split.from_credit} from credit, "
             f"{split.from_paid} from the invoice, {split.unrecovered} unrecovered")
 
 
-async def _give(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record) -> str:
+async def _give(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record,
+                known: Known | None) -> str:
     invoice, payment = held.invoice, held.payment
     # Money given back to a void invoice is the customer's credit, not the invoice's.
     room = remaining_of(invoice) if invoice["voided_at"] is None else 0
@@ -127,12 +132,13 @@ async def _give(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record) -> 
         # that failed): there is no other kind for it in the ledger's list (§5).
         balance = await change_credit(conn, invoice["customer_id"], payment["currency"],
                                       credited, "refund_fallback", payment_id=payment["id"],
-                                      invoice_id=invoice["id"])
-        audience = await invoice_audience(conn, invoice["id"])
+                                      invoice_id=invoice["id"], known=known)
+        audience = await invoice_audience(conn, invoice["id"], known=known)
         await owe_email(conn, "credit_issued", f"reversal:{row['id']}", invoice_id=invoice["id"],
                         to=audience["to"][:1], audience=audience, number=audience["number"],
                         credited=credited, balance=balance, currency=payment["currency"])
-    await changed(conn, invoice)
-    await owe_event(conn, "payment.succeeded", invoice_id=invoice["id"], object_id=payment["id"])
+    await changed(conn, invoice, known=known)
+    await owe_event(conn, "payment.succeeded", invoice_id=invoice["id"], object_id=payment["id"],
+                    known=known)
     return (f"reversal {row['id']} undone: {back.to_invoice} back to the invoice, "
             f"{credited} to credit")

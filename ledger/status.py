@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 
 from core.errors import NotFound, PermanentError, RetryLater
-from core.tx import kept
 from ledger import money
+from ledger.context import Known
 
 
 def today() -> date:
@@ -39,15 +39,11 @@ def is_open(row: asyncpg.Record | dict[str, Any]) -> bool:
     return status_of(row) in money.OPEN_STATUSES
 
 
-def keep_locked_invoice(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
-    """An invoice row the caller has just locked in this transaction, for the next
-    `lock_invoice` of it to take instead of asking again (once: later calls read afresh,
-    since the row may have changed meanwhile)."""
-    kept(conn)[f"locked_invoice:{row['id']}"] = row
-
-
-async def lock_invoice(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record | None:
-    ready: asyncpg.Record | None = kept(conn).pop(f"locked_invoice:{invoice_id}", None)
+async def lock_invoice(conn: asyncpg.Connection, invoice_id: str, *,
+                       known: Known | None = None) -> asyncpg.Record | None:
+    """The invoice row, locked; the one `known` holds (locked by the caller in this
+    transaction) is taken instead of asking again, once."""
+    ready = known.take_invoice(invoice_id) if known is not None else None
     if ready is not None:
         return ready
     return await conn.fetchrow("select * from invoices where id = $1 for update", invoice_id)
@@ -60,10 +56,11 @@ async def locked(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record:
     return row
 
 
-async def invoice_for(conn: asyncpg.Connection, invoice_id: str, currency: str) -> asyncpg.Record:
+async def invoice_for(conn: asyncpg.Connection, invoice_id: str, currency: str, *,
+                      known: Known | None = None) -> asyncpg.Record:
     """The invoice a payment names, locked; retried while unknown (the application may
     create it a moment later); never applied in another currency."""
-    invoice = await lock_invoice(conn, invoice_id)
+    invoice = await lock_invoice(conn, invoice_id, known=known)
     if invoice is None:
         raise RetryLater(f"unknown invoice {invoice_id}")
     if invoice["currency"] != currency:

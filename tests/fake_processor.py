@@ -260,7 +260,8 @@ def interpret(event_type: str, payload: dict[str, Any],
 
 
 async def _handle(conn: asyncpg.Connection, event: Event, policy: Policy) -> Outcome:
-    return await apply_facts(conn, interpret(event.type, event.payload, event.resource), policy)
+    return await apply_facts(conn, interpret(event.type, event.payload, event.resource), policy,
+                             known=event.known)
 
 
 HANDLERS: Handlers = {

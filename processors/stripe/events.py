@@ -285,7 +285,8 @@ def interpret(event_type: str, payload: Any) -> list[Fact]:
 def _handler(event_type: str) -> Callable[[asyncpg.Connection, Event, Policy],
                                           Any]:
     async def handle(conn: asyncpg.Connection, event: Event, policy: Policy) -> Outcome:
-        return await apply_facts(conn, interpret(event_type, event.payload), policy)
+        return await apply_facts(conn, interpret(event_type, event.payload), policy,
+                                 known=event.known)
 
     return handle
 
