@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/settle"
@@ -28,6 +28,21 @@ MERCHANT_DETAIL_LINES = 8
 
 class SettingsError(Exception):
     """A setting is malformed; the message starts with the variable's name."""
+
+
+class ProcessorSettings(Protocol):
+    """A processor's own settings, read by its package's `from_env` (the wiring calls
+    each registered processor's and puts the result in `Settings.processors`)."""
+
+    @property
+    def configured(self) -> bool:
+        """Whether settle may call the processor (take payments, refund)."""
+        ...
+
+    @property
+    def configured_by(self) -> str:
+        """The variable(s) that configure it, for a person to read (an error names them)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +63,9 @@ class Settings:
     host: str = "0.0.0.0"
     public_url: str = "http://localhost:8080"
     api_tokens: tuple[str, ...] = ()
-    stripe_api_key: str | None = None
-    stripe_api_base: str | None = None
-    stripe_webhook_secrets: tuple[str, ...] = ()
+    # Each registered processor's own settings by name (its package reads them from the
+    # environment: `worker.services.with_processors`); none here, so none is configured.
+    processors: Mapping[str, ProcessorSettings] = field(default_factory=dict)
     webhook_tolerance_seconds: int = 300
     webhook_max_bytes: int = 1_048_576
     smtp_host: str = "localhost"
@@ -118,24 +133,20 @@ class Settings:
             raise SettingsError("REDIS_SENTINELS must list the sentinels (host:port,...) when "
                                 "REDIS_SENTINEL_MASTER is set")
         return cls(
-            database_url=_url(get("DATABASE_URL") or DEFAULT_DATABASE_URL, "DATABASE_URL",
+            database_url=checked_url(get("DATABASE_URL") or DEFAULT_DATABASE_URL, "DATABASE_URL",
                               ("postgres", "postgresql")),
             database_statement_cache_size=_int(env, "DATABASE_STATEMENT_CACHE_SIZE", 100, low=0,
                                                high=100_000),
-            redis_url=_url(get("REDIS_URL") or DEFAULT_REDIS_URL, "REDIS_URL",
+            redis_url=checked_url(get("REDIS_URL") or DEFAULT_REDIS_URL, "REDIS_URL",
                            ("redis", "rediss", "unix")),
             redis_sentinels=sentinels,
             redis_sentinel_master=sentinel_master,
             queue_name=get("QUEUE_NAME") or "settle",
             port=port,
             host=_host(get("HOST") or "0.0.0.0"),
-            public_url=_url(get("PUBLIC_URL") or f"http://localhost:{port}", "PUBLIC_URL",
+            public_url=checked_url(get("PUBLIC_URL") or f"http://localhost:{port}", "PUBLIC_URL",
                             ("http", "https")).rstrip("/"),
-            api_tokens=_list(get("API_TOKENS")),
-            stripe_api_key=get("STRIPE_API_KEY"),
-            stripe_api_base=_url(get("STRIPE_API_BASE"), "STRIPE_API_BASE", ("http", "https"))
-            if get("STRIPE_API_BASE") else None,
-            stripe_webhook_secrets=_list(get("STRIPE_WEBHOOK_SECRETS")),
+            api_tokens=comma_list(get("API_TOKENS")),
             webhook_tolerance_seconds=_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300, low=1),
             webhook_max_bytes=_int(env, "WEBHOOK_MAX_BYTES", 1_048_576, low=1),
             smtp_host=get("SMTP_HOST") or "localhost",
@@ -168,9 +179,11 @@ class Settings:
 
 def check_worker(settings: Settings) -> None:
     """What a worker needs beyond well-formed values (raises SettingsError)."""
-    if settings.overpayment_policy == "refund" and not settings.stripe_api_key:
-        raise SettingsError("OVERPAYMENT_POLICY=refund needs STRIPE_API_KEY: overpayments "
-                            "are refunded through the processor")
+    own = settings.processors.values()
+    if settings.overpayment_policy == "refund" and not any(p.configured for p in own):
+        needs = " or ".join(p.configured_by for p in own) or "a registered processor"
+        raise SettingsError(f"OVERPAYMENT_POLICY=refund needs a configured processor ({needs}): "
+                            "overpayments are refunded through the processor")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int,
@@ -209,7 +222,8 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     return raw in ("true", "1", "yes")
 
 
-def _url(raw: str | None, name: str, schemes: tuple[str, ...]) -> str:
+def checked_url(raw: str | None, name: str, schemes: tuple[str, ...]) -> str:
+    """`raw` when it is a URL of one of `schemes` (for processors' settings too)."""
     assert raw is not None
     parts = urlsplit(raw)
     if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix"):
@@ -218,14 +232,15 @@ def _url(raw: str | None, name: str, schemes: tuple[str, ...]) -> str:
     return raw
 
 
-def _list(raw: str | None) -> tuple[str, ...]:
+def comma_list(raw: str | None) -> tuple[str, ...]:
+    """`a, b,,c` as ('a', 'b', 'c') (for processors' settings too)."""
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
 
 def _sentinels(raw: str | None) -> tuple[tuple[str, int], ...]:
     """`host:port,host:port` (an IPv6 host in brackets: `[::1]:26379`)."""
     found = []
-    for item in _list(raw):
+    for item in comma_list(raw):
         host, _, port = item.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         if not host or not _PORT.fullmatch(port) or not 0 < int(port) < 65536 \

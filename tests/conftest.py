@@ -30,6 +30,7 @@ from core.services import WorkerContext
 from core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, Settings
 from ledger.inbox import Handlers, Registration
 from processors.stripe.events import HANDLERS
+from processors.stripe.settings import StripeSettings, stripe_settings
 from sandbox.events import SECRET
 from worker.app import create_app
 from worker.migrate import migrate
@@ -129,7 +130,7 @@ def settings(request: pytest.FixtureRequest, database_url: str, redis_url: str,
         redis_url=redis_url,
         queue_name=f"settle-test-{uuid.uuid4().hex[:8]}",
         api_tokens=("test-token",),
-        stripe_webhook_secrets=(SECRET,),
+        processors={"stripe": StripeSettings(webhook_secrets=(SECRET,))},
         inbox_sweep_seconds=1,
         inbox_sweep_after_seconds=0,
         job_timeout_seconds=5,
@@ -227,7 +228,7 @@ async def paying(request: pytest.FixtureRequest, aiohttp_client: Any, settings: 
     marks its own)."""
     from tests.service import Service
 
-    configured = replace(settings, stripe_api_key=standin.api_key, stripe_api_base=standin.base,
+    configured = replace(with_stripe(settings, api_key=standin.api_key, api_base=standin.base),
                          public_url="http://settle.test",
                          retry_base_seconds=retry_base(request, FAST_RETRIES))
     service = Service(await aiohttp_client(create_app(configured)), configured, db)
@@ -289,7 +290,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "QUEUE_NAME": settings.queue_name,
-        "STRIPE_WEBHOOK_SECRETS": ",".join(settings.stripe_webhook_secrets),
+        "STRIPE_WEBHOOK_SECRETS": ",".join(stripe_settings(settings).webhook_secrets),
         "API_TOKENS": ",".join(settings.api_tokens),
         "INBOX_SWEEP_SECONDS": str(settings.inbox_sweep_seconds),
         "INBOX_SWEEP_AFTER_SECONDS": str(settings.inbox_sweep_after_seconds),
@@ -302,8 +303,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "OVERPAYMENT_POLICY": settings.overpayment_policy,
         "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
     })
-    for name, value in (("STRIPE_API_KEY", settings.stripe_api_key),
-                        ("STRIPE_API_BASE", settings.stripe_api_base)):
+    for name, value in (("STRIPE_API_KEY", stripe_settings(settings).api_key),
+                        ("STRIPE_API_BASE", stripe_settings(settings).api_base)):
         if value:
             env[name] = value
     env.update(extra)
@@ -312,3 +313,9 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def replace(settings: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(settings, **changes)
+
+
+def with_stripe(settings: Settings, **changes: Any) -> Settings:
+    """`settings` with Stripe's own changed (api_key=, api_base=, webhook_secrets=)."""
+    own = dataclasses.replace(stripe_settings(settings), **changes)
+    return dataclasses.replace(settings, processors={**settings.processors, "stripe": own})

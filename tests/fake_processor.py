@@ -97,6 +97,17 @@ def _in_transaction(pool: asyncpg.Pool) -> bool:
                for holder in pool._holders)
 
 
+class FakeSettings:
+    """The fake's own settings: it reads no variable and is always configured."""
+
+    configured = True
+    configured_by = "nothing (the fake is always configured)"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> FakeSettings:
+        return cls()
+
+
 class FakeProcessor:
     """The whole `core.processor.Processor`, over a `FakeStore`."""
 
@@ -275,8 +286,9 @@ HANDLERS: Handlers = {
 def registry(store: FakeStore) -> dict[str, Any]:
     """PROCESSORS with the fake registered beside Stripe."""
     from worker.services import PROCESSORS
+    from worker.services import Registration as Registered
 
     def make(settings: Settings, timeout: float) -> FakeProcessor:
         return FakeProcessor(store)
 
-    return {**PROCESSORS, NAME: (make, HANDLERS)}
+    return {**PROCESSORS, NAME: Registered(FakeSettings.from_env, make, HANDLERS)}

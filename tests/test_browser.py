@@ -36,7 +36,7 @@ from core.settings import Settings
 from sandbox.events import SECRET
 from sandbox.stripe import StripeStandIn
 from tests.conftest import (
-    ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers)
+    ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers, with_stripe)
 from tests.service import Service
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -331,7 +331,7 @@ async def live(settings: Settings, db: asyncpg.Pool,
     # settle must know its own address (the checkout's success_url), so pick it first.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    configured = replace(settings, stripe_api_key=standin.api_key, stripe_api_base=standin.base,
+    configured = replace(with_stripe(settings, api_key=standin.api_key, api_base=standin.base),
                          public_url=base, merchant_name="Northwind Studio")
     environment = process_env(configured, PORT=str(port), MERCHANT_NAME="Northwind Studio")
     standin.webhook_url = f"{base}/webhooks/stripe"

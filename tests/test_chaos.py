@@ -37,7 +37,7 @@ from standardwebhooks import Webhook
 from sandbox.events import charge_refunded, event, signed
 from sandbox.stripe import StripeStandIn
 from tests.conftest import (
-    ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers)
+    ROOT, SETTLE, free_port, process_env, replace, wait_for, wait_until_answers, with_stripe)
 from tests.mailserver import MailServer
 from tests.test_webhook_intake import refuse_connections
 from core.settings import Settings
@@ -274,7 +274,7 @@ async def test_chaos_books_equal_the_ground_truth(settings: Settings, db: asyncp
     sandbox = standin
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    settings = replace(settings, stripe_api_key=sandbox.api_key, stripe_api_base=sandbox.base,
+    settings = replace(with_stripe(settings, api_key=sandbox.api_key, api_base=sandbox.base),
                        public_url=base)
     spawn = spawner(settings, port)
     processes = {"web": spawn("web"), "worker-1": spawn("worker"), "worker-2": spawn("worker")}

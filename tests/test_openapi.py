@@ -29,7 +29,7 @@ from core.settings import Settings
 from handlers.messages import MESSAGES, event_types
 from handlers.models import EventType
 from ledger.outbound import EVENT_TYPES, PING
-from tests.conftest import ROOT, SETTLE, free_port, process_env
+from tests.conftest import ROOT, SETTLE, free_port, process_env, with_stripe
 from tests.service import AUTH, TOKEN
 
 BIN = Path(sys.executable).parent
@@ -165,11 +165,12 @@ def test_settle_sends_the_contracts_types_and_names_none_of_its_own() -> None:
 def live(database_url: str, redis_url: str, smtp_server: Any) -> Iterator[str]:
     """`settle web` on a free port, a processor configured (so payment requests can be
     made); nothing answers at the processor's address, so a call to it would show."""
-    settings = Settings(database_url=database_url, redis_url=redis_url,
-                        queue_name=f"settle-openapi-{uuid.uuid4().hex[:8]}",
-                        api_tokens=(TOKEN,), smtp_host="127.0.0.1", smtp_port=smtp_server[1],
-                        stripe_api_key="sk_test_unreachable",
-                        stripe_api_base=f"http://127.0.0.1:{free_port()}")
+    settings = with_stripe(Settings(database_url=database_url, redis_url=redis_url,
+                                    queue_name=f"settle-openapi-{uuid.uuid4().hex[:8]}",
+                                    api_tokens=(TOKEN,), smtp_host="127.0.0.1",
+                                    smtp_port=smtp_server[1]),
+                           api_key="sk_test_unreachable",
+                           api_base=f"http://127.0.0.1:{free_port()}")
     port = free_port()
     web = subprocess.Popen([SETTLE, "web"], env=process_env(settings, PORT=str(port)),
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

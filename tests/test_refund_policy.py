@@ -14,7 +14,7 @@ from core.processor import RefundMade
 from core.services import Services
 from jobs.effects import KINDS
 
-from tests.conftest import FAST_RETRIES, replace
+from tests.conftest import FAST_RETRIES, replace, with_stripe
 from tests.service import Service
 from sandbox.events import charge_refunded, session_completed
 from sandbox.stripe import StripeStandIn
@@ -28,8 +28,8 @@ REFUND_ROW = "select {} from outbox where kind = 'refund'"
 @pytest.fixture
 async def refunding(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool,
                     standin: StripeStandIn) -> Service:
-    policy = replace(settings, overpayment_policy="refund", stripe_api_key=standin.api_key,
-                     stripe_api_base=standin.base, retry_base_seconds=FAST_RETRIES)
+    policy = replace(with_stripe(settings, api_key=standin.api_key, api_base=standin.base),
+                     overpayment_policy="refund", retry_base_seconds=FAST_RETRIES)
     service = Service(await aiohttp_client(create_app(policy)), policy, db)
     await service.customer()
     return service
@@ -292,8 +292,8 @@ def test_a_worker_with_policy_refund_and_no_api_key_stops_at_start(settings: Set
                           text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "settle: OVERPAYMENT_POLICY=refund needs STRIPE_API_KEY: overpayments are refunded "
-        "through the processor"]
+        "settle: OVERPAYMENT_POLICY=refund needs a configured processor (STRIPE_API_KEY): "
+        "overpayments are refunded through the processor"]
 
 
 class Forgetful:

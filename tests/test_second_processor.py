@@ -23,7 +23,7 @@ from core.settings import Settings
 from handlers.keys import SERVICES
 from jobs.events import process_event
 from sandbox.events import session_completed, signed
-from tests.conftest import FAST_RETRIES, replace
+from tests.conftest import FAST_RETRIES, replace, with_stripe
 from tests.fake_processor import FakeStore, batch, notice, registry, sign
 from tests.service import Service
 from tests.test_operations import reconcile
@@ -41,7 +41,7 @@ def store() -> FakeStore:
 async def both(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool, standin: Any,
                store: FakeStore) -> Service:
     """The service with Stripe (the stand-in, the default for checkouts) and the fake."""
-    configured = replace(settings, stripe_api_key=standin.api_key, stripe_api_base=standin.base,
+    configured = replace(with_stripe(settings, api_key=standin.api_key, api_base=standin.base),
                          public_url="http://settle.test", retry_base_seconds=FAST_RETRIES)
     client: TestClient[Any, Any] = await aiohttp_client(create_app(configured, registry(store)))
     service = FakeService(client, configured, db)

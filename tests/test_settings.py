@@ -6,17 +6,27 @@ import subprocess
 
 import pytest
 
+from collections.abc import Mapping
+
 from tests.conftest import ROOT, SETTLE
 from core.settings import Settings, SettingsError
+from processors.stripe.settings import StripeSettings, stripe_settings
+from worker.services import with_processors
+
+
+def read(env: Mapping[str, str]) -> Settings:
+    """Settings as a process reads them: settle's own and each processor's."""
+    return with_processors(Settings.from_env(env), env)
 
 
 def test_defaults_match_the_contract() -> None:
-    s = Settings.from_env({})
+    s = read({})
     assert s.database_url == "postgresql://postgres@127.0.0.1:5432/settle"
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert (s.queue_name, s.port, s.public_url) == ("settle", 8080, "http://localhost:8080")
-    assert s.api_tokens == () and s.stripe_webhook_secrets == ()
-    assert s.stripe_api_key is None and s.stripe_api_base is None
+    assert s.api_tokens == ()
+    assert stripe_settings(s) == StripeSettings(api_key=None, api_base=None, webhook_secrets=())
+    assert not stripe_settings(s).configured
     assert (s.webhook_tolerance_seconds, s.webhook_max_bytes) == (300, 1048576)
     assert (s.smtp_host, s.smtp_port, s.smtp_tls, s.mail_from) == (
         "localhost", 1025, "none", "billing@localhost")
@@ -28,14 +38,15 @@ def test_defaults_match_the_contract() -> None:
 
 
 def test_values_are_read() -> None:
-    s = Settings.from_env({
+    s = read({
         "PORT": "9000", "API_TOKENS": " a, b ,,", "STRIPE_WEBHOOK_SECRETS": "whsec_1,whsec_2",
         "REMINDER_SCHEDULE": "30s,2m,1h,1d", "SMTP_TLS": "starttls", "OVERPAYMENT_POLICY": "refund",
         "STRIPE_API_BASE": "http://127.0.0.1:12111", "QUEUE_NAME": "eu",
     })
     assert s.port == 9000 and s.public_url == "http://localhost:9000"
     assert s.api_tokens == ("a", "b")
-    assert s.stripe_webhook_secrets == ("whsec_1", "whsec_2")
+    assert stripe_settings(s).webhook_secrets == ("whsec_1", "whsec_2")
+    assert stripe_settings(s).api_base == "http://127.0.0.1:12111"
     assert s.reminder_schedule == (30, 120, 3600, 86400)
     assert (s.smtp_tls, s.overpayment_policy, s.queue_name) == ("starttls", "refund", "eu")
 
@@ -75,7 +86,7 @@ def test_values_are_read() -> None:
 ])
 def test_malformed_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as error:
-        Settings.from_env({name: value})
+        read({name: value})
     assert str(error.value).startswith(name)
     assert "\n" not in str(error.value)
 
@@ -126,6 +137,22 @@ def test_process_stops_at_start_with_one_line(command: str) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "settle: SMTP_TLS='maybe' must be one of none, starttls, tls"]
+
+
+@pytest.mark.parametrize("command", ["web", "worker", "migrate", "events"])
+def test_a_bad_processor_setting_stops_a_process_at_start(command: str) -> None:
+    """A processor's own settings are read where settle's are, before anything runs."""
+    done = subprocess.run([SETTLE, command], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30, env={"STRIPE_API_BASE": "ftp://stripe"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "settle: STRIPE_API_BASE is not a http/https:// URL"]
+
+
+def test_core_settings_hold_no_processor() -> None:
+    """`Settings.from_env` reads only settle's own variables; each processor reads its."""
+    assert Settings.from_env({"STRIPE_API_KEY": "sk_test_1"}).processors == {}
+    assert stripe_settings(read({"STRIPE_API_KEY": "sk_test_1"})).configured
 
 
 def test_outbound_webhook_settings() -> None:

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import replace
+from tests.conftest import with_stripe
 from sandbox.events import SECRET, event, signed, stripe_object
 from worker.app import create_app
 from core.settings import Settings
@@ -108,7 +108,7 @@ async def test_any_of_several_v1_values_may_match(client: TestClient, db: asyncp
 
 async def test_rotation_accepts_either_secret(aiohttp_client: object, settings: Settings,
                                               db: asyncpg.Pool) -> None:
-    rotating = replace(settings, stripe_webhook_secrets=("whsec_old", "whsec_new"))
+    rotating = with_stripe(settings, webhook_secrets=("whsec_old", "whsec_new"))
     client = await aiohttp_client(create_app(rotating))  # type: ignore[operator]
     t = int(time.time())
     for secret in ("whsec_old", "whsec_new"):
@@ -121,7 +121,7 @@ async def test_rotation_accepts_either_secret(aiohttp_client: object, settings: 
 
 async def test_without_secrets_nothing_is_accepted(aiohttp_client: object, settings: Settings,
                                                    db: asyncpg.Pool) -> None:
-    client = await aiohttp_client(create_app(replace(settings, stripe_webhook_secrets=())))  # type: ignore[operator]
+    client = await aiohttp_client(create_app(with_stripe(settings, webhook_secrets=())))  # type: ignore[operator]
     raw, t = body(), int(time.time())
     for secret in (SECRET, ""):
         assert await post(client, raw, f"t={t},v1={v1(raw, secret, t)}") == 400

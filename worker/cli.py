@@ -16,8 +16,11 @@ from core.settings import Settings, SettingsError
 
 
 def load_settings() -> Settings:
+    """Every process's settings: settle's own and each registered processor's."""
+    from worker.services import with_processors
+
     try:
-        return Settings.from_env(os.environ)
+        return with_processors(Settings.from_env(os.environ), os.environ)
     except SettingsError as bad:
         print(f"settle: {bad}", file=sys.stderr)
         sys.exit(2)

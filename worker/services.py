@@ -1,15 +1,18 @@
 """Building what the edges are handed: the processor registration and `Services`.
 
-Each processor is an entry in PROCESSORS (its `make` and the handlers of its
-events), and every entry is live: its webhook route `/webhooks/<name>` with its
-own intake (`worker.app`), its handlers in the event job, and the rows made
-through it (payments, sessions, refunds) dispatched back to it. DEFAULT names
+Each processor is an entry in PROCESSORS (how it reads its own settings from the
+environment, its `make` and the handlers of its events), and every entry is live:
+its webhook route `/webhooks/<name>` with its own intake (`worker.app`), its
+handlers in the event job, and the rows made through it (payments, sessions,
+refunds) dispatched back to it. DEFAULT names
 the one new checkouts go through.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import NamedTuple
 
 import asyncpg
 from arq import ArqRedis
@@ -18,37 +21,58 @@ from core.limits import CheckoutLimit
 from core.processor import Processor
 from core.queue import queue_client
 from core.services import Services, network_timeout
-from core.settings import Settings
+from core.settings import ProcessorSettings, Settings
 from ledger.inbox import Handlers
 from notify.smtp import SmtpMailer
 from processors.stripe import client as stripe_client
 from processors.stripe import events as stripe_events
+from processors.stripe.settings import StripeSettings
 
-# A processor as registered: how to make it from the settings (with its network
-# timeout), and the handlers of its notices.
-Registration = tuple[Callable[[Settings, float], Processor], Handlers]
+
+class Registration(NamedTuple):
+    """A processor as registered."""
+
+    # Its own settings from the environment (raises SettingsError naming the variable).
+    from_env: Callable[[Mapping[str, str]], ProcessorSettings]
+    # The processor, from the settings (its own among `settings.processors`) and its
+    # network timeout.
+    make: Callable[[Settings, float], Processor]
+    # The handlers of its notices.
+    handlers: Handlers
+
+
 Registry = Mapping[str, Registration]
 
 PROCESSORS: dict[str, Registration] = {
-    "stripe": (stripe_client.make, stripe_events.HANDLERS),
+    "stripe": Registration(StripeSettings.from_env, stripe_client.make, stripe_events.HANDLERS),
 }
 # The processor new checkouts go through (the customer's choice comes with the issue
 # "Direct Debit through GoCardless").
 DEFAULT = "stripe"
 
 __all__ = ["DEFAULT", "PROCESSORS", "Registration", "Registry", "event_handlers",
-           "make_processors", "make_queue", "make_services", "network_timeout"]
+           "make_processors", "make_queue", "make_services", "network_timeout",
+           "with_processors"]
+
+
+def with_processors(settings: Settings, env: Mapping[str, str],
+                    registry: Registry | None = None) -> Settings:
+    """`settings` with each registered processor's own settings read from `env`: what
+    turns `Settings.from_env` into a process's settings (raises SettingsError)."""
+    return replace(settings, processors={
+        name: registration.from_env(env)
+        for name, registration in (registry or PROCESSORS).items()})
 
 
 def make_processors(settings: Settings, registry: Registry | None = None) -> dict[str, Processor]:
     """Every registered processor, made from the settings."""
     timeout = network_timeout(settings)
-    return {name: make(settings, timeout)
-            for name, (make, _) in (registry or PROCESSORS).items()}
+    return {name: registration.make(settings, timeout)
+            for name, registration in (registry or PROCESSORS).items()}
 
 
 def event_handlers(registry: Registry | None = None) -> Mapping[str, Handlers]:
-    return {name: handlers for name, (_, handlers) in (registry or PROCESSORS).items()}
+    return {name: registration.handlers for name, registration in (registry or PROCESSORS).items()}
 
 
 def make_queue(settings: Settings) -> ArqRedis:

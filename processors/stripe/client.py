@@ -31,6 +31,7 @@ from core.processor import (
 )
 from ledger.money import THREE_DECIMAL, exponent
 from processors.stripe.events import invoice_reference, moment, refund_status
+from processors.stripe.settings import stripe_settings
 from processors.stripe.signature import verify
 
 MAX_ID_LENGTH = 255
@@ -296,7 +297,8 @@ class StripeProcessor:
 
 def make(settings: Settings, timeout: float) -> StripeProcessor:
     """The processor as the settings configure it (the wiring's registration)."""
-    return StripeProcessor(api_key=settings.stripe_api_key, api_base=settings.stripe_api_base,
-                           webhook_secrets=settings.stripe_webhook_secrets,
+    own = stripe_settings(settings)
+    return StripeProcessor(api_key=own.api_key, api_base=own.api_base,
+                           webhook_secrets=own.webhook_secrets,
                            tolerance=settings.webhook_tolerance_seconds, timeout=timeout)
 
