@@ -50,8 +50,5 @@ def quiet_libraries() -> None:
     """Libraries that say too much, or what must not be said, below WARNING."""
     # arq logs every job start and finish at INFO; ours say more, once.
     logging.getLogger("arq").setLevel(logging.WARNING)
-    # stripe logs whole requests and answers at DEBUG: a Checkout Session's success_url
-    # holds the invoice page's token, and tokens never reach a log.
-    logging.getLogger("stripe").setLevel(logging.WARNING)
     # fontTools (under fpdf2) narrates every table of the PDF's font at DEBUG.
     logging.getLogger("fontTools").setLevel(logging.WARNING)

@@ -1,6 +1,6 @@
 """The seam to a payment processor: what settle asks of one, in settle's own words.
 
-A processor package (today `processors.stripe`) implements `Processor` for
+A processor package (one under `processors/`) implements `Processor` for
 the calls settle makes (Checkout Sessions, refunds, look-ups) and the
 webhook's stages: verify the delivery, read its notices (one or many: Stripe
 posts one event, GoCardless up to 250) for the intake to record, and, for a

@@ -22,7 +22,7 @@ class Services:
     settings: Settings
     pool: asyncpg.Pool
     queue: ArqRedis
-    # The processor new checkouts go through (stripe today; the customer's choice later).
+    # The processor new checkouts go through (worker.services.DEFAULT; the customer's choice later).
     processor: Processor
     mailer: Mailer
     # May one more Checkout Session be made for an invoice (core.limits)?

@@ -9,6 +9,7 @@ limits, Stripe's own 5xx: try again) or `PermanentError` (a refused request).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -35,6 +36,11 @@ from processors.stripe.settings import stripe_settings
 from processors.stripe.signature import verify
 
 MAX_ID_LENGTH = 255
+
+# stripe logs whole requests and answers at DEBUG: a Checkout Session's success_url
+# holds the invoice page's token, and tokens never reach a log. Set on import, so in
+# every process that can make this processor, whatever logging is configured after.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 # Stripe's "Minimum and maximum charge amounts" (docs.stripe.com/currencies#minimum-and-
 # maximum-charge-amounts), in minor units. Stripe holds the minimum in the account's
