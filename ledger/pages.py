@@ -69,15 +69,14 @@ async def invoice_page(books: Books, token: str, session_id: str | None) -> dict
 
 
 def _payment(row: dict[str, Any]) -> dict[str, Any]:
-    """One payment as the customer reads it. `how` is settle's word for how it was paid
+    """One payment as the customer reads it. `method` is settle's word for how it was paid
     (`card`, `bank_transfer`, `direct_debit`, `cash`, `check`, …; None when the processor
-    did not say): `present.labels.how_paid(source, how)` says it as a person does.
+    did not say): `present.labels.how_paid(source, method)` says it as a person does.
     `applied` is what counts towards this invoice now (less what refunds and reversals
-    took back of it), so
-    the rows' `applied` add up to the invoice's `amount_paid`; `credited` went to the
-    customer's credit as excess."""
+    took back of it), so the rows' `applied` add up to the invoice's `amount_paid`;
+    `credited` went to the customer's credit as excess."""
     return {"date": row.get("received_at") or row["created_at"], "source": row["source"],
-            "method": row.get("method"), "how": row.get("method"), "amount": row["amount"],
+            "method": row.get("method"), "amount": row["amount"],
             "applied": row["applied"] - row["refund_from_paid"] - row["reversal_from_paid"],
             "credited": row["credited"], "refunded": row["refunded"],
             # What chargebacks and late failures took back, net of what the bank gave back.
