@@ -210,6 +210,22 @@ async def svc(client: TestClient, settings: Settings, db: asyncpg.Pool) -> Any:
     return service
 
 
+# A merchant who named itself and its details (the pages, mails and PDFs show them).
+MERCHANT_DETAILS = ("Acme Trading Ltd", "1 High Street, London EC1A 1AA", "VAT GB123456789")
+
+
+@pytest.fixture
+async def merchant(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool) -> Any:
+    """The service of a merchant who named itself ("Acme") and its details."""
+    from tests.service import Service
+
+    configured = replace(settings, merchant_name="Acme", merchant_details=MERCHANT_DETAILS,
+                         public_url="http://settle.test")
+    service = Service(await aiohttp_client(create_app(configured)), configured, db)
+    await service.customer()
+    return service
+
+
 @pytest.fixture
 async def standin(aiohttp_server: Any) -> Any:
     """The local Stripe stand-in, listening on a free port."""

@@ -8,28 +8,13 @@ import io
 import re
 from typing import Any
 
-import pytest
 from pypdf import PdfReader
 
-from core.settings import Settings
 from devtools.devrun import merchant_hint
 from notify.render import message_id
-from tests.conftest import replace
 from tests.mailserver import MailServer
+from tests.conftest import MERCHANT_DETAILS as DETAILS
 from tests.service import Service
-from worker.app import create_app
-
-DETAILS = ("Acme Trading Ltd", "1 High Street, London EC1A 1AA", "VAT GB123456789")
-
-
-@pytest.fixture
-async def merchant(aiohttp_client: Any, settings: Settings, db: Any) -> Service:
-    configured = replace(settings, merchant_name="Acme", merchant_details=DETAILS,
-                         public_url="http://settle.test")
-    service = Service(await aiohttp_client(create_app(configured)), configured, db)
-    await service.customer()
-    return service
-
 
 def pdf_text(raw: bytes) -> str:
     reader = PdfReader(io.BytesIO(raw))

@@ -14,25 +14,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pypdf import PdfReader
 
-from core.settings import Settings
 from present import pdf, pdf_store
 from present.pdf_store import Busy, PdfStore
-from tests.conftest import replace
+from tests.conftest import MERCHANT_DETAILS as DETAILS
 from tests.service import Service
-from worker.app import create_app
-
-DETAILS = ("Acme Trading Ltd", "1 High Street, London EC1A 1AA", "VAT GB123456789")
-
-
-@pytest.fixture
-async def merchant(aiohttp_client: Any, settings: Settings, db: Any) -> Service:
-    """The service of a merchant who named itself and its details."""
-    configured = replace(settings, merchant_name="Acme", merchant_details=DETAILS,
-                         public_url="http://settle.test")
-    service = Service(await aiohttp_client(create_app(configured)), configured, db)
-    await service.customer()
-    return service
-
 
 def pages_of(raw: bytes) -> list[str]:
     reader = PdfReader(io.BytesIO(raw))
