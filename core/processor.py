@@ -122,6 +122,13 @@ class Processor(Protocol):
     def configured(self) -> bool: ...
 
     @property
+    def way(self) -> str:
+        """How a customer pays through it, in settle's words: "card" or "direct_debit"."""
+
+    def takes(self, currency: str) -> bool:
+        """Whether it can take a payment in this (lower-case) currency."""
+
+    @property
     def checkout_origins(self) -> tuple[str, ...]:
         """Where its hosted checkout pages live (`https://checkout.example`): the invoice
         page's forms may be redirected there (its Content-Security-Policy says so)."""

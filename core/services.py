@@ -22,7 +22,8 @@ class Services:
     settings: Settings
     pool: asyncpg.Pool
     queue: ArqRedis
-    # The processor new checkouts go through (worker.services.DEFAULT; the customer's choice later).
+    # The default processor (worker.services.DEFAULT): the first offered of the ways a
+    # customer may pay, and what a form that names no way pays through.
     processor: Processor
     mailer: Mailer
     # May one more Checkout Session be made for an invoice (core.limits)?
@@ -34,6 +35,25 @@ class Services:
     def processor_of(self, name: str | None) -> Processor | None:
         """The registered processor of that name (a row's own), or None."""
         return self.processors.get(name) if name is not None else None
+
+    def ways(self, currency: str) -> dict[str, Processor]:
+        """The ways a customer may pay in `currency` now (CONTRACT §6 "Choosing how to pay"),
+        each with the processor it goes through: every configured processor that takes the
+        currency, the default first, then in their registration order. Two that offer the
+        same way are one choice for the customer: the first of them takes it."""
+        offered: dict[str, Processor] = {}
+        for processor in (self.processor, *self.processors.values()):
+            if processor.configured and processor.takes(currency):
+                offered.setdefault(processor.way, processor)
+        return offered
+
+    @property
+    def checkout_origins(self) -> tuple[str, ...]:
+        """Where every configured processor's checkout pages live: a customer page's form may
+        lead to any of them (its Content-Security-Policy's `form-action`)."""
+        origins = (origin for processor in (self.processor, *self.processors.values())
+                   if processor.configured for origin in processor.checkout_origins)
+        return tuple(dict.fromkeys(origins))
 
     async def after_commit(self, outbox_ids: list[int]) -> None:
         """Queue the side effects a committed transaction owed (see core.tx)."""

@@ -5,8 +5,9 @@ form was sent from settle's own page.
 The pages are reached by secret tokens in their paths, so they are never
 cached (`no-store`), never framed, send no Referer to another site, and load
 nothing from another host: the Content-Security-Policy allows only this
-origin's own stylesheet and script, and lets a form lead only here or to the
-processor's checkout page (a `303` to Checkout follows the "Pay" forms).
+origin's own stylesheet and script, and lets a form lead only here or to a
+configured processor's checkout page (a `303` to the chosen processor's page follows
+the "Pay" forms and the pay link's choice).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
+from core.processor import Processor
 from handlers.keys import services
 from present.templating import render
 
@@ -39,7 +41,7 @@ def content_policy(checkout_origins: tuple[str, ...]) -> str:
 def private_headers(request: web.Request) -> dict[str, str]:
     return {
         "Cache-Control": "no-store",
-        "Content-Security-Policy": content_policy(services(request).processor.checkout_origins),
+        "Content-Security-Policy": content_policy(services(request).checkout_origins),
         # same-origin: the browser still sends Origin on our own forms (no-referrer
         # would make it "null"), and no page address ever leaves for another site.
         "Referrer-Policy": "same-origin",
@@ -48,6 +50,20 @@ def private_headers(request: web.Request) -> dict[str, str]:
         "Cross-Origin-Opener-Policy": "same-origin",
         "Cross-Origin-Resource-Policy": "same-origin",
     }
+
+
+def chosen_way(value: object, ways: dict[str, Processor],
+               default: Processor) -> Processor | None:
+    """The processor of the way a pay form chose (`way`, CONTRACT §6 "Choosing how to pay"):
+    one of the ways offered for the currency (`Services.ways`). A form that names no way
+    (a page that offered one way has no buttons to tell them apart) pays through the first
+    offered, or the default processor when none is, which then answers that the invoice
+    cannot be paid online. None for a way not offered, or a value that is no way at all."""
+    if value is None:
+        return next(iter(ways.values()), default)
+    if not isinstance(value, str):  # an uploaded file, say: never a way
+        return None
+    return ways.get(value)
 
 
 def respond(request: web.Request, template: str, status: int = 200,

@@ -29,7 +29,7 @@ log = logging.getLogger("settle.pages")
 # invoice that no longer takes it.
 STATUS = {"partial_not_allowed": 422, "below_minimum": 422, "above_remaining": 422,
           "not_a_number": 422, "ambiguous": 422, "too_many_decimals": 422, "not_positive": 422,
-          "too_large": 422, "unpayable": 422, "no_credit": 422,
+          "too_large": 422, "unpayable": 422, "no_credit": 422, "unknown_way": 422,
           # As many checkout pages as the invoice may make for now (core.limits).
           "too_many_checkouts": 429}
 
@@ -51,13 +51,18 @@ def _session(request: web.Request) -> str | None:
 def _invoice(request: web.Request, token: str, page: dict[str, Any], *, status: int = 200,
              problem: dict[str, Any] | None = None, typed: str | None = None,
              notice: str | None = None) -> web.Response:
-    processor, invoice = services(request).processor, page["invoice"]
-    # A rest the processor will not charge (0.30 USD) is not offered: its button would
-    # only lead to the "cannot be paid online" page.
-    rest_refused = processor.configured and processor.amount_refused(
-        invoice["amount_remaining"], invoice["currency"]) is not None
+    invoice = page["invoice"]
+    # The ways the customer may pay (one: the page looks as it did before there was a
+    # choice; several: each form's button becomes one per way).
+    offered = services(request).ways(invoice["currency"])
+    # A rest a processor will not charge (0.30 USD) is not offered that way: its button
+    # would only lead to the "cannot be paid online" page.
+    rest_ways = [way for way, processor in offered.items()
+                 if processor.amount_refused(invoice["amount_remaining"],
+                                             invoice["currency"]) is None]
     return html.respond(request, "pages/invoice.html", status, page=page, path=f"/i/{token}",
-                        can_pay=processor.configured, rest_refused=rest_refused,
+                        can_pay=bool(offered), rest_refused=bool(offered) and not rest_ways,
+                        ways=list(offered), rest_ways=rest_ways,
                         locale=page["customer"]["locale"], problem=problem, typed=typed,
                         notice=notice)
 
@@ -115,17 +120,24 @@ async def _again(request: web.Request, token: str, problem: dict[str, Any],
 
 
 async def pay(request: web.Request) -> web.Response:
-    """"Pay the rest" or "Pay another amount": a 303 to a Checkout Session."""
+    """"Pay the rest" or "Pay another amount", by the way chosen (`way`, when the page
+    offered several): a 303 to that processor's page."""
     token = _token(request)
     if not html.from_our_page(request):
         return _refused(request)
     form = await html.read_form(request)
     if form is None:
         return await _unreadable(request, token)
+    found = services(request)
+    processor = html.chosen_way(form.get("way"), found.ways(
+        await pages.currency_of(found.books, token)), found.processor)
     chosen: int | None = None
     typed: str | None = None
     if form.get("what") == "amount":
         typed = str(form.get("amount", ""))[:64]
+    if processor is None:
+        return await _again(request, token, {"code": "unknown_way", "field": None}, typed)
+    if typed is not None:
         page = await pages.invoice_page(books(request), token, None)
         invoice, locale = page["invoice"], page["customer"]["locale"]
         try:
@@ -134,13 +146,13 @@ async def pay(request: web.Request) -> web.Response:
             return _invoice(request, token, page, status=422, typed=typed, problem={
                 "code": refused.code, "field": "amount"})
     try:
-        found = services(request)
-        made = await checkout.pay_on_page(found.books, token, found.processor,
+        made = await checkout.pay_on_page(found.books, token, processor,
                                           found.checkout_permit, chosen)
     except PermanentError as refused:
         # The processor said no to this session for good: the customer is told so (never
         # a 500), an operator is told why.
-        log.error("payment refused by the processor", extra={"error": describe(refused)})
+        log.error("payment refused by the processor",
+                  extra={"error": describe(refused), "processor": processor.name})
         if chosen is None:
             return html.unpayable(request, _page_url(request, token))
         return await _again(request, token, {"code": "unpayable", "field": "amount",

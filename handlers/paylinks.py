@@ -1,5 +1,10 @@
-"""GET /pay/{token}: to Checkout while the link is active, else a short 410 page that
-links the invoice page (CONTRACT §6)."""
+"""GET /pay/{token}: to the processor's page while the link is active, else a short 410 page
+that links the invoice page (CONTRACT §6).
+
+When more than one processor takes the invoice's currency ("Choosing how to pay"), the
+`GET` is a page that offers each way as a button of one form, and its `POST` (the same
+address, checked to come from settle's own page) goes on to the chosen processor.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import logging
 from aiohttp import web
 
 from core.errors import NotFound, PermanentError, describe, is_transient
+from core.processor import Processor
 from handlers import html
 from handlers.keys import services
 from handlers.validation import path_token
@@ -38,35 +44,85 @@ def _token(request: web.Request) -> str:
 
 
 async def open_link(request: web.Request) -> web.Response:
+    """GET: the choice of how to pay when several processors take the currency, else
+    straight to the one that does."""
     token = _token(request)
     found = services(request)
+    choice = await checkout.link_choice(found.books, token)
+    if isinstance(choice, checkout.Gone):
+        return _gone(request, choice)
+    ways = found.ways(choice.currency)
+    if len(ways) > 1:
+        return _choose(request, token, choice, list(ways))
+    return await _go(request, token, next(iter(ways.values()), found.processor))
+
+
+async def choose(request: web.Request) -> web.Response:
+    """POST: the way the customer chose (`way`), on to its processor's page."""
+    token = _token(request)
+    if not html.from_our_page(request):
+        return html.message(request, "Please use the payment page",
+                            "This form must be sent from the payment page itself. Please "
+                            "open the payment link again and choose there.", 403)
+    found = services(request)
+    form = await html.read_form(request)
+    if form is None:
+        return html.unreadable(request, await pages.invoice_url_of_link(found.books, token))
+    choice = await checkout.link_choice(found.books, token)
+    if isinstance(choice, checkout.Gone):
+        return _gone(request, choice)
+    ways = found.ways(choice.currency)
+    processor = html.chosen_way(form.get("way"), ways, found.processor)
+    if processor is None:
+        if not ways:
+            return html.message(request, "Cannot be paid online", GONE["no_processor"][1],
+                                422, invoice_url=choice.invoice_url)
+        return _choose(request, token, choice, list(ways), status=422, unknown_way=True)
+    return await _go(request, token, processor)
+
+
+def _choose(request: web.Request, token: str, choice: checkout.Choice, ways: list[str], *,
+            status: int = 200, unknown_way: bool = False) -> web.Response:
+    return html.respond(request, "pages/choose.html", status, choice=choice, ways=ways,
+                        path=f"/pay/{token}", locale=choice.locale, unknown_way=unknown_way)
+
+
+def _gone(request: web.Request, result: checkout.Gone) -> web.Response:
+    if result.reason == "unpayable":
+        return html.unpayable(request, result.invoice_url)
+    title, text = GONE.get(result.reason, GONE["cancelled"])
+    return html.message(request, title, text, 410, invoice_url=result.invoice_url)
+
+
+async def _go(request: web.Request, token: str, processor: Processor) -> web.Response:
+    """A 303 to the processor's page for the link (its open session, or a new one)."""
+    found = services(request)
     try:
-        result = await checkout.open_link(found.books, token, found.processor,
+        result = await checkout.open_link(found.books, token, processor,
                                          found.checkout_permit)
     except NotFound:
         raise
     except PermanentError as refused:
         # The processor said no to this session for good (an amount its rules refuse that
         # settle's table does not know, a key it does not accept): worth an operator's eye.
-        log.error("pay link refused by the processor", extra={"error": describe(refused)})
+        log.error("pay link refused by the processor",
+                  extra={"error": describe(refused), "processor": processor.name})
         return html.unpayable(request, await pages.invoice_url_of_link(found.books, token))
-    except Exception as exc:  # Stripe or the database unreachable: the customer can retry
+    except Exception as exc:  # the processor or the database unreachable: the customer can retry
         # Never the token: it is the link's secret. A traceback only for the unexpected.
+        extra = {"error": exc.__class__.__name__, "processor": processor.name}
         if is_transient(exc):
-            log.warning("pay link unavailable", extra={"error": exc.__class__.__name__})
+            log.warning("pay link unavailable", extra=extra)
         else:
-            log.exception("pay link unavailable", extra={"error": exc.__class__.__name__})
+            log.exception("pay link unavailable", extra=extra)
         return html.message(request, "Please try again", "Payments are unavailable for a "
                             "moment. Please try again in a few minutes.", 503)
     if isinstance(result, checkout.Limited):
         return html.message(request, "Please try again shortly", "This invoice was opened for "
                             "payment many times in the last few minutes. Please try again "
                             "in a few minutes.", 429, invoice_url=result.invoice_url)
-    if isinstance(result, checkout.Gone) and result.reason == "unpayable":
-        return html.unpayable(request, result.invoice_url)
     if isinstance(result, checkout.Gone):
-        title, text = GONE.get(result.reason, GONE["cancelled"])
-        return html.message(request, title, text, 410, invoice_url=result.invoice_url)
+        return _gone(request, result)
     return html.see_other(request, result.url)
 
 
@@ -79,4 +135,5 @@ async def done(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/pay/{token}", open_link)
+    app.router.add_post("/pay/{token}", choose)
     app.router.add_get("/pay/{token}/done", done)

@@ -1,7 +1,8 @@
 """Opening a pay link: reuse the link's open checkout session or make one (§6).
 
-The processor is passed in (`core.processor.Processor`), so this module
-knows what a session must say, not how to reach any processor. No row stays
+The processor is passed in (`core.processor.Processor`): the one the customer
+chose, or the only one that takes the invoice's currency. This module knows
+what a session must say, not how to reach any processor, nor which there are. No row stays
 locked while the processor is asked: the link is planned in one short
 transaction (with the invoice locked), the session is made with no
 transaction open, and it is recorded in a second short transaction that
@@ -13,6 +14,12 @@ The invoice page pays through the same three steps: "Pay the rest" is the
 invoice's Pay Now, and "Pay another amount" an amount the customer chose,
 checked against what remains (and against the merchant's minimum) while the
 invoice is locked, at the plan and again at the record.
+
+A link keeps one open session across processors: an open session of the link
+made through the chosen processor is reused; one made through another is
+retired (its expiry owed) once the new one is recorded, and a session whose
+expiry is owed is never offered again. The checkout permit (`core.limits`) is
+the invoice's, whichever processor the session is made through.
 """
 
 from __future__ import annotations
@@ -64,6 +71,20 @@ class Limited:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """What a pay link asks for now, for the page where the customer chooses how to pay:
+    the amount, what it is for (the invoice, and the request's note), and the invoice
+    page."""
+
+    amount: int
+    currency: str
+    invoice_number: str
+    note: str | None
+    locale: str | None
+    invoice_url: str
+
+
+@dataclass(frozen=True, slots=True)
 class Want:
     """What a session is to pay: a request's link, the invoice's Pay Now link (what
     remains), or an amount the customer chose on the invoice page."""
@@ -85,6 +106,24 @@ async def open_link(books: Books, token: str, processor: Processor,
     made = await _open(books, want, processor, permit)
     assert not isinstance(made, Refused)  # a link's amount is never the customer's
     return made
+
+
+async def link_choice(books: Books, token: str) -> Choice | Gone:
+    """GET /pay/{token} with several ways to pay: what the link pays now, or why it takes
+    nothing (as `open_link` would answer). Read only: no row is locked, nothing is made."""
+    async with books.pool.acquire() as conn:
+        want = await _link(conn, token)
+        payable = await _still_payable(conn, books, want, lock=False)
+        if isinstance(payable, Gone):
+            return payable
+        assert not isinstance(payable, Refused)  # a link's amount is never the customer's
+        invoice, amount = payable
+        found = await conn.fetchrow(
+            """select c.locale, r.note from customers c
+               left join payment_requests r on r.id = $2
+               where c.id = $1""", invoice["customer_id"], want.request_id)
+    return Choice(amount, invoice["currency"], invoice["number"], found["note"],
+                  found["locale"], _page(books, invoice))
 
 
 async def pay_on_page(books: Books, view_token: str, processor: Processor, permit: Permit,
@@ -127,15 +166,19 @@ def _page(books: Books, invoice: asyncpg.Record) -> str:
     return f"{books.public_url}/i/{invoice['view_token']}"
 
 
-async def _still_payable(conn: asyncpg.Connection, books: Books,
-                         want: Want) -> tuple[asyncpg.Record, int] | Gone | Refused:
-    """The locked invoice and what the session charges now, or why it takes nothing."""
-    invoice = await locked(conn, want.invoice_id)
+async def _still_payable(conn: asyncpg.Connection, books: Books, want: Want, *,
+                         lock: bool = True) -> tuple[asyncpg.Record, int] | Gone | Refused:
+    """The invoice (locked, unless only read for a page) and what the session charges now,
+    or why it takes nothing."""
+    if lock:
+        invoice = await locked(conn, want.invoice_id)
+    else:
+        invoice = await conn.fetchrow("select * from invoices where id = $1", want.invoice_id)
     request = None
     if want.request_id is not None:
         request = await conn.fetchrow(
-            "select status, amount from payment_requests where id = $1 for update",
-            want.request_id)
+            "select status, amount from payment_requests where id = $1"
+            + (" for update" if lock else ""), want.request_id)
         if request["status"] != "active":
             return Gone(request["status"], _page(books, invoice))
     if not is_open(invoice):
@@ -160,20 +203,23 @@ async def _plan(books: Books, want: Want,
         if isinstance(payable, (Gone, Refused)):
             return payable
         invoice, amount = payable
-        if not processor.configured:
+        if not processor.configured or not processor.takes(invoice["currency"]):
             return Gone("no_processor", _page(books, invoice))
         refused = processor.amount_refused(amount, invoice["currency"])
         if refused and want.chosen is not None:
             return Refused("unpayable", refused)
         if refused:
             return Gone("unpayable", _page(books, invoice))
+        # The link's open session made through this processor; one being retired (its
+        # expiry owed, the customer having chosen another way since) is not offered again.
         session = await conn.fetchrow(
-            """select id, url, amount from checkout_sessions
-               where invoice_id = $1 and payment_request_id is not distinct from $2
-                 and amount_source = $3 and status = 'open'
-                 and (expires_at is null or expires_at > now() + interval '10 minutes')
-               order by created_at desc limit 1""",
-            want.invoice_id, want.request_id, want.source,
+            """select s.id, s.url, s.amount from checkout_sessions s
+               where s.invoice_id = $1 and s.payment_request_id is not distinct from $2
+                 and s.amount_source = $3 and s.processor = $4 and s.status = 'open'
+                 and (s.expires_at is null or s.expires_at > now() + interval '10 minutes')
+                 and not exists (select 1 from outbox o where o.key = 'expire:' || s.id)
+               order by s.created_at desc limit 1""",
+            want.invoice_id, want.request_id, want.source, processor.name,
         )
         if session is not None and session["amount"] == amount:
             return Redirect(session["url"])
@@ -221,6 +267,16 @@ async def _record(books: Books, want: Want, spec: SessionSpec, made: SessionMade
         if isinstance(payable, (Gone, Refused)):
             await owe_expiry(conn, spec.invoice_id, session_id=made.id)
             return payable
+        # One open session per link, whichever way it is paid: the link's sessions made
+        # through another processor (the customer chose another way) are retired now that
+        # this one is recorded, so only the page the customer went to can still take money.
+        others = await conn.fetch(
+            """select id from checkout_sessions
+               where invoice_id = $1 and payment_request_id is not distinct from $2
+                 and amount_source = $3 and status = 'open' and processor <> $4""",
+            want.invoice_id, want.request_id, want.source, processor.name)
+        for other in others:
+            await owe_expiry(conn, spec.invoice_id, session_id=other["id"])
         return Redirect(made.url)
 
 

@@ -34,6 +34,16 @@ async def invoice_id_of(books: Books, token: str) -> str:
     return invoice_id
 
 
+async def currency_of(books: Books, token: str) -> str:
+    """The currency of the invoice an invoice page's token names (what decides the ways it
+    may be paid), or NotFound."""
+    currency: str | None = await books.pool.fetchval(
+        "select currency from invoices where view_token = $1", token)
+    if currency is None:
+        raise NotFound("invoice page", "…")
+    return currency
+
+
 async def invoice_page(books: Books, token: str, session_id: str | None) -> dict[str, Any]:
     """An invoice as its customer sees it; `session_id`: the checkout session they came
     back from, whose payment the page says is being confirmed until it is applied."""
@@ -85,14 +95,19 @@ def _payment(row: dict[str, Any]) -> dict[str, Any]:
 
 def _received(payments: list[dict[str, Any]]) -> dict[str, int]:
     """What the payments received add up to: `applied` is the invoice's `amount_paid`,
-    `credited` went to the customer's credit, `returned` was (or is being) sent back."""
+    `credited` went to the customer's credit, `returned` was (or is being) sent back;
+    `on_its_way` is processing (`debit_on_its_way` the part of it by Direct Debit)."""
     received = [p for p in payments if p["status"] == "succeeded"]
     amount = sum(p["amount"] for p in received)
     applied = sum(p["applied"] for p in received)
     credited = sum(p["credited"] for p in received)
     return {"amount": amount, "applied": applied, "credited": credited,
             "returned": amount - applied - credited,
-            "on_its_way": sum(p["amount"] for p in payments if p["status"] == "processing")}
+            "on_its_way": sum(p["amount"] for p in payments if p["status"] == "processing"),
+            # Of that, what a Direct Debit is bringing: it takes days, not seconds.
+            "debit_on_its_way": sum(p["amount"] for p in payments
+                                    if p["status"] == "processing"
+                                    and p["method"] == "direct_debit")}
 
 
 def _filename(number: str) -> str:
@@ -108,7 +123,7 @@ async def _returned(conn: asyncpg.Connection, invoice_id: str,
     `received`, `failed`; None for a session of another invoice or one that expired
     unpaid."""
     found = await conn.fetchrow(
-        """select s.status, s.amount, s.currency, p.status as payment,
+        """select s.status, s.amount, s.currency, p.status as payment, p.method,
                   p.applied, p.credited, p.excess_pending + p.excess_refunded as returned
            from checkout_sessions s left join payments p on p.id = s.payment_id
            where s.id = $1 and s.invoice_id = $2""",
@@ -120,6 +135,8 @@ async def _returned(conn: asyncpg.Connection, invoice_id: str,
     # Of money received: what went to this invoice, to the customer's credit, and what is
     # (being) sent back to them as an overpayment.
     return {"state": state, "amount": found["amount"], "currency": found["currency"],
+            # How it is being paid, once the processor said (`direct_debit` takes days).
+            "method": found["method"],
             "applied": found["applied"] or 0, "credited": found["credited"] or 0,
             "returned": found["returned"] or 0}
 

@@ -1,4 +1,5 @@
-"""Words a person reads for settle's values: how a payment was made, an invoice's status.
+"""Words a person reads for settle's values: how a payment was made, how one may be made
+(the ways offered on the pages), an invoice's status.
 
 One place for them, so the invoice page, its PDF and the mails say the same thing.
 """
@@ -28,6 +29,12 @@ def how_paid(source: str, method: str | None) -> str:
     if method in METHODS:
         return METHODS[method]
     return "Other" if source == "manual" else "Paid online"
+
+
+def way_label(way: str) -> str:
+    """A way to pay offered on the pages (`card`, `direct_debit`: a processor's `way`) as the
+    button says it: `Card`, `Direct Debit`; the same words as a payment made that way."""
+    return METHODS.get(way, way.replace("_", " ").capitalize())
 
 
 def status_label(status: str) -> str:

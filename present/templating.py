@@ -54,6 +54,7 @@ def environment() -> Environment:
     env.filters["number"] = _number
     env.globals["how_paid"] = labels.how_paid
     env.globals["status_label"] = labels.status_label
+    env.globals["way_label"] = labels.way_label
     env.globals["asset"] = asset_url
     return env
 

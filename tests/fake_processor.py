@@ -109,15 +109,28 @@ class FakeSettings:
 
 
 class FakeProcessor:
-    """The whole `core.processor.Processor`, over a `FakeStore`."""
+    """The whole `core.processor.Processor`, over a `FakeStore`. It pays by `way` (Direct
+    Debit unless the test says) in the `currencies` the test gives it: none unless told, so
+    a test that does not offer it to customers sees Stripe's checkouts alone, as before.
+    Its checkout pages live at `origin` (a test's own server, for a browser to open)."""
 
     name = NAME
     configured = True
-    checkout_origins = (ORIGIN,)
     signature_refused_status = 498
 
-    def __init__(self, store: FakeStore) -> None:
+    def __init__(self, store: FakeStore, *, way: str = "direct_debit",
+                 currencies: frozenset[str] = frozenset(), origin: str = ORIGIN) -> None:
         self.store = store
+        self.way = way
+        self.currencies = currencies
+        self.origin = origin
+
+    def takes(self, currency: str) -> bool:
+        return currency in self.currencies
+
+    @property
+    def checkout_origins(self) -> tuple[str, ...]:
+        return (self.origin,)
 
     # --- the webhook ---------------------------------------------------------------
 
@@ -177,7 +190,7 @@ class FakeProcessor:
             "id": session_id, "status": "open", "payment_id": None, "amount": spec.amount,
             "currency": spec.currency, "metadata": spec.metadata}
         self.store.calls.append(("create_checkout", session_id))
-        return SessionMade(session_id, f"{ORIGIN}/pay/{session_id}", None)
+        return SessionMade(session_id, f"{self.origin}/pay/{session_id}", None)
 
     async def retrieve_checkout(self, session_id: str) -> SessionState:
         self.store.calls.append(("retrieve_checkout", session_id))
@@ -283,12 +296,13 @@ HANDLERS: Handlers = {
 }
 
 
-def registry(store: FakeStore) -> dict[str, Any]:
-    """PROCESSORS with the fake registered beside Stripe."""
+def registry(store: FakeStore, *, way: str = "direct_debit",
+             currencies: frozenset[str] = frozenset(), origin: str = ORIGIN) -> dict[str, Any]:
+    """PROCESSORS with the fake registered beside Stripe (taking `currencies` by `way`)."""
     from worker.services import PROCESSORS
     from worker.services import Registration as Registered
 
     def make(settings: Settings, timeout: float) -> FakeProcessor:
-        return FakeProcessor(store)
+        return FakeProcessor(store, way=way, currencies=currencies, origin=origin)
 
     return {**PROCESSORS, NAME: Registered(FakeSettings.from_env, make, HANDLERS)}

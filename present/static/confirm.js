@@ -1,7 +1,8 @@
 // While a payment is being confirmed or is on its way, look again in the background and
 // show the page anew once that changed (applied, failed, or arrived). Without JavaScript
 // the page refreshes itself every few seconds instead (its <noscript> meta refresh); it
-// also has a "Check again" link.
+// also has a "Check again" link. A Direct Debit's wait is looked at slowly, and without
+// JavaScript not at all (pages/invoice.html says why).
 (function () {
   "use strict";
   function waiting(html) {
@@ -12,11 +13,14 @@
   if (!now) {
     return;
   }
-  var delay = 1500;
+  // Only Direct Debits on their way (3-5 working days to confirm): a look every five
+  // minutes shows the confirmation soon enough, without asking every few seconds for days.
+  var slow = now.replace(/data-waiting="direct-debit"/g, "").trim() === "";
+  var delay = slow ? 300000 : 1500;
   function later() {
     window.setTimeout(look, delay);
     // A transfer can take days: ask less often the longer it takes, but never stop.
-    delay = Math.min(delay * 1.5, 15000);
+    delay = slow ? delay : Math.min(delay * 1.5, 15000);
   }
   function look() {
     window.fetch(window.location.href, { cache: "no-store", credentials: "same-origin" })

@@ -134,6 +134,14 @@ class StripeProcessor:
     def configured(self) -> bool:
         return self._client is not None
 
+    # How a customer pays through Stripe Checkout, as settle offers it (its bank transfers
+    # come along inside Checkout, not as a way of their own).
+    way = "card"
+
+    def takes(self, currency: str) -> bool:
+        # Every currency settle takes: what Stripe refuses of an amount is amount_refused's.
+        return True
+
     @property
     def checkout_origins(self) -> tuple[str, ...]:
         # A sandbox or stand-in at STRIPE_API_BASE serves its checkout pages there too.
