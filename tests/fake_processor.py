@@ -197,7 +197,11 @@ class FakeProcessor:
         session = self.store.sessions.get(session_id)
         if session is None:
             raise PermanentError(f"no session {session_id}")
-        paid = session["payment_id"] is not None
+        # Paid once its payment is confirmed (one the test did not describe counts as paid);
+        # a Direct Debit only submitted is complete, not paid.
+        payment = self.store.payments.get(session["payment_id"] or "", {})
+        paid = session["payment_id"] is not None \
+            and payment.get("status", "confirmed") == "confirmed"
         return SessionState(session_id, session["status"], paid and session["status"] == "complete",
                             session["payment_id"], session["amount"],
                             session["currency"].lower(), dict(session["metadata"]))

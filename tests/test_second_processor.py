@@ -52,10 +52,13 @@ async def both(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool, standi
 
 class FakeService(Service):
     store: FakeStore
+    # What the fake takes (as the web process was told): none unless a test offers it.
+    currencies: frozenset[str] = frozenset()
 
     async def settle(self) -> None:
         """Run every queued job to its end with the fake registered in the worker too."""
-        worker = build_worker(self.settings, registry=registry(self.store), burst=True,
+        worker = build_worker(self.settings, burst=True,
+                              registry=registry(self.store, currencies=self.currencies),
                               handle_signals=False, ctx={"settings": self.settings},
                               poll_delay=0.02, cron_jobs=[])
         try:
