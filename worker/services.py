@@ -5,7 +5,8 @@ environment, its `make` and the handlers of its events), and every entry is live
 its webhook route `/webhooks/<name>` with its own intake (`worker.app`), its
 handlers in the event job, and the rows made through it (payments, sessions,
 refunds) dispatched back to it. DEFAULT names
-the one new checkouts go through.
+the one offered first when the customer chooses how to pay (`Services.ways`), and the
+one a form that names no way pays through.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ Registry = Mapping[str, Registration]
 PROCESSORS: dict[str, Registration] = {
     "stripe": Registration(StripeSettings.from_env, stripe_client.make, stripe_events.HANDLERS),
 }
-# The processor new checkouts go through (the customer's choice comes with the issue
-# "Direct Debit through GoCardless").
+# The processor offered first of the ways to pay (the customer chooses per payment, among
+# the configured processors that take the invoice's currency).
 DEFAULT = "stripe"
 
 __all__ = ["DEFAULT", "PROCESSORS", "Registration", "Registry", "event_handlers",
