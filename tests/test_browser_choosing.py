@@ -133,7 +133,16 @@ async def test_a_customer_chooses_card_or_direct_debit(in_process: FakeService, 
     await svc.settle()
 
     def on_its_way() -> str:
+        # How long confirm.js waits before it looks again: every setTimeout it asks for is
+        # noted (a script of the browser's own, before the page's; nothing waits for it).
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+            "window.__delays = []; var set = window.setTimeout;"
+            "window.setTimeout = function (f, ms) { window.__delays.push(ms);"
+            " return set.apply(window, arguments); };")})
         person.open(invoice["invoice_url"])
+        person.wait_for(lambda: browser.execute_script("return window.__delays.length") > 0)
+        # Five minutes between looks: a Direct Debit takes days, not seconds.
+        assert browser.execute_script("return window.__delays") == [300000]
         person.check("choosing-3-direct-debit-on-its-way")
         whole_at_360(person, "NW-2026-000456")
         assert browser.find_elements(By.CSS_SELECTOR, "button[name=way]") == []

@@ -21,6 +21,8 @@ from aiohttp.test_utils import TestClient
 
 from core.limits import CHECKOUT_LIMIT
 from core.settings import Settings
+from handlers.keys import SERVICES
+from ledger import checkout
 from sandbox.stripe import StripeStandIn
 from tests.conftest import FAST_RETRIES, replace, with_stripe
 from tests.fake_processor import ORIGIN as FAKE_ORIGIN
@@ -222,7 +224,9 @@ async def test_a_cancelled_link_is_410_for_the_page_and_the_choice(
     await choosing.call("POST", f"/v1/payment-requests/{request['id']}/cancel")
     for response in (await choosing.open_link(request["url"]),
                      await choose(choosing, request["url"], "card"),
-                     await choose(choosing, request["url"], "direct_debit")):
+                     await choose(choosing, request["url"], "direct_debit"),
+                     # Gone first: no way, offered or not, pays a cancelled link.
+                     await choose(choosing, request["url"], "bank_transfer")):
         assert response.status == 410
         said = text_of(await response.text())
         assert "Link cancelled" in said and "See the invoice" in said
@@ -260,6 +264,18 @@ async def test_a_direct_debit_chosen_is_reconciled_and_refunded_through_its_proc
                         expect=202)
     await choosing.settle()
     assert ("refund", "FP1") in choosing.store.calls and standin.refunds == {}
+
+
+async def test_a_processor_that_does_not_take_the_currency_makes_no_session(
+        choosing: FakeService, db: asyncpg.Pool) -> None:
+    """The ledger holds to it too, whatever processor it is handed."""
+    invoice = await choosing.invoice("inv_1", 10_000, currency="chf")
+    token = urlsplit(invoice["pay_url"]).path.rsplit("/", 1)[1]
+    services = choosing.client.app[SERVICES]
+    gone = await checkout.open_link(services.books, token, services.processors["fake"],
+                                    services.checkout_permit)
+    assert gone == checkout.Gone("no_processor", invoice["invoice_url"])
+    assert choosing.store.sessions == {} and await sessions(db) == []
 
 
 # --- the invoice page ----------------------------------------------------------------
