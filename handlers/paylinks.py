@@ -48,9 +48,9 @@ async def open_link(request: web.Request) -> web.Response:
     straight to the one that does."""
     token = _token(request)
     found = services(request)
-    choice = await checkout.link_choice(found.books, token)
-    if isinstance(choice, checkout.Gone):
-        return _gone(request, choice)
+    choice = await _choice(request, token)
+    if isinstance(choice, web.Response):
+        return choice
     ways = found.ways(choice.currency)
     if len(ways) > 1:
         return _choose(request, token, choice, list(ways))
@@ -68,9 +68,9 @@ async def choose(request: web.Request) -> web.Response:
     form = await html.read_form(request)
     if form is None:
         return html.unreadable(request, await pages.invoice_url_of_link(found.books, token))
-    choice = await checkout.link_choice(found.books, token)
-    if isinstance(choice, checkout.Gone):
-        return _gone(request, choice)
+    choice = await _choice(request, token)
+    if isinstance(choice, web.Response):
+        return choice
     ways = found.ways(choice.currency)
     processor = html.chosen_way(form.get("way"), ways, found.processor)
     if processor is None:
@@ -79,6 +79,30 @@ async def choose(request: web.Request) -> web.Response:
                                 422, invoice_url=choice.invoice_url)
         return _choose(request, token, choice, list(ways), status=422, unknown_way=True)
     return await _go(request, token, processor)
+
+
+async def _choice(request: web.Request, token: str) -> checkout.Choice | web.Response:
+    """What the link pays now, or the page that says why it pays nothing (gone: 410; the
+    database away: 503, as when the processor is)."""
+    try:
+        choice = await checkout.link_choice(services(request).books, token)
+    except NotFound:
+        raise
+    except Exception as exc:
+        return _unavailable(request, exc, None)
+    return _gone(request, choice) if isinstance(choice, checkout.Gone) else choice
+
+
+def _unavailable(request: web.Request, exc: Exception, processor: str | None) -> web.Response:
+    """The processor or the database unreachable: the customer can retry. Never the token
+    in the log (it is the link's secret); a traceback only for the unexpected."""
+    extra = {"error": exc.__class__.__name__, "processor": processor}
+    if is_transient(exc):
+        log.warning("pay link unavailable", extra=extra)
+    else:
+        log.exception("pay link unavailable", extra=extra)
+    return html.message(request, "Please try again", "Payments are unavailable for a "
+                        "moment. Please try again in a few minutes.", 503)
 
 
 def _choose(request: web.Request, token: str, choice: checkout.Choice, ways: list[str], *,
@@ -108,15 +132,8 @@ async def _go(request: web.Request, token: str, processor: Processor) -> web.Res
         log.error("pay link refused by the processor",
                   extra={"error": describe(refused), "processor": processor.name})
         return html.unpayable(request, await pages.invoice_url_of_link(found.books, token))
-    except Exception as exc:  # the processor or the database unreachable: the customer can retry
-        # Never the token: it is the link's secret. A traceback only for the unexpected.
-        extra = {"error": exc.__class__.__name__, "processor": processor.name}
-        if is_transient(exc):
-            log.warning("pay link unavailable", extra=extra)
-        else:
-            log.exception("pay link unavailable", extra=extra)
-        return html.message(request, "Please try again", "Payments are unavailable for a "
-                            "moment. Please try again in a few minutes.", 503)
+    except Exception as exc:  # the processor or the database unreachable
+        return _unavailable(request, exc, processor.name)
     if isinstance(result, checkout.Limited):
         return html.message(request, "Please try again shortly", "This invoice was opened for "
                             "payment many times in the last few minutes. Please try again "

@@ -2,8 +2,8 @@
 
 The processor is passed in (`core.processor.Processor`): the one the customer
 chose, or the only one that takes the invoice's currency. This module knows
-what a session must say, not how to reach any processor, nor which there are. No row stays
-locked while the processor is asked: the link is planned in one short
+what a session must say, not how to reach any processor, nor which there are.
+No row stays locked while the processor is asked: the link is planned in one short
 transaction (with the invoice locked), the session is made with no
 transaction open, and it is recorded in a second short transaction that
 checks again that the link still takes payments. Two customers opening one

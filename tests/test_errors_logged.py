@@ -112,15 +112,20 @@ async def test_webhook_not_recorded_logs_a_traceback_only_when_unexpected(
         assert secret not in logs.text()
 
 
+@pytest.mark.parametrize("step", ["link_choice", "open_link"])
 @pytest.mark.parametrize("failure,tracebacks", [(boom, 1), (refused, 0)])
 async def test_pay_link_unavailable_logs_a_traceback_only_when_unexpected(
         svc: Service, logs: Lines, monkeypatch: pytest.MonkeyPatch, failure: Any,
-        tracebacks: int) -> None:
-    async def open_link(*args: Any, **kwargs: Any) -> Any:
+        tracebacks: int, step: str) -> None:
+    """Whether what the link pays is read (link_choice) or its checkout made (open_link)
+    when the database or the processor fails."""
+    async def failing(*args: Any, **kwargs: Any) -> Any:
         failure()
 
-    monkeypatch.setattr("ledger.checkout.open_link", open_link)
-    token = "tok_never_in_a_log_4f9c2a7e"
+    await svc.invoice("inv_1", 4_000)
+    # The invoice's Pay Now link (no processor is configured, so the API shows no pay_url).
+    token = await svc.db.fetchval("select pay_token from invoices where id = 'inv_1'")
+    monkeypatch.setattr(f"ledger.checkout.{step}", failing)
     response = await svc.client.get(f"/pay/{token}", allow_redirects=False)
     assert response.status == 503
     assert logs.tracebacks() == tracebacks
