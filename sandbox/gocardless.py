@@ -34,6 +34,7 @@ import html
 import itertools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -170,6 +171,8 @@ class GoCardlessStandIn:
     mandates: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Every event it made, in order (GET /events), posted or not.
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Asked during every API call (a test's probe of what settle holds while it waits).
+    probe: Callable[[Call], Awaitable[None]] | None = None
     # API calls being answered now, and the most at once (the client's bound shows here).
     in_flight: int = 0
     most_in_flight: int = 0
@@ -307,6 +310,8 @@ class GoCardlessStandIn:
         call = Call(request.method, request.path, body if request.method == "POST"
                     else dict(request.query), request.headers.get("Idempotency-Key"))
         self.calls.append(call)
+        if self.probe is not None:
+            await self.probe(call)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
