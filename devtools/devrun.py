@@ -1,7 +1,8 @@
 """`make run`: migrate, say where everything is, then run every process in the foreground.
 
-Without STRIPE_API_KEY the sandbox processor stands in for Stripe, so the whole
-story can be tried with no Stripe account. Everything listens on 127.0.0.1 (the
+Without STRIPE_API_KEY the sandbox processor stands in for Stripe, and without
+GOCARDLESS_ACCESS_TOKEN the GoCardless stand-in for GoCardless, so the whole story can
+be tried with no account at either. Everything listens on 127.0.0.1 (the
 API token is the well-known dev-token) unless HOST says otherwise. Ctrl-C, or
 anything else that ends the run, stops every process (`devtools.foreground`).
 """
@@ -48,6 +49,24 @@ def main() -> None:
         processes.append("sandbox")
         processor = (f"the offline sandbox at {env['STRIPE_API_BASE']} "
                      "(no Stripe account needed)")
+    gc_secret = (env.get("GOCARDLESS_WEBHOOK_SECRETS") or "gc_whsec_dev").split(",")[0].strip()
+    env.setdefault("GOCARDLESS_WEBHOOK_SECRETS", gc_secret)
+    if env.get("GOCARDLESS_ACCESS_TOKEN"):
+        direct_debit = (f"GoCardless, with your token; point its webhook at "
+                        f"{env['PUBLIC_URL']}/webhooks/gocardless (secret GOCARDLESS_WEBHOOK_SECRETS)")
+    else:
+        gc_port = env.setdefault("GOCARDLESS_SANDBOX_PORT", "12113")
+        env["GOCARDLESS_ACCESS_TOKEN"] = "gc_sandbox_token"
+        env["GOCARDLESS_API_BASE"] = f"http://127.0.0.1:{gc_port}"
+        # Its Direct Debit pages at the same origin as its API, as for Stripe's sandbox.
+        env["GOCARDLESS_SANDBOX_PUBLIC_URL"] = env["GOCARDLESS_API_BASE"]
+        env.setdefault("GOCARDLESS_SANDBOX_WEBHOOK_URL",
+                       f"http://127.0.0.1:{port}/webhooks/gocardless")
+        if "sandbox" not in processes:
+            env["STRIPE_SANDBOX"] = "false"  # Stripe is the real one: GoCardless's stand-in only
+            processes.append("sandbox")
+        direct_debit = (f"the offline GoCardless stand-in at {env['GOCARDLESS_API_BASE']}; "
+                        f"move its payments on at {env['GOCARDLESS_API_BASE']}/_sandbox")
 
     if subprocess.run(["settle", "migrate"], env=env).returncode:
         sys.exit(1)
@@ -56,8 +75,10 @@ settle is starting:
   listening on {host} (set HOST=0.0.0.0 to be reached from other machines)
   API          http://localhost:{port}/v1   (Authorization: Bearer {token})
   webhooks     http://localhost:{port}/webhooks/stripe   (secret {secret})
+               http://localhost:{port}/webhooks/gocardless   (secret {gc_secret})
   health       http://localhost:{port}/readyz   metrics http://localhost:{port}/metrics
   processor    {processor}
+  Direct Debit {direct_debit}
   mail         caught on 127.0.0.1:{env.get('SMTP_PORT', '1025')} and printed below
   webhooks out received on http://127.0.0.1:{receiver_port}/webhooks (endpoint dev-receiver),
                verified with standardwebhooks and printed below

@@ -1,35 +1,69 @@
-"""Serve the sandbox processor: `python -m sandbox` (make run does, without STRIPE_API_KEY).
+"""Serve the sandbox processors: `python -m sandbox` (make run does, without the keys).
 
-SANDBOX_PORT (12111) is where it listens; the events a payment produces are
-signed with the first STRIPE_WEBHOOK_SECRETS secret and posted to
-SANDBOX_WEBHOOK_URL (settle's own `/webhooks/stripe` on $PORT by default).
+The Stripe stand-in listens on SANDBOX_PORT (12111) and signs the events a payment
+produces with the first STRIPE_WEBHOOK_SECRETS secret, posting them to
+SANDBOX_WEBHOOK_URL (settle's own `/webhooks/stripe` on $PORT by default). With
+GOCARDLESS_SANDBOX_PORT set, the GoCardless stand-in listens there too, answering
+GOCARDLESS_ACCESS_TOKEN and posting its signed batches (the first
+GOCARDLESS_WEBHOOK_SECRETS secret) to GOCARDLESS_SANDBOX_WEBHOOK_URL (settle's
+`/webhooks/gocardless` by default). With STRIPE_SANDBOX=false only the GoCardless one runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from aiohttp import web
 
-from sandbox.stripe import StripeStandIn
 from core import logs
+from sandbox.gocardless import GoCardlessStandIn
+from sandbox.stripe import StripeStandIn
+
+
+def _first(name: str) -> str:
+    secrets = [s.strip() for s in os.environ.get(name, "").split(",") if s.strip()]
+    return secrets[0] if secrets else ""
+
+
+async def serve() -> None:
+    env = os.environ
+    settle = f"http://127.0.0.1:{env.get('PORT', '8080')}"
+    runners = []
+    if env.get("STRIPE_SANDBOX", "true").lower() != "false":
+        port = int(env.get("SANDBOX_PORT", "12111"))
+        stripe = StripeStandIn(
+            api_key=env.get("STRIPE_API_KEY", "sk_test_sandbox"),
+            base=env.get("SANDBOX_PUBLIC_URL", f"http://localhost:{port}"),
+            webhook_url=env.get("SANDBOX_WEBHOOK_URL", f"{settle}/webhooks/stripe"),
+            webhook_secret=_first("STRIPE_WEBHOOK_SECRETS"))
+        runners.append((stripe.app(), port))
+        print(f"sandbox processor on {stripe.base} (checkout pages at "
+              f"{stripe.base}/checkout/...)", flush=True)
+    if env.get("GOCARDLESS_SANDBOX_PORT"):
+        port = int(env["GOCARDLESS_SANDBOX_PORT"])
+        gocardless = GoCardlessStandIn(
+            access_token=env.get("GOCARDLESS_ACCESS_TOKEN", "gc_sandbox_token"),
+            base=env.get("GOCARDLESS_SANDBOX_PUBLIC_URL", f"http://localhost:{port}"),
+            webhook_url=env.get("GOCARDLESS_SANDBOX_WEBHOOK_URL",
+                                f"{settle}/webhooks/gocardless"),
+            webhook_secret=_first("GOCARDLESS_WEBHOOK_SECRETS"))
+        runners.append((gocardless.app(), port))
+        print(f"GoCardless stand-in on {gocardless.base} (its payments, with buttons to move "
+              f"them on, at {gocardless.base}/_sandbox)", flush=True)
+    for app, port in runners:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()  # until the process is stopped
 
 
 def main() -> None:
     logs.configure()
-    port = int(os.environ.get("SANDBOX_PORT", "12111"))
-    secrets = [s for s in os.environ.get("STRIPE_WEBHOOK_SECRETS", "").split(",") if s.strip()]
-    stand_in = StripeStandIn(
-        api_key=os.environ.get("STRIPE_API_KEY", "sk_test_sandbox"),
-        base=os.environ.get("SANDBOX_PUBLIC_URL", f"http://localhost:{port}"),
-        webhook_url=os.environ.get(
-            "SANDBOX_WEBHOOK_URL",
-            f"http://127.0.0.1:{os.environ.get('PORT', '8080')}/webhooks/stripe"),
-        webhook_secret=secrets[0].strip() if secrets else "",
-    )
-    print(f"sandbox processor on {stand_in.base} (checkout pages at {stand_in.base}/checkout/...)",
-          flush=True)
-    web.run_app(stand_in.app(), host="127.0.0.1", port=port, print=None, access_log=None)
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -96,7 +96,10 @@ def test_worker_holds_only_wiring() -> None:
 # A processor's vocabulary: its event types, statuses, URL templates and settings' names.
 PROCESSOR_WORDS = re.compile(
     r"checkout\.session\.|payment_intent\.|charge\.refund|charge\.dispute|CHECKOUT_SESSION_ID"
-    r"|requires_action|canceled|payment_status|STRIPE")
+    r"|requires_action|canceled|payment_status|STRIPE"
+    # GoCardless's: its resources and their statuses and actions, its settings.
+    r"|billing_request|late_failure|charged_back|chargeback_cancelled|pending_submission"
+    r"|paid_out|funds_returned|GOCARDLESS")
 
 
 def test_the_domain_and_the_ground_speak_settles_words() -> None:
@@ -111,12 +114,12 @@ def test_the_domain_and_the_ground_speak_settles_words() -> None:
 
 def test_core_names_no_processor() -> None:
     """core/ is every process's ground: a processor's settings, library or logger
-    (`STRIPE_*`, `stripe`) appear only in its package and the wiring that registers it.
+    (`STRIPE_*`, `stripe`, `GOCARDLESS_*`, `gocardless_pro`) appear only in its package and the wiring that registers it.
     Prose may still name one as an example ("Stripe posts one event")."""
     found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
              for path in sorted((ROOT / "core").rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1)
-             if re.search(r"stripe|STRIPE", line)]
+             if re.search(r"stripe|STRIPE|gocardless|GOCARDLESS", line)]
     assert found == []
 
 

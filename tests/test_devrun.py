@@ -70,11 +70,12 @@ class Run:
     def __init__(self, settings: Settings, *, command: tuple[str, ...] = (),
                  cwd: Path = ROOT, **extra: str) -> None:
         self.ports = {name: free_port() for name in ("PORT", "SANDBOX_PORT", "RECEIVER_PORT",
-                                                      "SMTP_PORT")}
+                                                      "SMTP_PORT", "GOCARDLESS_SANDBOX_PORT")}
         env = process_env(settings, SMTP_HOST="127.0.0.1",
                           PUBLIC_URL=f"http://localhost:{self.ports['PORT']}",
                           **{name: str(port) for name, port in self.ports.items()}, **extra)
-        for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "HOST"):
+        for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "GOCARDLESS_ACCESS_TOKEN",
+                     "GOCARDLESS_API_BASE", "HOST"):
             env.pop(name, None)
         self.process = subprocess.Popen(
             [*command, sys.executable, "-m", "devtools.devrun"], cwd=cwd, env=env,

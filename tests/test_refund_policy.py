@@ -292,7 +292,8 @@ def test_a_worker_with_policy_refund_and_no_api_key_stops_at_start(settings: Set
                           text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "settle: OVERPAYMENT_POLICY=refund needs a configured processor (STRIPE_API_KEY): "
+        "settle: OVERPAYMENT_POLICY=refund needs a configured processor (STRIPE_API_KEY or "
+        "GOCARDLESS_ACCESS_TOKEN): "
         "overpayments are refunded through the processor"]
 
 

@@ -25,6 +25,9 @@ from core.services import Services, network_timeout
 from core.settings import ProcessorSettings, Settings
 from ledger.inbox import Handlers
 from notify.smtp import SmtpMailer
+from processors.gocardless import client as gocardless_client
+from processors.gocardless import events as gocardless_events
+from processors.gocardless.settings import GoCardlessSettings
 from processors.stripe import client as stripe_client
 from processors.stripe import events as stripe_events
 from processors.stripe.settings import StripeSettings
@@ -46,6 +49,8 @@ Registry = Mapping[str, Registration]
 
 PROCESSORS: dict[str, Registration] = {
     "stripe": Registration(StripeSettings.from_env, stripe_client.make, stripe_events.HANDLERS),
+    "gocardless": Registration(GoCardlessSettings.from_env, gocardless_client.make,
+                               gocardless_events.HANDLERS),
 }
 # The processor offered first of the ways to pay (the customer chooses per payment, among
 # the configured processors that take the invoice's currency).
