@@ -10,7 +10,7 @@ from handlers.keys import books, services
 from handlers.models import EndpointIn, EndpointsQuery, MessagesQuery
 from handlers.routes import Routes
 from handlers.validation import body, path_id, query
-from ledger import endpoints
+from delivery import endpoints
 
 ROUTES = Routes("webhooks")
 

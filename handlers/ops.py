@@ -11,7 +11,8 @@ from handlers.keys import services
 from handlers.models import EventsQuery, OutboxQuery, ReconcileIn
 from handlers.routes import Routes
 from handlers.validation import body, path_id, query
-from ledger import backlog, reconcile
+from delivery import backlog
+from ledger import reconcile
 
 ROUTES = Routes("operations")
 

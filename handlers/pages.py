@@ -18,7 +18,8 @@ from core.errors import Conflict, Invalid, NotFound, PermanentError, describe
 from handlers import html
 from handlers.keys import books, services
 from handlers.validation import path_token
-from ledger import checkout, invoices, pages
+from ledger import checkout, invoices
+from reads import pages
 from ledger.money import AmountRefused
 from present import formats, pdf_store
 from present.templating import static_file

@@ -11,7 +11,8 @@ from core.errors import NotFound, PermanentError, describe, is_transient
 from handlers import html
 from handlers.keys import services
 from handlers.validation import path_token
-from ledger import checkout, pages
+from ledger import checkout
+from reads import pages
 
 log = logging.getLogger("settle.paylinks")
 

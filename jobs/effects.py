@@ -28,7 +28,9 @@ from core.processor import Processor, RefundMade
 from core.retry import backoff
 from core.services import Services
 from core.settings import Settings
-from ledger import endpoints, outbound, pages, refunds
+from delivery import endpoints, outbound
+from ledger import refunds
+from reads import pages
 from ledger.checkout import session_finished
 from ledger.reconcile import check_session
 from notify import render, webhook
@@ -107,7 +109,7 @@ class Refund(Effect):
         refund already happened: the key lasts the processor's `idempotency_window`
         (Stripe's 24 hours), the refund's metadata for ever.
         That is decided by the row's age, never by its attempts: an operator's retry
-        (`ledger.backlog.retry_outbox`) counts attempts from 0 again, and the first
+        (`delivery.backlog.retry_outbox`) counts attempts from 0 again, and the first
         attempt of a row owed long ago (a worker down for a day) is as old.
         """
         processor = _processor(services, payload)
@@ -285,7 +287,7 @@ class Webhook(Effect):
         raise webhook.Undelivered(f"HTTP {answer.status}")
 
 
-# Every kind the ledger owes (`ledger.outbox`, `ledger.outbound`), by its name.
+# Every kind the ledger owes (`delivery.outbox`, `delivery.outbound`), by its name.
 KINDS: dict[str, Effect] = {effect.kind: effect
                             for effect in (Email(), Refund(), ExpireCheckout(), Webhook())}
 

@@ -13,7 +13,7 @@ from core.queue import enqueue_events, enqueue_many
 from core.retry import backoff
 from core.services import WorkerContext, network_timeout
 from ledger import inbox
-from ledger.sweep import stale
+from delivery.sweep import stale
 
 log = logging.getLogger("settle.jobs")
 

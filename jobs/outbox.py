@@ -1,6 +1,6 @@
 """Side effects owed after a commit: claim the row, perform the effect, record it.
 
-The claim is a committed lease (`ledger.outbox.claim`), so the effect runs
+The claim is a committed lease (`delivery.outbox.claim`), so the effect runs
 with no transaction open and no row lock held: a slow mail server or
 processor delays only its own row. The outcome is recorded in a new, short
 statement. A worker that dies mid-effect leaves the lease to expire, and the
@@ -38,7 +38,7 @@ from core.retry import backoff
 from core.services import WorkerContext
 from core.settings import Settings
 from jobs.effects import effect_of
-from ledger import outbox
+from delivery import outbox
 from notify import webhook
 
 log = logging.getLogger("settle.outbox")

@@ -27,7 +27,7 @@ from core.limits import Permit
 from core.processor import Processor, SessionMade, SessionSpec
 from core.tx import Books
 from ledger import money
-from ledger.outbox import owe_expiry
+from delivery.outbox import owe_expiry
 from ledger.status import is_open, locked, remaining_of, status_of
 
 

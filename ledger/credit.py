@@ -11,8 +11,8 @@ import asyncpg
 from core.errors import Conflict, NotFound
 from core.tx import Books
 from ledger.context import Known
-from ledger.cursors import decode_row_cursor, encode_cursor
-from ledger.outbound import owe_event
+from reads.cursors import decode_row_cursor, encode_cursor
+from delivery.outbound import owe_event
 from ledger.repeats import check_same_request
 
 CreditKind = Literal["overpayment", "applied", "taken_back", "adjustment", "credit_note",
@@ -66,15 +66,6 @@ async def _move(conn: asyncpg.Connection, customer_id: str, currency: str, amoun
         customer_id, currency, amount,
     )
     return balance
-
-
-async def balances(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -> dict[str, int]:
-    rows = await conn.fetch(
-        """select currency, balance from credit_balances
-           where customer_id = $1 and balance > 0 order by currency""",
-        customer_id,
-    )
-    return {r["currency"]: r["balance"] for r in rows}
 
 
 # --- what the merchant does with credit, and the ledger it can read -----------------------

@@ -27,9 +27,9 @@ from ledger import money, refunds
 from ledger.context import Known
 from ledger.credit import change_credit
 from ledger.invoices import changed
-from ledger.views import credit_note_view
-from ledger.outbound import owe_event
-from ledger.outbox import invoice_audience, owe_email
+from reads.views import credit_note_view
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email
 from ledger.status import locked, remaining_of, status_of
 from ledger.repeats import check_same_request
 

@@ -18,12 +18,12 @@ from core.tx import Books
 from ledger import money
 from ledger.context import Known
 from ledger.credit import change_credit, locked_balance
-from ledger.outbound import invoice_changed, owe_event
-from ledger.outbox import invoice_audience, owe_email
+from delivery.outbound import invoice_changed, owe_event
+from delivery.outbox import invoice_audience, owe_email
 from ledger.requests import end_active_requests, new_token
-from ledger.cursors import decode_cursor, encode_cursor
+from reads.cursors import decode_cursor, encode_cursor
 from ledger.status import STATUS_SQL, is_open, locked, remaining_of, status_of
-from ledger.views import VIEW_SQL, view_of
+from reads.views import VIEW_SQL, view_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
                         invoice_id=before["id"], to=audience["to"], audience=audience,
                         number=audience["number"],
                         total=after["total"], currency=after["currency"])
-    # Any change of its money is told (ledger.outbound.invoice_event), not only of its status.
+    # Any change of its money is told (delivery.outbound.invoice_event), not only of its status.
     await invoice_changed(conn, before, after, known=known)
     return after
 

@@ -37,9 +37,9 @@ from ledger.facts import (
 )
 from ledger.inbox import Outcome, Policy
 from ledger.invoices import changed
-from ledger.views import payment_view
-from ledger.outbound import owe_event
-from ledger.outbox import invoice_audience, owe_email
+from reads.views import payment_view
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email
 from ledger.requests import request_paid
 from ledger.status import invoice_for, is_open, locked, remaining_of, status_of
 from ledger.repeats import check_same_request

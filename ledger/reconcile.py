@@ -28,12 +28,12 @@ from core.queue import enqueue
 from core.services import Services
 from core.tx import Books
 from ledger import payments
-from ledger.backlog import iso
+from reads.views import maybe_iso
 from ledger.checkout import session_finished
 from ledger.facts import PaymentFacts
 from ledger.invoices import changed
 from ledger.status import lock_invoice
-from ledger.timeline import require_invoice
+from reads.timeline import require_invoice
 
 
 @dataclass
@@ -258,7 +258,7 @@ async def job_view(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
         raise NotFound("job", job_id)
     return {"id": row["id"], "kind": row["kind"], "status": row["status"],
             "result": row["result"], "reason": row["reason"],
-            "created_at": iso(row["created_at"]), "finished_at": iso(row["finished_at"])}
+            "created_at": maybe_iso(row["created_at"]), "finished_at": maybe_iso(row["finished_at"])}
 
 
 async def claim_job(pool: asyncpg.Pool, job_id: str) -> tuple[str | None, str, Report] | None:

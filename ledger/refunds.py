@@ -39,8 +39,8 @@ from ledger.credit import change_credit, locked_balance
 from ledger.facts import Cumulative, RefundState
 from ledger.context import Known
 from ledger.invoices import changed
-from ledger.outbound import owe_event
-from ledger.outbox import invoice_audience, owe_email, owe_refund
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email, owe_refund
 from ledger.status import invoice_for, lock_invoice, remaining_of
 from ledger.repeats import check_same_request
 

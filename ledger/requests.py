@@ -19,10 +19,10 @@ from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
 from ledger.context import Known
-from ledger.outbound import owe_event
-from ledger.outbox import owe_expiry, owe_request_mail
+from delivery.outbound import owe_event
+from delivery.outbox import owe_expiry, owe_request_mail
 from ledger.status import is_open, locked, remaining_of, status_of
-from ledger.views import pay_url, request_view
+from reads.views import pay_url, request_view
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ from ledger.context import Known
 from ledger.credit import change_credit, locked_balance
 from ledger.facts import Reversed
 from ledger.invoices import changed
-from ledger.outbound import owe_event
-from ledger.outbox import invoice_audience, owe_email
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email
 from ledger.refunds import Locked, lock
 from ledger.status import remaining_of
 

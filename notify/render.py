@@ -43,7 +43,7 @@ class Attachment:
 
 
 async def invoice_pdf(page: dict[str, Any], settings: Settings) -> Attachment:
-    """The PDF of an invoice page (`ledger.pages.invoice_page`), as its page serves it."""
+    """The PDF of an invoice page (`reads.pages.invoice_page`), as its page serves it."""
     try:
         content = await pdf_store.STORE.invoice_pdf(page, settings.merchant_name,
                                                     settings.merchant_details,

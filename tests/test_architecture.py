@@ -13,19 +13,31 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-# What each package may import (besides itself and third-party libraries).
+# What each package may import (besides itself and third-party libraries). The domain is
+# three packages: the books (`ledger`) owe through `delivery` and answer with `reads`;
+# those two stand on the books' ground alone (GROUND below), never on the books.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
-    "ledger": {"core"},
+    "ledger": {"core", "delivery", "reads"},
+    "delivery": {"core", "ledger", "reads", "notify"},
+    "reads": {"core", "ledger"},
     "present": {"core", "ledger"},
-    "notify": {"core", "ledger", "present"},
+    "notify": {"core", "present"},
     "processors": {"core", "ledger"},
-    "handlers": {"core", "ledger", "present"},
-    "jobs": {"core", "ledger", "notify"},
-    "worker": {"core", "ledger", "present", "notify", "processors", "handlers", "jobs"},
+    "handlers": {"core", "ledger", "delivery", "reads", "present"},
+    "jobs": {"core", "ledger", "delivery", "reads", "notify"},
+    "worker": {"core", "ledger", "delivery", "reads", "present", "notify", "processors",
+               "handlers", "jobs"},
     "sandbox": {"core", "ledger", "processors", "present"},
     "devtools": {"core", "ledger", "present"},
 }
+DOMAIN = ("ledger", "delivery", "reads")
+# The books' ground: the money rules, the payment facts, what an invoice row says and
+# what a transaction already read. It imports nothing of the domain above it, so
+# `reads` and `delivery`, which stand on it, never reach the books.
+GROUND = {"ledger.money", "ledger.facts", "ledger.status", "ledger.context"}
+# What of notify/ the domain may ask: the address rule (an endpoint's URL, when stored).
+NOTIFY_FOR_THE_DOMAIN = {"notify.addresses"}
 OURS = set(ALLOWED) | {"tests", "bench"}
 
 
@@ -58,6 +70,34 @@ def test_no_package_imports_a_layer_above_it() -> None:
         for imported in imports_of(path):
             target = imported.split(".")[0]
             if target != package and target not in ALLOWED[package]:
+                wrong.append(f"{name} imports {imported}")
+    assert wrong == []
+
+
+def _module_of(imported: str, known: dict[str, Path]) -> str:
+    """The module an import names (`from ledger.status import locked` names ledger.status)."""
+    return imported if imported in known else imported.rsplit(".", 1)[0]
+
+
+def test_reads_and_delivery_stand_on_the_ground_not_on_the_books() -> None:
+    """Layers inside the domain, from the bottom: the books' ground, reads/, delivery/,
+    the books. The ground imports only itself; reads/ never delivery/; neither reads/ nor
+    delivery/ imports a module of the books; the domain asks notify/ only its address rule."""
+    known = modules()
+    wrong = []
+    for name, path in known.items():
+        package = name.split(".")[0]
+        for imported in {_module_of(i, known) for i in imports_of(path)} & set(known):
+            target = imported.split(".")[0]
+            if name in GROUND and target != "core" and imported not in GROUND | {"ledger"}:
+                wrong.append(f"{name} imports {imported}")
+            elif package in ("reads", "delivery") and target == "ledger" \
+                    and imported not in GROUND | {"ledger"}:
+                wrong.append(f"{name} imports {imported}")
+            elif package == "reads" and target == "delivery":
+                wrong.append(f"{name} imports {imported}")
+            elif package in DOMAIN and target == "notify" \
+                    and imported not in NOTIFY_FOR_THE_DOMAIN:
                 wrong.append(f"{name} imports {imported}")
     assert wrong == []
 
@@ -100,10 +140,12 @@ PROCESSOR_WORDS = re.compile(
 
 
 def test_the_domain_and_the_ground_speak_settles_words() -> None:
-    """The ledger speaks settle's words; each processor translates its own (its package,
-    and the sandbox and tests that play it, may name Stripe's words)."""
+    """The domain (the books, delivery, reads) speaks settle's words; each processor
+    translates its own (its package, and the sandbox and tests that play it, may name
+    Stripe's words)."""
     found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
-             for package in ("ledger", "core") for path in sorted((ROOT / package).rglob("*.py"))
+             for package in (*DOMAIN, "core")
+             for path in sorted((ROOT / package).rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if PROCESSOR_WORDS.search(line)]
     assert found == []
@@ -150,7 +192,7 @@ def test_every_kind_the_ledger_owes_has_its_effect() -> None:
     from jobs.effects import KINDS
 
     owed = {first or second
-            for path in sorted((ROOT / "ledger").rglob("*.py"))
+            for package in DOMAIN for path in sorted((ROOT / package).rglob("*.py"))
             for first, second in OWED_KIND.findall(path.read_text())}
     assert owed == {"email", "refund", "expire_checkout", "webhook"}
     assert set(KINDS) == owed

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from core.queue import job_id
-from ledger import outbox
+from delivery import outbox
 from sandbox.events import session_completed
 from sandbox.stripe import StripeStandIn
 from jobs.effects import KINDS

@@ -10,8 +10,8 @@ import asyncpg
 
 from core.settings import Settings
 from core.tx import transaction
-from ledger import outbound
-from ledger.endpoints import MAX_ENDPOINTS
+from delivery import outbound
+from delivery.endpoints import MAX_ENDPOINTS
 from tests.service import Service
 
 

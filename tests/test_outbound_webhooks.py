@@ -20,7 +20,7 @@ from standardwebhooks import Webhook
 
 from core.settings import Settings
 from handlers import messages
-from ledger import outbox
+from delivery import outbox
 from notify import webhook
 from sandbox.events import payment_intent_succeeded
 from tests.conftest import replace, run_burst, running_worker, wait_for
@@ -750,7 +750,7 @@ async def test_a_message_bounced_as_busy_for_long_keeps_its_tries_and_goes_once_
         bounces += 1
         return await record_busy(*args)
 
-    monkeypatch.setattr("ledger.outbox.record_busy", counted)
+    monkeypatch.setattr("delivery.outbox.record_busy", counted)
 
     async def bounced_past_its_tries() -> bool:
         return bounces > 3 * WorkerSettings.functions[1].max_tries  # type: ignore[attr-defined]
@@ -783,14 +783,14 @@ ALLOWED = ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946",
 
 @pytest.mark.parametrize("address", REFUSED)
 def test_is_public_refuses_loopback_private_metadata_and_their_wrappings(address: str) -> None:
-    from ledger.endpoints import is_public
+    from notify.addresses import is_public
 
     assert is_public(ipaddress.ip_address(address)) is False
 
 
 @pytest.mark.parametrize("address", ALLOWED)
 def test_is_public_allows_public_addresses(address: str) -> None:
-    from ledger.endpoints import is_public
+    from notify.addresses import is_public
 
     assert is_public(ipaddress.ip_address(address)) is True
 
@@ -859,7 +859,7 @@ async def test_an_endpoint_that_never_answers_is_undelivered_when_its_time_is_up
 def test_check_url_refuses_local_names_wrapped_addresses_and_control_characters(
         url: str) -> None:
     from core.errors import Invalid
-    from ledger.endpoints import check_url
+    from delivery.endpoints import check_url
 
     with pytest.raises(Invalid) as refused:
         check_url(url.encode().decode("unicode_escape"), allow_private=False)
@@ -872,7 +872,7 @@ def test_check_url_refuses_local_names_wrapped_addresses_and_control_characters(
     # A name is not resolved at PUT: it is checked after resolution at each attempt.
     "https://private.example.com/x"))
 def test_check_url_allows_public_https_urls(url: str) -> None:
-    from ledger.endpoints import check_url
+    from delivery.endpoints import check_url
 
     assert check_url(url, allow_private=False) == url
 

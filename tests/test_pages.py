@@ -867,9 +867,9 @@ async def test_tokens_never_reach_the_logs(paying: Service, standin: StripeStand
     async def bug(*args: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("ledger.pages.invoice_page", away)
+    monkeypatch.setattr("reads.pages.invoice_page", away)
     assert (await svc.client.get(path)).status == 503
-    monkeypatch.setattr("ledger.pages.invoice_page", bug)
+    monkeypatch.setattr("reads.pages.invoice_page", bug)
     response = await svc.client.get(path)
     assert response.status == 500 and "Something went wrong" in await response.text()
     monkeypatch.undo()

@@ -25,10 +25,11 @@ from core.services import WorkerContext
 from core.settings import Settings
 from core.tx import Books, nothing
 from jobs.reconcile import run_ops_job
-from ledger import backlog, endpoints as webhook_endpoints, reconcile as reconciling
-from ledger import timeline as timelines
+from delivery import backlog, endpoints as webhook_endpoints
+from ledger import reconcile as reconciling
+from reads import timeline as timelines
 from ledger.invoices import invoice_view
-from ledger.outbound import EVENT_TYPES
+from delivery.outbound import EVENT_TYPES
 from worker.services import close_processors, make_processors, make_queue, make_services
 
 OK, FAILED, NOT_FOUND = 0, 1, 4

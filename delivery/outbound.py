@@ -23,7 +23,7 @@ import asyncpg
 from core.tx import Books, owed
 from ledger.context import Endpoint, Known
 from ledger.status import STATUS_SQL, status_of
-from ledger.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
+from reads.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
 
 # The one list of what settle tells (CONTRACT §9): what an endpoint may subscribe to
 # (`handlers.models`), each message's `type` (`handlers.messages`) and docs/webhooks.md's

@@ -17,8 +17,9 @@ import asyncpg
 
 from core.errors import Conflict, Invalid, NotFound
 from core.tx import Books
-from ledger.cursors import decode_cursor, decode_row_cursor, encode_cursor
-from ledger.outbound import EVENT_TYPES, owe_ping
+from notify.addresses import is_public
+from reads.cursors import decode_cursor, decode_row_cursor, encode_cursor
+from delivery.outbound import EVENT_TYPES, owe_ping
 
 ROTATION_OVERLAP = timedelta(hours=24)
 # The most endpoints an account has (CONTRACT §11): each money change owes a message to
@@ -64,36 +65,6 @@ def check_url(url: str, allow_private: bool) -> str:
         if not is_public(address):
             raise Invalid("url_invalid", "the url's address is not a public one")
     return url
-
-
-def _relayed_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address a 6to4 (2002::/16) or Teredo (2001::/32, its client) address is
-    relayed to; None for any other."""
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]
-    return None
-
-
-def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Not loopback, private, shared (100.64/10), link-local (cloud metadata included),
-    site-local (fec0::/10), multicast, reserved or unspecified. An IPv4-mapped IPv6 address is judged as its IPv4
-    one; a 6to4 or Teredo address must also wrap a public IPv4 one, since a relay delivers
-    to that."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return is_public(address.ipv4_mapped)
-        relayed = _relayed_ipv4(address)
-        if relayed is not None and not is_public(relayed):
-            return False
-        # Site-local (fec0::/10): deprecated, but still routed inside some networks, and
-        # Python's ipaddress counts it as global (is_global is True for fec0::1).
-        if address.is_site_local:
-            return False
-    return address.is_global and not (address.is_loopback or address.is_private
-                                      or address.is_link_local or address.is_multicast
-                                      or address.is_reserved or address.is_unspecified)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ import asyncpg
 from core.errors import NotFound
 from core.tx import Books
 from ledger import money
-from ledger.credit import balances
-from ledger.views import VIEW_SQL, invoice_url, view_of
+from reads.customers import balances
+from reads.views import VIEW_SQL, invoice_url, view_of
 from ledger.status import STATUS_SQL, is_open, remaining_of
 
 # More than a page can usefully show; the customer page says when some were left out.

@@ -4,13 +4,13 @@ newest first, and replaying or retrying the failed ones."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from core.errors import Invalid, NotFound
-from ledger.cursors import BIGINT_MAX, decode_row_cursor, encode_cursor
+from reads.cursors import BIGINT_MAX, decode_row_cursor, encode_cursor
+from reads.views import maybe_iso
 
 EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
 OUTBOX_STATUSES = ("pending", "done", "failed")
@@ -19,10 +19,6 @@ OUTBOX_PAGE = (1, 100)
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # An outbox id is a bigint (a whole number past its range names no row).
 _OUTBOX_ID = re.compile(r"[0-9]{1,255}")
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None,
@@ -43,8 +39,8 @@ async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None
     return {
         "events": [{"id": r["event_id"], "type": r["type"], "status": r["status"],
                     "reason": r["reason"], "attempts": r["attempts"],
-                    "received_at": iso(r["received_at"]),
-                    "processed_at": iso(r["processed_at"])} for r in page],
+                    "received_at": maybe_iso(r["received_at"]),
+                    "processed_at": maybe_iso(r["processed_at"])} for r in page],
         "next": encode_cursor(page[-1]["received_at"], page[-1]["id"]) if len(rows) > limit else None,
     }
 
@@ -93,8 +89,8 @@ async def list_outbox(pool: asyncpg.Pool, status: str | None, kind: str | None,
     return {
         "items": [{"id": r["id"], "kind": r["kind"], "key": r["key"], "status": r["status"],
                    "reason": r["reason"], "attempts": r["attempts"],
-                   "invoice_id": r["invoice_id"], "created_at": iso(r["created_at"]),
-                   "done_at": iso(r["done_at"])} for r in page],
+                   "invoice_id": r["invoice_id"], "created_at": maybe_iso(r["created_at"]),
+                   "done_at": maybe_iso(r["done_at"])} for r in page],
         "next": encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None,
     }
 

@@ -6,7 +6,7 @@ the change does; `core.tx` queues the rows once the transaction commits (each in
 notes its row with `core.tx.owed`), and
 `jobs.outbox` performs them. Kinds name what is done, not who does it:
 `email`, `refund`, `expire_checkout`, and `webhook` (an outbound message, owed by
-`ledger.outbound`).
+`delivery.outbound`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How the API shows an invoice, a payment, a credit note and a payment request: pure
 functions of their rows, shared by the API's answers and the outbound webhooks' snapshots
-(`ledger.outbound`)."""
+(`delivery.outbound`)."""
 
 from __future__ import annotations
 
@@ -96,6 +96,11 @@ def iso(value: Any) -> str:
     """A time as the API writes it (a row's datetime, or PostgreSQL's JSON text)."""
     # PostgreSQL's JSON drops a time's trailing zeros ("…:04.12345"): one form always.
     return (datetime.fromisoformat(value) if isinstance(value, str) else value).isoformat()
+
+
+def maybe_iso(value: datetime | None) -> str | None:
+    """A time as the API writes it, or None for no time."""
+    return value.isoformat() if value else None
 
 
 def credit_note_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
