@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import Invalid, NotFound
+from core.tx import Books
 from reads.cursors import BIGINT_MAX, decode_row_cursor, encode_cursor
 from reads.views import maybe_iso
 
@@ -45,19 +46,19 @@ async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None
     }
 
 
-async def replay_event(pool: asyncpg.Pool, event_id: str) -> tuple[int, str]:
+async def replay_event(books: Books, event_id: str) -> tuple[int, str]:
     """Make a failed event pending again; (its row id, its status now).
 
     A processed or ignored event is left as it is: replaying it changes nothing.
     """
-    row = await pool.fetchrow(
+    row = await books.pool.fetchrow(
         """update events set status = 'pending', attempts = 0, processed_at = null,
                   reason = 'replayed after: ' || coalesce(reason, '')
            where event_id = $1 and status = 'failed'
            returning id, status""",
         event_id)
     if row is None:
-        row = await pool.fetchrow("select id, status from events where event_id = $1",
+        row = await books.pool.fetchrow("select id, status from events where event_id = $1",
                                   event_id)
     if row is None:
         raise NotFound("event", event_id)
@@ -95,7 +96,7 @@ async def list_outbox(pool: asyncpg.Pool, status: str | None, kind: str | None,
     }
 
 
-async def retry_outbox(pool: asyncpg.Pool, outbox_id: str) -> tuple[int, str]:
+async def retry_outbox(books: Books, outbox_id: str) -> tuple[int, str]:
     """Make a failed side effect pending again; (its id, its status now).
 
     It keeps its key, so the processor's idempotency key and the mail's
@@ -107,7 +108,7 @@ async def retry_outbox(pool: asyncpg.Pool, outbox_id: str) -> tuple[int, str]:
     pk = int(outbox_id)
     if pk > BIGINT_MAX:
         raise NotFound("outbox entry", outbox_id)
-    row = await pool.fetchrow(
+    row = await books.pool.fetchrow(
         """update outbox set status = 'pending', attempts = 0, done_at = null,
                   lease_until = null, next_attempt_at = now(),
                   retried_at = now(), reason = 'retried after: ' || coalesce(reason, '')
@@ -115,7 +116,7 @@ async def retry_outbox(pool: asyncpg.Pool, outbox_id: str) -> tuple[int, str]:
            returning id, status""",
         pk)
     if row is None:
-        row = await pool.fetchrow("select id, status from outbox where id = $1", pk)
+        row = await books.pool.fetchrow("select id, status from outbox where id = $1", pk)
     if row is None:
         raise NotFound("outbox entry", outbox_id)
     return row["id"], row["status"]

@@ -82,11 +82,11 @@ def endpoint_view(row: asyncpg.Record) -> dict[str, Any]:
             "secret": row["secret"], "created_at": row["created_at"].isoformat()}
 
 
-async def upsert(pool: asyncpg.Pool, endpoint_id: str,
+async def upsert(books: Books, endpoint_id: str,
                  data: EndpointInput) -> tuple[dict[str, Any], bool]:
     """(the endpoint, created?); the secret is made on create and kept on update."""
     events = sorted(set(data.events)) if data.events is not None else None
-    async with pool.acquire() as conn, conn.transaction():
+    async with books.transaction() as conn:
         # Creations take turns: two at MAX_ENDPOINTS - 1 would each count one less than the
         # other makes. The lock is the transaction's, so it ends with it (pgbouncer-safe);
         # the insert's snapshot is taken after it, so it counts what the previous holder
@@ -109,16 +109,16 @@ async def upsert(pool: asyncpg.Pool, endpoint_id: str,
     return endpoint_view(row), bool(row["created"])
 
 
-async def get(pool: asyncpg.Pool | asyncpg.Connection, endpoint_id: str) -> dict[str, Any]:
+async def get(pool: asyncpg.Pool, endpoint_id: str) -> dict[str, Any]:
     row = await pool.fetchrow("select * from webhook_endpoints where id = $1", endpoint_id)
     if row is None:
         raise NotFound("webhook endpoint", endpoint_id)
     return endpoint_view(row)
 
 
-async def delete(pool: asyncpg.Pool, endpoint_id: str) -> None:
+async def delete(books: Books, endpoint_id: str) -> None:
     """Gone, and its pending messages with it (failed: nothing left to send them to)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with books.transaction() as conn:
         if await conn.fetchval("delete from webhook_endpoints where id = $1 returning true",
                                endpoint_id) is None:
             raise NotFound("webhook endpoint", endpoint_id)
@@ -146,9 +146,9 @@ def _decode(cursor: str | None) -> tuple[datetime, str] | None:
     return decode_cursor(cursor) if cursor else None
 
 
-async def rotate(pool: asyncpg.Pool, endpoint_id: str) -> dict[str, Any]:
+async def rotate(books: Books, endpoint_id: str) -> dict[str, Any]:
     """A new secret; the one it replaces still signs for ROTATION_OVERLAP."""
-    row = await pool.fetchrow(
+    row = await books.pool.fetchrow(
         """update webhook_endpoints set previous_secret = secret, secret = $2,
                   previous_until = now() + make_interval(secs => $3), updated_at = now()
            where id = $1 returning *""",
@@ -218,13 +218,13 @@ async def target(pool: asyncpg.Pool, endpoint_id: str) -> Target | None:
     return Target(row["url"], signing, row["disabled"])
 
 
-async def disable(pool: asyncpg.Pool, endpoint_id: str, reason: str) -> None:
-    await pool.execute(
+async def disable(books: Books, endpoint_id: str, reason: str) -> None:
+    await books.pool.execute(
         """update webhook_endpoints set disabled = true, disabled_reason = $2, updated_at = now()
            where id = $1""", endpoint_id, reason)
 
 
-async def note_status(pool: asyncpg.Pool, key: str, status_code: int | None) -> None:
+async def note_status(books: Books, key: str, status_code: int | None) -> None:
     """What the last attempt of the message under `key` was answered (None: no answer)."""
-    await pool.execute("update outbox set last_status_code = $2 where key = $1",
+    await books.pool.execute("update outbox set last_status_code = $2 where key = $1",
                        key, status_code)

@@ -50,7 +50,8 @@ async def open_link(request: web.Request) -> web.Response:
         # The processor said no to this session for good (an amount its rules refuse that
         # settle's table does not know, a key it does not accept): worth an operator's eye.
         log.error("pay link refused by the processor", extra={"error": describe(refused)})
-        return html.unpayable(request, await pages.invoice_url_of_link(found.books, token))
+        return html.unpayable(request, await pages.invoice_url_of_link(
+            found.pool, token, urls=found.books))
     except Exception as exc:  # Stripe or the database unreachable: the customer can retry
         # Never the token: it is the link's secret. A traceback only for the unexpected.
         if is_transient(exc):
@@ -75,7 +76,7 @@ async def done(request: web.Request) -> web.Response:
     """Where Checkout Sessions made before the invoice page existed came back to: on to
     the invoice page."""
     return html.see_other(request, await pages.invoice_url_of_link(
-        services(request).books, _token(request)))
+        services(request).pool, _token(request), urls=services(request).books))
 
 
 def add_routes(app: web.Application) -> None:

@@ -116,10 +116,9 @@ class Refund(Effect):
         refund_id = payload.get("refund_id")
         key = payload.get("idempotency_key", key)
         if refund_id is not None:
-            async with services.pool.acquire() as conn:
-                if await refunds.given_up(conn, refund_id):
-                    raise PermanentError("the refund was given up and credited instead; "
-                                         "ask for a new refund")
+            if await refunds.given_up(services.pool, refund_id):
+                raise PermanentError("the refund was given up and credited instead; "
+                                     "ask for a new refund")
         metadata = {"settle_key": key, "settle_refund": refund_id or "",
                     "settle_reason": payload.get("reason", "")}
         async with asyncio.timeout(budget):
@@ -175,7 +174,7 @@ class ExpireCheckout(Effect):
                 await check_session(services.books, processor, session_id,
                                     services.settings.overpayment_policy)
         if status == "expired":
-            async with services.pool.acquire() as conn:
+            async with services.books.transaction() as conn:
                 await session_finished(conn, session_id, status, settled=True)
         return {"session_id": session_id, "status": status}
 
@@ -224,7 +223,8 @@ async def _attachment(services: Services, payload: dict[str, Any]) -> render.Att
     page's own builder and store: a state already made is not made again)."""
     if payload["kind"] != "invoice_sent":
         return None
-    page = await pages.invoice_page(services.books, payload["context"]["invoice_token"], None)
+    page = await pages.invoice_page(services.pool, payload["context"]["invoice_token"], None,
+                                    urls=services.books)
     return await render.invoice_pdf(page, services.settings)
 
 
@@ -249,17 +249,17 @@ class Webhook(Effect):
 
     async def perform(self, services: Services, payload: dict[str, Any], key: str,
                       budget: float, record: Record) -> dict[str, Any]:
-        pool, settings = services.pool, services.settings
+        books, settings = services.books, services.settings
         endpoint_id = payload["endpoint_id"]
         # The place first: a busy endpoint's message bounces before any query of its own.
         with webhook.slot(endpoint_id):
-            target = await endpoints.target(pool, endpoint_id)
+            target = await endpoints.target(books.pool, endpoint_id)
             if target is None:
                 raise PermanentError("the endpoint was deleted")
             if target.disabled:
                 raise PermanentError("the endpoint is disabled")
             data = outbound.resolve_links(payload["data"], settings.public_url,
-                                          services.books.can_pay)
+                                          books.can_pay)
             body = json.dumps({"type": payload["type"], "timestamp": payload["timestamp"],
                                "data": data}, separators=(",", ":"))
             sent = webhook.headers(target.secrets, payload["message_id"], webhook.now(), body)
@@ -271,18 +271,18 @@ class Webhook(Effect):
                 # The address will not become allowed by waiting: failed at once. Which
                 # address is for the operator's log only; the message log (its API) names
                 # none.
-                await endpoints.note_status(pool, key, None)
+                await endpoints.note_status(books, key, None)
                 log.warning("webhook address refused", extra={"endpoint_id": endpoint_id,
                                                               "reason": str(refused)})
                 raise PermanentError("address not allowed") from None
             except webhook.Undelivered:
-                await endpoints.note_status(pool, key, None)
+                await endpoints.note_status(books, key, None)
                 raise
-        await endpoints.note_status(pool, key, answer.status)
+        await endpoints.note_status(books, key, answer.status)
         if 200 <= answer.status < 300:
             return {"status": answer.status, "message_id": payload["message_id"]}
         if answer.status == 410:
-            await endpoints.disable(pool, endpoint_id, "410 Gone")
+            await endpoints.disable(books, endpoint_id, "410 Gone")
             raise PermanentError("the endpoint answered 410 Gone: it is disabled")
         raise webhook.Undelivered(f"HTTP {answer.status}")
 

@@ -68,11 +68,11 @@ def lease_lost(facts: dict[str, Any]) -> str:
 
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     services = ctx["services"]
-    pool, settings = services.pool, services.settings
+    books, settings = services.books, services.settings
     ends = asyncio.get_running_loop().time() + job_time(settings)
     # The lease outlives the job, so no other worker takes the row while this one may
     # still be on it.
-    row = await outbox.claim(pool, outbox_id, lease=settings.job_timeout_seconds + 10.0)
+    row = await outbox.claim(books, outbox_id, lease=settings.job_timeout_seconds + 10.0)
     if row is None:
         return "not pending"
     facts = {"outbox_id": outbox_id, "kind": row["kind"], "attempt": row["attempts"]}
@@ -87,7 +87,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         async with asyncio.timeout_at(ends):
             for attempt in itertools.count(1):
                 try:
-                    recorded = await outbox.record_done(pool, outbox_id, result) or recorded
+                    recorded = await outbox.record_done(books, outbox_id, result) or recorded
                     return
                 except Exception as exc:
                     if not is_transient(exc):
@@ -107,7 +107,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         # bounce, and after max_tries the row would wait for the sweeper. The row is due
         # again after `delay` and a job of its own comes for it then.
         delay = random.uniform(*BUSY_DELAY)
-        if not await outbox.record_busy(pool, outbox_id, token, delay):
+        if not await outbox.record_busy(books, outbox_id, token, delay):
             return lease_lost(facts)
         await enqueue_again(services.queue, "outbox", outbox_id, defer=delay)
         return "busy"
@@ -133,7 +133,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
                         await record(found)
                         log.info("side effect done", extra=facts)
                         return "done"
-            async with services.books.transaction() as conn:
+            async with books.transaction() as conn:
                 # The books give up on the effect only with the row, by its holder.
                 if not await outbox.record_failed(conn, outbox_id, token, reason):
                     return lease_lost(facts)
@@ -142,7 +142,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
             log.error("side effect failed", extra={**facts, "reason": reason})
             return "failed"
         delay = effect.next_delay(settings, row["attempts"])
-        if not await outbox.record_deferred(pool, outbox_id, token, reason, delay):
+        if not await outbox.record_deferred(books, outbox_id, token, reason, delay):
             return lease_lost(facts)
         log.warning("side effect deferred", extra={**facts, "reason": reason})
         raise Retry(defer=delay) from exc

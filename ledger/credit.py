@@ -124,13 +124,13 @@ async def adjust(books: Books, customer_id: str, data: Adjustment) -> tuple[dict
         return entry_view(row), True
 
 
-async def list_entries(books: Books, customer_id: str, *, currency: str | None,
+async def list_entries(pool: asyncpg.Pool, customer_id: str, *, currency: str | None,
                        cursor: str | None, limit: int) -> dict[str, Any]:
     """A customer's credit entries, newest first, each with the balance after it."""
-    if not await books.pool.fetchval("select 1 from customers where id = $1", customer_id):
+    if not await pool.fetchval("select 1 from customers where id = $1", customer_id):
         raise NotFound("customer", customer_id)
     before = decode_row_cursor(cursor) if cursor else None
-    rows = await books.pool.fetch(
+    rows = await pool.fetch(
         """select * from credit_entries
            where customer_id = $1 and ($2::text is null or currency = $2)
              and ($3::bigint is null or id < $3)

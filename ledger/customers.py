@@ -21,7 +21,3 @@ async def upsert_customer(books: Books, customer_id: str, email: str, name: str 
             customer_id, email, name, locale,
         )
         return await customer_view(conn, customer_id, books.public_url), created
-
-
-async def get_customer(books: Books, customer_id: str) -> dict[str, Any]:
-    return await customer_view(books.pool, customer_id, books.public_url)

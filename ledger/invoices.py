@@ -23,7 +23,7 @@ from delivery.outbox import invoice_audience, owe_email
 from ledger.requests import end_active_requests, new_token
 from reads.cursors import decode_cursor, encode_cursor
 from ledger.status import STATUS_SQL, is_open, locked, remaining_of, status_of
-from reads.views import VIEW_SQL, view_of
+from reads.views import VIEW_SQL, Urls, view_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,23 +273,25 @@ async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: i
 # --- the view ------------------------------------------------------------------------
 
 
-async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str,
-                       books: Books) -> dict[str, Any]:
+async def invoice_view(conn: asyncpg.Connection, invoice_id: str, urls: Urls) -> dict[str, Any]:
+    """The invoice as the API shows it, read on the caller's connection (in its
+    transaction: what a change answers is what it made)."""
     row = await conn.fetchrow(VIEW_SQL + " where i.id = $1", invoice_id)
     if row is None:
         raise NotFound("invoice", invoice_id)
-    return view_of(row, books)
+    return view_of(row, urls)
 
 
-async def get_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
-    return await invoice_view(books.pool, invoice_id, books)
+async def get_invoice(pool: asyncpg.Pool, invoice_id: str, *, urls: Urls) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await invoice_view(conn, invoice_id, urls)
 
 
-async def list_invoices(books: Books, *, status: str | None, customer_id: str | None,
-                        cursor: str | None, limit: int) -> dict[str, Any]:
+async def list_invoices(pool: asyncpg.Pool, *, status: str | None, customer_id: str | None,
+                        cursor: str | None, limit: int, urls: Urls) -> dict[str, Any]:
     """Invoices newest first, by status and customer, a page in one query."""
     before = decode_cursor(cursor) if cursor else None
-    rows = await books.pool.fetch(
+    rows = await pool.fetch(
         VIEW_SQL + f"""
         where ($1::text is null or ({STATUS_SQL}) = $1)
           and ($2::text is null or i.customer_id = $2)
@@ -298,7 +300,7 @@ async def list_invoices(books: Books, *, status: str | None, customer_id: str | 
         status, customer_id, before[0] if before else None, before[1] if before else "",
         limit + 1)
     page = rows[:limit]
-    return {"invoices": [view_of(r, books) for r in page],
+    return {"invoices": [view_of(r, urls) for r in page],
             "next": encode_cursor(page[-1]["created_at"], page[-1]["id"])
             if len(rows) > limit else None}
 

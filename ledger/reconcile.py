@@ -24,8 +24,6 @@ import asyncpg
 
 from core.errors import NotFound, PermanentError, RetryLater
 from core.processor import PaymentState, Processor, SessionState
-from core.queue import enqueue
-from core.services import Services
 from core.tx import Books
 from ledger import payments
 from reads.views import maybe_iso
@@ -235,21 +233,22 @@ async def reconcile_invoice(books: Books, invoice_id: str,
 
 # --- the operator job that runs a reconcile (its status survives Redis) -------------
 
-async def create_job(pool: asyncpg.Pool, kind: str, params: dict[str, Any]) -> str:
+async def create_job(books: Books, kind: str, params: dict[str, Any]) -> str:
+    """Record an operator job, queued; its id. Its row is the promise: the sweeper
+    queues a job left queued."""
     job_id = f"job_{secrets.token_hex(10)}"
-    await pool.execute("insert into ops_jobs (id, kind, params) values ($1, $2, $3)",
+    await books.pool.execute("insert into ops_jobs (id, kind, params) values ($1, $2, $3)",
                        job_id, kind, json.dumps(params))
     return job_id
 
 
-async def start_reconcile(services: Services, invoice_id: str | None) -> str:
-    """Record a reconcile of one invoice (or every open one) and queue it; its job id."""
+async def start_reconcile(books: Books, invoice_id: str | None) -> str:
+    """Record a reconcile of one invoice (or every open one); its job id, which the caller
+    queues (`ops`). A job recorded and never queued is queued by the sweeper."""
     if invoice_id:
-        await require_invoice(services.pool, invoice_id)
-    job_id = await create_job(services.pool, "reconcile",
-                              {"invoice_id": invoice_id} if invoice_id else {})
-    await enqueue(services.queue, "ops", job_id)
-    return job_id
+        await require_invoice(books.pool, invoice_id)
+    return await create_job(books, "reconcile",
+                            {"invoice_id": invoice_id} if invoice_id else {})
 
 
 async def job_view(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
@@ -258,13 +257,14 @@ async def job_view(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
         raise NotFound("job", job_id)
     return {"id": row["id"], "kind": row["kind"], "status": row["status"],
             "result": row["result"], "reason": row["reason"],
-            "created_at": maybe_iso(row["created_at"]), "finished_at": maybe_iso(row["finished_at"])}
+            "created_at": maybe_iso(row["created_at"]),
+            "finished_at": maybe_iso(row["finished_at"])}
 
 
-async def claim_job(pool: asyncpg.Pool, job_id: str) -> tuple[str | None, str, Report] | None:
+async def claim_job(books: Books, job_id: str) -> tuple[str | None, str, Report] | None:
     """Mark a queued or unfinished job in progress: (its one invoice or None for every
     open one, where it got to, its report so far); None when it is finished."""
-    row = await pool.fetchrow(
+    row = await books.pool.fetchrow(
         """update ops_jobs set status = 'in_progress', started_at = coalesce(started_at, now())
            where id = $1 and status in ('queued', 'in_progress') returning params, progress""",
         job_id)
@@ -274,14 +274,14 @@ async def claim_job(pool: asyncpg.Pool, job_id: str) -> tuple[str | None, str, R
             Report.from_dict(row["progress"].get("report", {})))
 
 
-async def save_progress(pool: asyncpg.Pool, job_id: str, after: str, report: Report) -> None:
-    await pool.execute("update ops_jobs set progress = $2 where id = $1",
+async def save_progress(books: Books, job_id: str, after: str, report: Report) -> None:
+    await books.pool.execute("update ops_jobs set progress = $2 where id = $1",
                        job_id, json.dumps({"after": after, "report": report.as_dict()}))
 
 
-async def finish_job(pool: asyncpg.Pool, job_id: str, report: Report,
+async def finish_job(books: Books, job_id: str, report: Report,
                      failure: str | None = None) -> None:
-    await pool.execute(
+    await books.pool.execute(
         """update ops_jobs set status = $2, reason = $3, result = $4, finished_at = now()
            where id = $1""",
         job_id, "failed" if failure else "complete", failure, json.dumps(report.as_dict()))

@@ -149,9 +149,9 @@ async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None
     await settle_payment(conn, invoice_id, row["payment_id"], known=Known())
 
 
-async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
+async def given_up(pool: asyncpg.Pool, refund_id: str) -> bool:
     """Whether settle already gave this refund up (and the books fell back)."""
-    return bool(await conn.fetchval(
+    return bool(await pool.fetchval(
         "select status = 'failed' and processor_refund_id is null "
         "from refunds where id = $1", refund_id))
 
@@ -486,8 +486,8 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
         return refund_view(row), True
 
 
-async def get_refund(books: Books, refund_id: str) -> dict[str, Any]:
-    row = await books.pool.fetchrow("select * from refunds where id = $1", refund_id)
+async def get_refund(pool: asyncpg.Pool, refund_id: str) -> dict[str, Any]:
+    row = await pool.fetchrow("select * from refunds where id = $1", refund_id)
     if row is None:
         raise NotFound("refund", refund_id)
     return refund_view(row)

@@ -22,7 +22,7 @@ from ledger.context import Known
 from delivery.outbound import owe_event
 from delivery.outbox import owe_expiry, owe_request_mail
 from ledger.status import is_open, locked, remaining_of, status_of
-from reads.views import pay_url, request_view
+from reads.views import Urls, pay_url, request_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +105,11 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
         raise Conflict("active_request_exists", "another request became active first") from None
 
 
-async def get_request(books: Books, request_id: str) -> dict[str, Any]:
-    row = await books.pool.fetchrow("select * from payment_requests where id = $1", request_id)
+async def get_request(pool: asyncpg.Pool, request_id: str, *, urls: Urls) -> dict[str, Any]:
+    row = await pool.fetchrow("select * from payment_requests where id = $1", request_id)
     if row is None:
         raise NotFound("payment request", request_id)
-    return request_view(row, books.public_url)
+    return request_view(row, urls.public_url)
 
 
 async def _locked_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.Record:

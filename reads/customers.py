@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import NotFound
+from reads.views import Urls
 
 
 def portal_url(public_url: str, token: str) -> str:
@@ -14,7 +15,8 @@ def portal_url(public_url: str, token: str) -> str:
     return f"{public_url}/c/{token}"
 
 
-async def balances(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -> dict[str, int]:
+async def balances(conn: asyncpg.Connection, customer_id: str) -> dict[str, int]:
+    """What the customer holds, per currency (those above zero)."""
     rows = await conn.fetch(
         """select currency, balance from credit_balances
            where customer_id = $1 and balance > 0 order by currency""",
@@ -23,8 +25,15 @@ async def balances(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) ->
     return {r["currency"]: r["balance"] for r in rows}
 
 
-async def customer_view(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str,
+async def get_customer(pool: asyncpg.Pool, customer_id: str, *, urls: Urls) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await customer_view(conn, customer_id, urls.public_url)
+
+
+async def customer_view(conn: asyncpg.Connection, customer_id: str,
                         public_url: str) -> dict[str, Any]:
+    """The customer as the API shows it (CONTRACT §5), read on the caller's connection
+    (in its transaction, when it has one open)."""
     row = await conn.fetchrow(
         "select id, email, name, locale, portal_token from customers where id = $1",
         customer_id)

@@ -127,6 +127,47 @@ def test_no_import_cycle_between_modules() -> None:
     assert cycles == []
 
 
+# How a public function of the domain runs, said by its first argument.
+FIRST_ARGUMENTS = {("books", "Books"): "a write: it opens its own transaction",
+                   ("pool", "asyncpg.Pool"): "a read: it writes nothing",
+                   ("conn", "asyncpg.Connection"): "a step of its caller's transaction"}
+WRITES = re.compile(r"\b(insert\s+into|delete\s+from|update\s+\w+\s+set)\b", re.IGNORECASE)
+
+
+def _strings(node: ast.AST) -> str:
+    return " ".join(n.value for n in ast.walk(node)
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str))
+
+
+def test_a_domain_function_says_by_its_first_argument_how_it_runs() -> None:
+    """Every public async function of the domain takes first `books: Books` (a write, in a
+    transaction of its own), `pool: asyncpg.Pool` (a read: no SQL of it writes) or `conn:
+    asyncpg.Connection` (a step of its caller's transaction: it opens none); and nothing
+    of the domain is handed the edges' `Services`."""
+    wrong = []
+    for package in DOMAIN:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            if any(isinstance(n, ast.Name) and n.id == "Services" for n in ast.walk(tree)):
+                wrong.append(f"{path.relative_to(ROOT)} names Services")
+            for node in tree.body:
+                if not isinstance(node, ast.AsyncFunctionDef) or node.name.startswith("_"):
+                    continue
+                where = f"{path.relative_to(ROOT)}:{node.name}"
+                first = (node.args.posonlyargs + node.args.args or [None])[0]
+                shape = (first.arg, ast.unparse(first.annotation)) \
+                    if first is not None and first.annotation is not None else None
+                if shape not in FIRST_ARGUMENTS:
+                    wrong.append(f"{where} takes {shape} first")
+                elif shape[0] == "pool" and WRITES.search(_strings(node)):
+                    wrong.append(f"{where} takes a pool and writes")
+                elif shape[0] == "conn" and any(
+                        isinstance(n, ast.Attribute) and n.attr in ("transaction", "acquire")
+                        for n in ast.walk(node)):
+                    wrong.append(f"{where} takes a conn and opens its own")
+    assert wrong == []
+
+
 def test_worker_holds_only_wiring() -> None:
     assert sorted(p.name for p in (ROOT / "worker").glob("*.py")) == [
         "__init__.py", "__main__.py", "app.py", "cli.py", "migrate.py", "opscli.py",

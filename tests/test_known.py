@@ -14,7 +14,8 @@ import pytest
 
 import ledger.inbox as inbox
 from core.processor import InboundEvent
-from core.tx import nothing
+import core.tx as tx
+from core.tx import Books, nothing
 from ledger.context import Known
 from processors.stripe.events import HANDLERS, invoice_reference
 from sandbox.events import payment_intent_succeeded
@@ -64,11 +65,11 @@ async def test_a_capture_reads_nothing_its_claim_read(svc: Service, db: asyncpg.
     await db.execute(
         "insert into webhook_endpoints (id, url, secret) values ('ep', 'http://x', 's')")
     event = payment_intent_succeeded("inv_1", amount, "pi_1")
-    [pk] = await inbox.record_events(db, "stripe", [
+    [pk] = await inbox.record_events(Books(db, nothing, ""), "stripe", [
         InboundEvent(event["id"], event["type"], invoice_reference(event), json.dumps(event))])
     assert pk is not None
     statements: list[str] = []
-    opened = inbox.transaction
+    opened = tx.transaction
 
     @contextlib.asynccontextmanager
     async def logged(pool: asyncpg.Pool, after: Any) -> AsyncIterator[asyncpg.Connection]:
@@ -81,8 +82,8 @@ async def test_a_capture_reads_nothing_its_claim_read(svc: Service, db: asyncpg.
             finally:
                 conn.remove_query_logger(log)
 
-    monkeypatch.setattr(inbox, "transaction", logged)
-    outcome = await inbox.apply_event(db, pk, {"stripe": HANDLERS}, nothing)
+    monkeypatch.setattr(tx, "transaction", logged)
+    outcome = await inbox.apply_event(Books(db, nothing, ""), pk, {"stripe": HANDLERS})
     assert outcome.status == "processed", outcome
     # Mails and messages were owed (so each read was wanted), and none was read again.
     assert any("insert into outbox (kind, key, payload, invoice_id) values" in s

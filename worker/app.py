@@ -32,8 +32,9 @@ def _services(settings: Settings,
                                  statement_cache_size=settings.database_statement_cache_size)
         queue = make_queue(settings)
         processors = make_processors(settings, registry)
-        app[SERVICES] = make_services(settings, pool, queue, processors)
-        app[INTAKES] = {name: Intake(pool, queue, name, max_batch=settings.intake_max_batch)
+        app[SERVICES] = found = make_services(settings, pool, queue, processors)
+        app[INTAKES] = {name: Intake(found.books, queue, name,
+                                     max_batch=settings.intake_max_batch)
                         for name in processors}
         yield
         await close_processors(processors)
