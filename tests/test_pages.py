@@ -861,10 +861,10 @@ async def test_tokens_never_reach_the_logs(paying: Service, standin: StripeStand
     await svc.open_link(request["url"])
 
     # And when things go wrong: the database away, a bug, Stripe failing.
-    async def away(*args: Any) -> Any:
+    async def away(*args: Any, **keywords: Any) -> Any:
         raise ConnectionRefusedError("database away")
 
-    async def bug(*args: Any) -> Any:
+    async def bug(*args: Any, **keywords: Any) -> Any:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr("reads.pages.invoice_page", away)
