@@ -28,7 +28,8 @@ from core.processor import Processor, SessionMade, SessionSpec
 from core.tx import Books
 from ledger import money
 from delivery.outbox import owe_expiry
-from ledger.status import is_open, locked, remaining_of, status_of
+from ledger import locks
+from ledger.status import is_open, remaining_of, status_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +131,11 @@ def _page(books: Books, invoice: asyncpg.Record) -> str:
 async def _still_payable(conn: asyncpg.Connection, books: Books,
                          want: Want) -> tuple[asyncpg.Record, int] | Gone | Refused:
     """The locked invoice and what the session charges now, or why it takes nothing."""
-    invoice = await locked(conn, want.invoice_id)
+    invoice = await locks.invoice_or_not_found(conn, want.invoice_id)
     request = None
     if want.request_id is not None:
-        request = await conn.fetchrow(
-            "select status, amount from payment_requests where id = $1 for update",
-            want.request_id)
+        request = await locks.request(conn, want.request_id)
+        assert request is not None  # a session's request is never deleted
         if request["status"] != "active":
             return Gone(request["status"], _page(books, invoice))
     if not is_open(invoice):

@@ -4,7 +4,7 @@ The event job's one claiming statement (`ledger.inbox._claim`) locks the event
 and its invoice and reads the invoice's customer and the enabled webhook
 endpoints at once; `Known.claimed` holds those rows, and the job passes the
 object down (`known=`) to the functions that would otherwise read them again:
-`ledger.status.lock_invoice` takes the locked invoice (once), `delivery.outbox.
+`ledger.locks.invoice` takes the locked invoice (once), `delivery.outbox.
 invoice_audience` its audience, `delivery.outbound.owe_event` the endpoints.
 A function given no `Known` reads the database (API calls, crons); one given
 an empty `Known()` reads the endpoints once and keeps them there for the rest

@@ -10,6 +10,7 @@ import asyncpg
 
 from core.errors import Conflict, NotFound
 from core.tx import Books
+from ledger import locks
 from ledger.context import Known
 from reads.cursors import decode_row_cursor, encode_cursor
 from delivery.outbound import owe_event
@@ -17,20 +18,6 @@ from ledger.repeats import check_same_request
 
 CreditKind = Literal["overpayment", "applied", "taken_back", "adjustment", "credit_note",
                      "refund_fallback"]
-
-
-async def locked_balance(conn: asyncpg.Connection, customer_id: str, currency: str) -> int:
-    """The balance, its row locked until the transaction ends (created at 0 if new)."""
-    await conn.execute(
-        """insert into credit_balances (customer_id, currency) values ($1, $2)
-           on conflict do nothing""",
-        customer_id, currency,
-    )
-    balance: int = await conn.fetchval(
-        "select balance from credit_balances where customer_id = $1 and currency = $2 for update",
-        customer_id, currency,
-    )
-    return balance
 
 
 async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: str, amount: int,
@@ -43,7 +30,7 @@ async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: st
     The CHECK on credit_balances refuses a balance below zero, so a caller's
     arithmetic error fails the transaction instead of minting money.
     """
-    await locked_balance(conn, customer_id, currency)
+    await locks.credit_balance(conn, customer_id, currency)
     balance = await _move(conn, customer_id, currency, amount)
     await conn.execute(
         """insert into credit_entries (customer_id, currency, amount, kind, payment_id,
@@ -94,7 +81,7 @@ async def adjust(books: Books, customer_id: str, data: Adjustment) -> tuple[dict
     async with books.transaction() as conn:
         if not await conn.fetchval("select 1 from customers where id = $1", customer_id):
             raise NotFound("customer", customer_id)
-        balance = await locked_balance(conn, customer_id, data.currency)
+        balance = await locks.credit_balance(conn, customer_id, data.currency)
         # The id is claimed first, in one statement (as `payments.record_manual` does): of
         # calls racing with one id, one passes; the others, once it commits, answer its
         # entry (the same body) or 409. The entry holds the balance before it until the

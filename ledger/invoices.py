@@ -15,14 +15,14 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
-from ledger import money
+from ledger import locks, money
 from ledger.context import Known
-from ledger.credit import change_credit, locked_balance
+from ledger.credit import change_credit
 from delivery.outbound import invoice_changed, owe_event
 from delivery.outbox import invoice_audience, owe_email
 from ledger.requests import end_active_requests, new_token
 from reads.cursors import decode_cursor, encode_cursor
-from ledger.status import STATUS_SQL, is_open, locked, remaining_of, status_of
+from ledger.status import STATUS_SQL, is_open, remaining_of, status_of
 from reads.views import VIEW_SQL, Urls, view_of
 
 
@@ -115,7 +115,7 @@ async def upsert_invoice(books: Books, invoice_id: str, data: InvoiceInput,
             *values, new_token(),
         )
         if not created:
-            existing = await locked(conn, invoice_id)
+            existing = await locks.invoice_or_not_found(conn, invoice_id)
             if existing["sent_at"] is None and existing["voided_at"] is None:
                 await _update_draft(conn, existing, data, values)
             else:
@@ -175,7 +175,7 @@ async def send_invoice(books: Books, invoice_id: str, *, mail: bool = True) -> d
     customer is owed the `invoice_sent` mail in the same transaction, whose PDF is made
     when it is sent."""
     async with books.transaction() as conn:
-        row = await locked(conn, invoice_id)
+        row = await locks.invoice_or_not_found(conn, invoice_id)
         if row["voided_at"] is not None:
             raise Conflict("invoice_void", "a void invoice cannot be sent")
         if row["sent_at"] is None:
@@ -204,7 +204,7 @@ async def _owe_sent_mail(conn: asyncpg.Connection, invoice_id: str) -> None:
 
 async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
     async with books.transaction() as conn:
-        row = await locked(conn, invoice_id)
+        row = await locks.invoice_or_not_found(conn, invoice_id)
         if row["voided_at"] is None:
             held = await conn.fetch(
                 """select status, applied, refund_from_paid, reversal_from_paid, amount, refunded,
@@ -246,7 +246,7 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
 
 async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dict[str, Any]:
     async with books.transaction() as conn:
-        row = await locked(conn, invoice_id)
+        row = await locks.invoice_or_not_found(conn, invoice_id)
         if not is_open(row):
             raise Invalid("invoice_not_open", f"the invoice is {status_of(row)}")
         if await _apply_credit(conn, row, amount, Known()) == 0:
@@ -257,7 +257,7 @@ async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dic
 async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: int | None,
                         known: Known) -> int:
     """Apply min(amount, balance, remaining) of credit to a locked invoice; what was applied."""
-    balance = await locked_balance(conn, row["customer_id"], row["currency"])
+    balance = await locks.credit_balance(conn, row["customer_id"], row["currency"])
     applied = money.credit_to_apply(amount, balance, remaining_of(row))
     if applied:
         await change_credit(conn, row["customer_id"], row["currency"], -applied, "applied",

@@ -25,12 +25,11 @@ import asyncpg
 from core.errors import NotFound, PermanentError, RetryLater
 from core.processor import PaymentState, Processor, SessionState
 from core.tx import Books
-from ledger import payments
+from ledger import locks, payments
 from reads.views import maybe_iso
 from ledger.checkout import session_finished
 from ledger.facts import PaymentFacts
 from ledger.invoices import changed
-from ledger.status import lock_invoice
 from reads.timeline import require_invoice
 
 
@@ -74,7 +73,7 @@ async def candidates(pool: asyncpg.Pool, after: str, limit: int) -> list[str]:
 
 async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, Any]]:
     """Make the kept sums agree with the records; what was changed."""
-    invoice = await lock_invoice(conn, invoice_id)
+    invoice = await locks.invoice(conn, invoice_id)
     if invoice is None:
         return []
     paid = await conn.fetchval(
@@ -97,12 +96,8 @@ async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, An
             """update invoices set amount_paid = $2, amount_credited = $3,
                       amount_credit_noted = $4 where id = $1""",
             invoice_id, paid, credited, credit_noted)
-    balance = await conn.fetchrow(
-        """select b.balance, coalesce((select sum(amount) from credit_entries e
-                                       where e.customer_id = b.customer_id
-                                         and e.currency = b.currency), 0) as should
-           from credit_balances b where b.customer_id = $1 and b.currency = $2 for update""",
-        invoice["customer_id"], invoice["currency"])
+    balance = await locks.credit_balance_and_entries(conn, invoice["customer_id"],
+                                                     invoice["currency"])
     if balance is not None and balance["balance"] != balance["should"]:
         repairs.append({"customer_id": invoice["customer_id"], "currency": invoice["currency"],
                         "field": "credit_balance", "was": balance["balance"],

@@ -34,40 +34,21 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound, PermanentError, RetryLater
 from core.processor import Processor
 from core.tx import Books
-from ledger import money
-from ledger.credit import change_credit, locked_balance
+from ledger import locks, money
+from ledger.credit import change_credit
 from ledger.facts import Cumulative, RefundState
 from ledger.context import Known
 from ledger.invoices import changed
 from delivery.outbound import owe_event
 from delivery.outbox import invoice_audience, owe_email, owe_refund
-from ledger.status import invoice_for, lock_invoice, remaining_of
+from ledger.status import remaining_of
 from ledger.repeats import check_same_request
-
-
-@dataclass(frozen=True, slots=True)
-class Locked:
-    invoice: asyncpg.Record
-    payment: asyncpg.Record
-
-
-async def lock(conn: asyncpg.Connection, payment_id: str, *,
-               known: Known | None = None) -> Locked | None:
-    """The payment and its invoice, locked in the usual order; None when unknown."""
-    invoice_id = await conn.fetchval("select invoice_id from payments where id = $1",
-                                     payment_id)
-    if invoice_id is None:
-        return None
-    invoice = await lock_invoice(conn, invoice_id, known=known)
-    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
-    assert invoice is not None and payment is not None
-    return Locked(invoice, payment)
 
 
 # --- what settle asks for --------------------------------------------------------------
 
 
-async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+async def ask(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str, amount: int,
               purpose: str, reason: str | None = None, credit_note_id: str | None = None,
               request: str | None = None, known: Known | None = None) -> None:
     """Ask for a refund of a (locked) payment: through the processor after the commit
@@ -80,7 +61,7 @@ async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount:
                     known=known)
 
 
-async def claim(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+async def claim(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str, amount: int,
                 purpose: str, reason: str | None = None, credit_note_id: str | None = None,
                 request: str | None = None) -> bool:
     """The refund's row, under its id, in one statement; False when the id is taken (a
@@ -97,7 +78,7 @@ async def claim(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amoun
     return claimed
 
 
-async def carry_out(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+async def carry_out(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str, amount: int,
                     purpose: str, known: Known | None = None) -> None:
     """A claimed refund happens: at once for a manual payment, else owed to the processor."""
     payment = held.payment
@@ -118,8 +99,9 @@ async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
     if invoice_id is None:
         return
-    await lock_invoice(conn, invoice_id)
-    row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
+    await locks.invoice(conn, invoice_id)
+    row = await locks.refund(conn, refund_id)
+    assert row is not None  # its invoice was read from it; refunds are never deleted
     # One the processor answers as failed failed as it was made: no later report holds it.
     await conn.execute(
         """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
@@ -138,8 +120,9 @@ async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
     if invoice_id is None:
         return
-    await lock_invoice(conn, invoice_id)
-    row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
+    await locks.invoice(conn, invoice_id)
+    row = await locks.refund(conn, refund_id)
+    assert row is not None  # its invoice was read from it; refunds are never deleted
     if row["status"] != "requested":
         return  # the processor made it after all: its own reports decide
     await conn.execute(
@@ -196,11 +179,11 @@ async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: 
 
 async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
                               invoice_id: str | None, currency: str,
-                              payment_amount: int, source: str, known: Known | None) -> Locked:
+                              payment_amount: int, source: str, known: Known | None) -> locks.Locked:
     """The reported payment, locked; one reported before its capture is kept as a
     placeholder for the capture to find, the reporting processor's (`source`). Unknown
     and unnamed: retried (§3)."""
-    held = await lock(conn, payment_id, known=known)
+    held = await locks.payment_with_invoice(conn, payment_id, known=known)
     if held is not None:
         if held.payment["currency"] != currency:
             raise PermanentError(f"currency {currency} does not match payment {payment_id}")
@@ -208,27 +191,21 @@ async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
     if invoice_id is None:
         # The capture may be recorded a moment later; never ignored for good.
         raise RetryLater(f"unknown payment {payment_id}")
-    invoice = await invoice_for(conn, invoice_id, currency, known=known)
+    invoice = await locks.invoice_for_payment(conn, invoice_id, currency, known=known)
     await conn.execute(
         """insert into payments (id, invoice_id, currency, status, amount, processor, source)
            values ($1, $2, $3, 'processing', $4, $5, $5) on conflict (id) do nothing""",
         payment_id, invoice_id, currency, payment_amount, source)
-    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
-    return Locked(invoice, payment)
+    payment = await locks.payment(conn, payment_id)
+    assert payment is not None
+    return locks.Locked(invoice, payment)
 
 
 async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: RefundState) -> None:
     """Record one refund of this payment as the processor describes it: settle's own (by
     the id settle put in its metadata, when that refund is of this very payment and not
     yet tied to another processor refund), or one settle did not ask for."""
-    row = await conn.fetchrow(
-        """select * from refunds
-           where payment_id = $3
-             and (processor_refund_id = $1
-                  or ($2::text is not null and id = $2
-                      and (processor_refund_id is null or processor_refund_id = $1)))
-           order by (processor_refund_id = $1) desc nulls last limit 1 for update""",
-        refund.id, refund.settle_id, payment["id"])
+    row = await locks.reported_refund(conn, payment["id"], refund.id, refund.settle_id)
     # A report that it failed bounds when it failed: the earliest such report is kept.
     failed_at = refund.reported_at if refund.status in money.FAILED else None
     if row is None:
@@ -259,8 +236,8 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
                          known: Known | None = None) -> str:
     """Bring the books in line with a payment's refunds (invoice and payment locked by
     the caller or locked here in that order). Safe to call any number of times."""
-    invoice = await lock_invoice(conn, invoice_id, known=known)
-    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
+    invoice = await locks.invoice(conn, invoice_id, known=known)
+    payment = await locks.payment(conn, payment_id)
     assert invoice is not None and payment is not None
     if payment["status"] != "succeeded":
         return "kept until the payment is captured"
@@ -355,7 +332,7 @@ async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
 
 async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
                      payment: asyncpg.Record, increase: int, known: Known | None) -> str:
-    balance = await locked_balance(conn, invoice["customer_id"], payment["currency"])
+    balance = await locks.credit_balance(conn, invoice["customer_id"], payment["currency"])
     # What reversals took is not there to take again.
     split = money.split_refund(
         increase, credit_from_payment=payment["credited"] - payment["refund_from_credit"]
@@ -453,7 +430,7 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
     The payment's own processor (of `processors`, by `payments.processor`) makes it: it
     must be configured, and the amount one it can move (`Processor.unit_refused`)."""
     async with books.transaction() as conn:
-        held = await lock(conn, payment_id)
+        held = await locks.payment_with_invoice(conn, payment_id)
         if held is None:
             raise NotFound("payment", payment_id)
         # What may be refunded is read before the claim, so the claimed row is not in it.

@@ -21,7 +21,8 @@ from core.tx import Books
 from ledger.context import Known
 from delivery.outbound import owe_event
 from delivery.outbox import owe_expiry, owe_request_mail
-from ledger.status import is_open, locked, remaining_of, status_of
+from ledger import locks
+from ledger.status import is_open, remaining_of, status_of
 from reads.views import Urls, pay_url, request_view
 
 
@@ -64,7 +65,7 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
     try:
         async with books.transaction() as conn:
             # The invoice lock serialises creations; the partial unique index is the backstop.
-            invoice = await locked(conn, invoice_id)
+            invoice = await locks.invoice_or_not_found(conn, invoice_id)
             known = Known()  # the endpoints, read once for the messages it owes
             if not processor.configured:
                 # Nothing is created or mailed: the link could not take the payment.
@@ -117,9 +118,8 @@ async def _locked_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.
         "select invoice_id from payment_requests where id = $1", request_id)
     if invoice_id is None:
         raise NotFound("payment request", request_id)
-    await locked(conn, invoice_id)  # invoice first, as everywhere
-    row = await conn.fetchrow("select * from payment_requests where id = $1 for update",
-                              request_id)
+    await locks.invoice_or_not_found(conn, invoice_id)  # the invoice first (ledger.locks)
+    row = await locks.request(conn, request_id)
     assert row is not None
     return row
 

@@ -168,6 +168,34 @@ def test_a_domain_function_says_by_its_first_argument_how_it_runs() -> None:
     assert wrong == []
 
 
+# A statement that locks rows (not a docstring that speaks of one).
+ROW_LOCK = re.compile(r"\bselect\b.*\bfrom\b.*\bfor\s+update\b", re.IGNORECASE | re.DOTALL)
+
+
+def test_the_books_lock_rows_in_one_module() -> None:
+    """`ledger.locks` takes every row lock, in its one order; outside it only the event
+    job's claim (`ledger.inbox._claim`) and `skip locked` scans lock rows (its docstring
+    says why)."""
+    found = []
+    for package in DOMAIN:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.relative_to(ROOT).as_posix() == "ledger/locks.py":
+                continue
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
+                    continue
+                if path.relative_to(ROOT).as_posix() == "ledger/inbox.py" \
+                        and node.name == "_claim":
+                    continue
+                for constant in ast.walk(node):
+                    if isinstance(constant, ast.Constant) and isinstance(constant.value, str) \
+                            and ROW_LOCK.search(constant.value) \
+                            and "skip locked" not in constant.value.lower():
+                        found.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert found == []
+
+
 def test_worker_holds_only_wiring() -> None:
     assert sorted(p.name for p in (ROOT / "worker").glob("*.py")) == [
         "__init__.py", "__main__.py", "app.py", "cli.py", "migrate.py", "opscli.py",

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import PermanentError, RetryLater
-from ledger import refunds
+from ledger import locks, refunds
 from ledger.facts import RefundChanged
 from ledger.inbox import Policy
 from ledger.payments import apply_facts
@@ -213,7 +213,7 @@ async def test_a_refund_naming_a_refund_of_another_payment_is_not_that_refund(
         await deliver(conn, [session_completed(invoice_a, 1_000, payment_a),
                              session_completed(invoice_b, 1_000, payment_b)])
         async with conn.transaction():
-            held = await refunds.lock(conn, payment_a)
+            held = await locks.payment_with_invoice(conn, payment_a)
             assert held is not None
             await refunds.ask(conn, held, refund_id=f"rf_{payment_a}", amount=400,
                               purpose="merchant")
