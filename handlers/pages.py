@@ -20,6 +20,7 @@ from handlers.keys import books, services
 from handlers.validation import path_token
 from ledger import checkout, invoices
 from reads import pages
+from reads.views import invoice_url
 from ledger.money import AmountRefused
 from present import formats, pdf_store
 from present.templating import static_file
@@ -101,7 +102,7 @@ def _refused(request: web.Request) -> web.Response:
 
 
 def _page_url(request: web.Request, token: str) -> str:
-    return f"{books(request).public_url}/i/{token}"
+    return invoice_url(books(request).public_url, token)
 
 
 async def _unreadable(request: web.Request, token: str) -> web.Response:

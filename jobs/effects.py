@@ -28,11 +28,12 @@ from core.processor import Processor, RefundMade
 from core.retry import backoff
 from core.services import Services
 from core.settings import Settings
-from delivery import endpoints, outbound
+from delivery import endpoints
 from ledger import refunds
-from reads import pages
 from ledger.checkout import session_finished
+from ledger.context import Known
 from ledger.reconcile import check_session
+from reads import pages
 from notify import render, webhook
 
 log = logging.getLogger("settle.outbox")
@@ -81,9 +82,9 @@ class Effect:
         return None
 
     async def given_up(self, conn: asyncpg.Connection, payload: dict[str, Any],
-                       reason: str) -> None:
+                       reason: str, known: Known) -> None:
         """What the books do when the effect is given up for good, in the transaction
-        that records it failed."""
+        that records it failed (`known`: that transaction's)."""
 
 
 def _processor(services: Services, payload: dict[str, Any]) -> Processor:
@@ -144,9 +145,9 @@ class Refund(Effect):
         return await _book_answer(services, payload.get("refund_id"), made)
 
     async def given_up(self, conn: asyncpg.Connection, payload: dict[str, Any],
-                       reason: str) -> None:
+                       reason: str, known: Known) -> None:
         if payload.get("refund_id") is not None:
-            await refunds.refused(conn, payload["refund_id"], reason)
+            await refunds.refused(conn, payload["refund_id"], reason, known=known)
 
 
 async def _book_answer(services: Services, refund_id: str | None,
@@ -154,7 +155,8 @@ async def _book_answer(services: Services, refund_id: str | None,
     """The processor's answer moves the books, in a short transaction of its own."""
     if refund_id is not None:
         async with services.books.transaction() as conn:
-            await refunds.answered(conn, refund_id, made.id, made.status, made_at=made.created)
+            await refunds.answered(conn, refund_id, made.id, made.status, made_at=made.created,
+                                   known=Known(services.books))
     return {"refund_id": made.id, "status": made.status}
 
 
@@ -258,8 +260,9 @@ class Webhook(Effect):
                 raise PermanentError("the endpoint was deleted")
             if target.disabled:
                 raise PermanentError("the endpoint is disabled")
-            data = outbound.resolve_links(payload["data"], settings.public_url,
-                                          books.can_pay)
+            data = payload["data"]
+            if payload.get("links_to_resolve"):  # owed before migration 0020
+                data = _placeholder_resolved(data, settings.public_url, books.can_pay)
             body = json.dumps({"type": payload["type"], "timestamp": payload["timestamp"],
                                "data": data}, separators=(",", ":"))
             sent = webhook.headers(target.secrets, payload["message_id"], webhook.now(), body)
@@ -285,6 +288,27 @@ class Webhook(Effect):
             await endpoints.disable(books, endpoint_id, "410 Gone")
             raise PermanentError("the endpoint answered 410 Gone: it is disabled")
         raise webhook.Undelivered(f"HTTP {answer.status}")
+
+
+# What the links of a message owed before migration 0020 start with (that migration marked
+# those rows, `links_to_resolve`): its snapshot was written before the books knew the
+# public URL. Every message owed since carries its real links.
+PLACEHOLDER = "settle-public-url/"
+
+
+def _placeholder_resolved(value: Any, public_url: str, can_pay: bool) -> Any:
+    """An old snapshot with its links written against the public URL, and no pay_url when
+    no processor takes payments, as it was sent before 0020."""
+    if isinstance(value, dict):
+        out = {k: _placeholder_resolved(v, public_url, can_pay) for k, v in value.items()}
+        if "pay_url" in out and not can_pay:
+            out["pay_url"] = None
+        return out
+    if isinstance(value, list):
+        return [_placeholder_resolved(v, public_url, can_pay) for v in value]
+    if isinstance(value, str) and value.startswith(PLACEHOLDER):
+        return f"{public_url}/{value[len(PLACEHOLDER):]}"
+    return value
 
 
 # Every kind the ledger owes (`delivery.outbox`, `delivery.outbound`), by its name.

@@ -39,6 +39,7 @@ from core.services import WorkerContext
 from core.settings import Settings
 from jobs.effects import effect_of
 from delivery import outbox
+from ledger.context import Known
 from notify import webhook
 
 log = logging.getLogger("settle.outbox")
@@ -138,7 +139,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
                 if not await outbox.record_failed(conn, outbox_id, token, reason):
                     return lease_lost(facts)
                 if fall_back:
-                    await effect.given_up(conn, row["payload"], reason)
+                    await effect.given_up(conn, row["payload"], reason, Known(books))
             log.error("side effect failed", extra={**facts, "reason": reason})
             return "failed"
         delay = effect.next_delay(settings, row["attempts"])

@@ -30,6 +30,7 @@ from ledger import money
 from delivery.outbox import owe_expiry
 from ledger import locks
 from ledger.status import is_open, remaining_of, status_of
+from reads.views import invoice_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,7 @@ async def _link(conn: asyncpg.Connection, token: str) -> Want:
 
 
 def _page(books: Books, invoice: asyncpg.Record) -> str:
-    return f"{books.public_url}/i/{invoice['view_token']}"
+    return invoice_url(books.public_url, invoice["view_token"])
 
 
 async def _still_payable(conn: asyncpg.Connection, books: Books,

@@ -24,7 +24,7 @@ async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: st
                         kind: CreditKind, *, payment_id: str | None = None,
                         invoice_id: str | None = None, credit_note_id: str | None = None,
                         ref: str | None = None, reason: str | None = None,
-                        request: str | None = None, known: Known | None = None) -> int:
+                        request: str | None = None, known: Known) -> int:
     """Add a signed amount to the balance with its ledger entry; the new balance.
 
     The CHECK on credit_balances refuses a balance below zero, so a caller's
@@ -107,7 +107,7 @@ async def adjust(books: Books, customer_id: str, data: Adjustment) -> tuple[dict
             "update credit_entries set balance_after = $2 where id = $1 returning *",
             entry_id, after)
         await owe_event(conn, "customer.credit_changed", customer_id=customer_id,
-                        invoice_id=None)
+                        invoice_id=None, known=Known(books))
         return entry_view(row), True
 
 

@@ -91,7 +91,7 @@ async def issue(books: Books, invoice_id: str,
                 "update invoices set amount_credit_noted = amount_credit_noted + $2 where id = $1",
                 invoice_id, split.pre_payment)
         left = split.post_payment
-        known = Known()  # the endpoints, read once for the messages it owes
+        known = Known(books)  # the endpoints, read once for the messages it owes
         for payment in sources:
             take = min(left, await refunds.refundable(conn, payment))
             if take:

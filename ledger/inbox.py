@@ -58,7 +58,7 @@ class Event:
     resource: dict[str, Any] | None = None
     # What the event's claim read besides the event (its invoice, locked; the invoice's
     # audience; the enabled endpoints), for the handler to hand to the ledger (`known=`).
-    known: Known = field(default_factory=Known, compare=False)
+    known: Known = field(kw_only=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,7 @@ async def apply_event(books: Books, pk: int, handlers: Mapping[str, Handlers],
             event = Event(pk, row["event_id"], row["event_type"], row["event_payload"],
                           row["event_attempts"], row["event_received_at"],
                           row["event_processor"], row["event_invoice_id"], resource,
-                          Known.claimed(row))
+                          known=Known.claimed(row, books))
             outcome = await _dispatch(conn, event, handlers.get(event.processor, {}), policy)
             await _finish(conn, pk, outcome)
             return replace(outcome, event_type=event.type)

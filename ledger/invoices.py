@@ -16,14 +16,14 @@ from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
 from ledger import locks, money
-from ledger.context import Known
+from ledger.context import Known, Urls
 from ledger.credit import change_credit
 from delivery.outbound import invoice_changed, owe_event
 from delivery.outbox import invoice_audience, owe_email
 from ledger.requests import end_active_requests, new_token
 from reads.cursors import decode_cursor, encode_cursor
 from ledger.status import STATUS_SQL, is_open, remaining_of, status_of
-from reads.views import VIEW_SQL, Urls, view_of
+from reads.views import VIEW_SQL, view_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class InvoiceInput:
 
 async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
                   after: asyncpg.Record | None = None, *,
-                  known: Known | None = None) -> asyncpg.Record:
+                  known: Known) -> asyncpg.Record:
     """Call after changing an invoice's money, in the same transaction.
 
     When the invoice has just become paid, by whatever route, its active
@@ -181,7 +181,7 @@ async def send_invoice(books: Books, invoice_id: str, *, mail: bool = True) -> d
         if row["sent_at"] is None:
             row = await conn.fetchrow(
                 "update invoices set sent_at = now() where id = $1 returning *", invoice_id)
-            known = Known()  # the endpoints, read once for the messages it owes
+            known = Known(books)  # the endpoints, read once for the messages it owes
             await owe_event(conn, "invoice.sent", invoice_id=invoice_id, known=known)
             if row["auto_apply_credit"]:
                 await _apply_credit(conn, row, None, known)
@@ -227,7 +227,7 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
             # Credit spent on an invoice that no longer stands goes back to the customer,
             # but for what its credit notes already gave back of it.
             back = money.credit_back_on_void(row["amount_credited"], returned_by_notes)
-            known = Known()  # the endpoints, read once for the messages it owes
+            known = Known(books)  # the endpoints, read once for the messages it owes
             if back:
                 await change_credit(conn, row["customer_id"], row["currency"], back, "applied",
                                     invoice_id=invoice_id, known=known)
@@ -249,7 +249,7 @@ async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dic
         row = await locks.invoice_or_not_found(conn, invoice_id)
         if not is_open(row):
             raise Invalid("invoice_not_open", f"the invoice is {status_of(row)}")
-        if await _apply_credit(conn, row, amount, Known()) == 0:
+        if await _apply_credit(conn, row, amount, Known(books)) == 0:
             raise Invalid("no_credit", "the customer has no credit in this currency")
         return await invoice_view(conn, invoice_id, books)
 

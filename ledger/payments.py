@@ -54,7 +54,7 @@ def _check_same_invoice(payment: asyncpg.Record | None, facts: PaymentFacts) -> 
 
 async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                   policy: Literal["credit", "refund"], *,
-                  request: str | None = None, known: Known | None = None) -> str:
+                  request: str | None = None, known: Known) -> str:
     """Apply received money once; what happened, for the event's record.
 
     A manual payment's excess is always credited (there is nothing to refund
@@ -140,7 +140,7 @@ async def _learn_method(conn: asyncpg.Connection, facts: PaymentFacts) -> None:
 
 
 async def processing(conn: asyncpg.Connection, facts: PaymentFacts, *,
-                     known: Known | None = None) -> str:
+                     known: Known) -> str:
     """An asynchronous payment (bank transfer, debit) started: recorded, nothing applied."""
     await locks.invoice_for_payment(conn, facts.invoice_id, facts.currency, known=known)
     payment = await locks.payment(conn, facts.payment_id)
@@ -160,7 +160,7 @@ async def processing(conn: asyncpg.Connection, facts: PaymentFacts, *,
 
 
 async def failed(conn: asyncpg.Connection, facts: PaymentFacts, *,
-                 known: Known | None = None) -> str:
+                 known: Known) -> str:
     invoice = await locks.invoice_for_payment(conn, facts.invoice_id, facts.currency, known=known)
     payment = await locks.payment(conn, facts.payment_id)
     _check_same_invoice(payment, facts)
@@ -189,7 +189,7 @@ async def failed(conn: asyncpg.Connection, facts: PaymentFacts, *,
 
 
 async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: Policy, *,
-                      known: Known | None = None) -> Outcome:
+                      known: Known) -> Outcome:
     """Apply what a processor's event says, in the event's transaction; `known`: what the
     event's claim read (`Event.known`)."""
     notes: list[str] = []
@@ -258,6 +258,6 @@ async def record_manual(books: Books, invoice_id: str,
             raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
         await capture(conn, PaymentFacts(data.id, invoice_id, data.amount, invoice["currency"],
                                          "manual", method=data.method, reference=data.reference),
-                      "credit", known=Known())  # its messages read the endpoints once
+                      "credit", known=Known(books))  # its messages read the endpoints once
         row = await conn.fetchrow("select * from payments where id = $1", data.id)
         return payment_view(row), True

@@ -28,6 +28,7 @@ from core.tx import Books
 from ledger import locks, payments
 from reads.views import maybe_iso
 from ledger.checkout import session_finished
+from ledger.context import Known
 from ledger.facts import PaymentFacts
 from ledger.invoices import changed
 from reads.timeline import require_invoice
@@ -71,7 +72,8 @@ async def candidates(pool: asyncpg.Pool, after: str, limit: int) -> list[str]:
     return [r["id"] for r in rows]
 
 
-async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, Any]]:
+async def repair(conn: asyncpg.Connection, invoice_id: str, *,
+                 known: Known) -> list[dict[str, Any]]:
     """Make the kept sums agree with the records; what was changed."""
     invoice = await locks.invoice(conn, invoice_id)
     if invoice is None:
@@ -106,12 +108,13 @@ async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, An
             "update credit_balances set balance = $3 where customer_id = $1 and currency = $2",
             invoice["customer_id"], invoice["currency"], balance["should"])
     if repairs:
-        await changed(conn, invoice)
+        await changed(conn, invoice, known=known)
     return repairs
 
 
 async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: SessionState,
-                          policy: Literal["credit", "refund"], source: str) -> str | None:
+                          policy: Literal["credit", "refund"], source: str, *,
+                          known: Known) -> str | None:
     """Apply what the processor says of a session, as its webhooks would; a note if
     money moved."""
     if state.status == "open":
@@ -123,20 +126,21 @@ async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: Sess
     facts = PaymentFacts(state.payment_id, invoice_id, state.amount, state.currency, source,
                          state.metadata.get("payment_request_id"))
     if not state.paid:
-        await payments.processing(conn, facts)
+        await payments.processing(conn, facts, known=known)
         return None
-    note = await payments.capture(conn, facts, policy)
+    note = await payments.capture(conn, facts, policy, known=known)
     return None if note == "payment already applied" else note
 
 
 async def recover_payment(conn: asyncpg.Connection, invoice_id: str, state: PaymentState,
-                          policy: Literal["credit", "refund"], source: str) -> str | None:
+                          policy: Literal["credit", "refund"], source: str, *,
+                          known: Known) -> str | None:
     """Apply what the processor says of a payment settle has as processing."""
     facts = PaymentFacts(state.id, invoice_id, state.amount, state.currency, source)
     if state.status == "succeeded":
-        note = await payments.capture(conn, facts, policy)
+        note = await payments.capture(conn, facts, policy, known=known)
     elif state.status == "failed":
-        note = await payments.failed(conn, facts)
+        note = await payments.failed(conn, facts, known=known)
     else:
         return None
     await conn.execute(
@@ -158,7 +162,8 @@ async def check_session(books: Books, processor: Processor, session_id: str,
             "select invoice_id from checkout_sessions where id = $1", session_id)
         if invoice_id is None:
             return state, None
-        return state, await recover_session(conn, invoice_id, state, policy, processor.name)
+        return state, await recover_session(conn, invoice_id, state, policy, processor.name,
+                                            known=Known(books))
 
 
 def unregistered(name: str) -> str:
@@ -176,7 +181,7 @@ async def reconcile_invoice(books: Books, invoice_id: str,
     applied twice, and is no longer asked about; a question asked again is counted
     again)."""
     async with books.transaction() as conn:
-        report.repaired += await repair(conn, invoice_id)
+        report.repaired += await repair(conn, invoice_id, known=Known(books))
     # Each question to the processor is asked outside any transaction.
     sessions = await books.pool.fetch(
         """select id, processor from checkout_sessions
@@ -215,7 +220,8 @@ async def reconcile_invoice(books: Books, invoice_id: str,
             async with asyncio.timeout_at(answer_by):
                 found = await processor.retrieve_payment(payment["id"])
             async with books.transaction() as conn:
-                note = await recover_payment(conn, invoice_id, found, policy, processor.name)
+                note = await recover_payment(conn, invoice_id, found, policy, processor.name,
+                                             known=Known(books))
         except (PermanentError, RetryLater) as error:
             report.errors.append({"payment_id": payment["id"], "error": str(error)})
             continue

@@ -50,7 +50,7 @@ from ledger.repeats import check_same_request
 
 async def ask(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str, amount: int,
               purpose: str, reason: str | None = None, credit_note_id: str | None = None,
-              request: str | None = None, known: Known | None = None) -> None:
+              request: str | None = None, known: Known) -> None:
     """Ask for a refund of a (locked) payment: through the processor after the commit
     (the refund's id is its idempotency key), or at once for a manual payment."""
     if not await claim(conn, held, refund_id=refund_id, amount=amount, purpose=purpose,
@@ -79,7 +79,7 @@ async def claim(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str,
 
 
 async def carry_out(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str, amount: int,
-                    purpose: str, known: Known | None = None) -> None:
+                    purpose: str, known: Known) -> None:
     """A claimed refund happens: at once for a manual payment, else owed to the processor."""
     payment = held.payment
     if payment["source"] == "manual":
@@ -93,7 +93,7 @@ async def carry_out(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: 
 
 
 async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id: str,
-                   status: str, *, made_at: datetime | None = None) -> None:
+                   status: str, *, made_at: datetime | None = None, known: Known) -> None:
     """The processor's answer to settle's own request (it confirms, or refuses); `made_at`
     is when the processor made the refund (its clock), when it says."""
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
@@ -110,11 +110,11 @@ async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id
            where id = $1""",
         refund_id, processor_refund_id, money.later_status(row["status"], status), made_at,
         made_at if status in money.FAILED else None)
-    # The endpoints, read once for the messages it owes.
-    await settle_payment(conn, invoice_id, row["payment_id"], known=Known())
+    await settle_payment(conn, invoice_id, row["payment_id"], known=known)
 
 
-async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None:
+async def refused(conn: asyncpg.Connection, refund_id: str, reason: str, *,
+                  known: Known) -> None:
     """The processor would not make it (or, after 24 hours of trying, says it never made
     it): it never happens."""
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
@@ -128,8 +128,7 @@ async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None
     await conn.execute(
         "update refunds set status = 'failed', reason = $2, updated_at = now() where id = $1",
         refund_id, reason[:500])
-    # The endpoints, read once for the messages it owes.
-    await settle_payment(conn, invoice_id, row["payment_id"], known=Known())
+    await settle_payment(conn, invoice_id, row["payment_id"], known=known)
 
 
 async def given_up(pool: asyncpg.Pool, refund_id: str) -> bool:
@@ -145,7 +144,7 @@ async def given_up(pool: asyncpg.Pool, refund_id: str) -> bool:
 async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
                    cumulative: Cumulative, currency: str, payment_amount: int,
                    refunds: tuple[RefundState, ...], *, source: str,
-                   known: Known | None = None) -> str:
+                   known: Known) -> str:
     """A payment's cumulative refunded total, with the refunds it lists (a cumulative
     refund report), from processor `source`.
 
@@ -168,7 +167,7 @@ async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | 
 
 async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
                          currency: str, refund: RefundState, *, source: str,
-                         known: Known | None = None) -> str:
+                         known: Known) -> str:
     """One refund's news (its status), from processor `source`."""
     held = await _payment_for_report(conn, payment_id, invoice_id, currency, refund.amount,
                                      source, known)
@@ -179,7 +178,7 @@ async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: 
 
 async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
                               invoice_id: str | None, currency: str,
-                              payment_amount: int, source: str, known: Known | None) -> locks.Locked:
+                              payment_amount: int, source: str, known: Known) -> locks.Locked:
     """The reported payment, locked; one reported before its capture is kept as a
     placeholder for the capture to find, the reporting processor's (`source`). Unknown
     and unnamed: retried (§3)."""
@@ -233,7 +232,7 @@ async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: Refun
 
 
 async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: str, *,
-                         known: Known | None = None) -> str:
+                         known: Known) -> str:
     """Bring the books in line with a payment's refunds (invoice and payment locked by
     the caller or locked here in that order). Safe to call any number of times."""
     invoice = await locks.invoice(conn, invoice_id, known=known)
@@ -268,7 +267,7 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
 
 async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyncpg.Record,
                 row: asyncpg.Record,
-                known: Known | None) -> tuple[asyncpg.Record, asyncpg.Record]:
+                known: Known) -> tuple[asyncpg.Record, asyncpg.Record]:
     """What a refund's purpose does once it is confirmed, or once it fails (each once)."""
     status = row["status"]
     to = "counted" if status in money.COUNTED else "failed" if status in money.FAILED else None
@@ -301,7 +300,7 @@ async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyn
 
 
 async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyncpg.Record,
-                     amount: int, *, credit_note_id: str | None, known: Known | None) -> None:
+                     amount: int, *, credit_note_id: str | None, known: Known) -> None:
     """A refund of settle's own that failed for good: the customer gets credit instead."""
     balance = await change_credit(conn, invoice["customer_id"], payment["currency"], amount,
                                   "refund_fallback", payment_id=payment["id"],
@@ -316,7 +315,7 @@ async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment:
 
 async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
                              payment: asyncpg.Record, row: asyncpg.Record,
-                             known: Known | None) -> None:
+                             known: Known) -> None:
     """A refund of settle's own (the merchant's, a credit note's, an overpayment's) is
     mailed once it has succeeded: never while it is only pending, which may still fail
     (the books move earlier, when the processor accepts it). Once per refund."""
@@ -331,7 +330,7 @@ async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
 
 
 async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
-                     payment: asyncpg.Record, increase: int, known: Known | None) -> str:
+                     payment: asyncpg.Record, increase: int, known: Known) -> str:
     balance = await locks.credit_balance(conn, invoice["customer_id"], payment["currency"])
     # What reversals took is not there to take again.
     split = money.split_refund(
@@ -361,7 +360,7 @@ async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
 
 
 async def _give_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
-                     payment: asyncpg.Record, amount: int, known: Known | None) -> str:
+                     payment: asyncpg.Record, amount: int, known: Known) -> str:
     """A refund taken back under the rule did not happen: undo what it took."""
     back = money.split_give_back(
         amount, unrecovered=payment["refund_unrecovered"], from_paid=payment["refund_from_paid"],
@@ -458,7 +457,7 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
             raise Invalid("amount_exceeds_refundable",
                           f"{left} of this payment may still be refunded")
         await carry_out(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant",
-                        known=Known())  # the endpoints read once for the messages it owes
+                        known=Known(books))  # the endpoints read once for the messages it owes
         row = await conn.fetchrow("select * from refunds where id = $1", data.id)
         return refund_view(row), True
 

@@ -32,7 +32,7 @@ from ledger.status import remaining_of
 
 
 async def reported(conn: asyncpg.Connection, fact: Reversed, *,
-                   known: Known | None = None) -> str:
+                   known: Known) -> str:
     """What the processor says of one reversal of a payment."""
     held = await locks.payment_with_invoice(conn, fact.payment_id, known=known)
     if held is None:
@@ -63,7 +63,7 @@ async def reported(conn: asyncpg.Connection, fact: Reversed, *,
 
 
 async def _take(conn: asyncpg.Connection, held: locks.Locked, row: asyncpg.Record,
-                known: Known | None) -> str:
+                known: Known) -> str:
     invoice, payment = held.invoice, held.payment
     balance = await locks.credit_balance(conn, invoice["customer_id"], payment["currency"])
     split = money.split_refund(
@@ -106,7 +106,7 @@ async def _take(conn: asyncpg.Connection, held: locks.Locked, row: asyncpg.Recor
 
 
 async def _give(conn: asyncpg.Connection, held: locks.Locked, row: asyncpg.Record,
-                known: Known | None) -> str:
+                known: Known) -> str:
     invoice, payment = held.invoice, held.payment
     # Money given back to a void invoice is the customer's credit, not the invoice's.
     room = remaining_of(invoice) if invoice["voided_at"] is None else 0

@@ -19,6 +19,7 @@ from core import mail
 from core.settings import Settings
 from present import formats, pdf_store
 from present.templating import render as render_template
+from reads.views import invoice_url
 
 SUBJECTS = {
     "invoice_sent": "Invoice {number} from {merchant}",
@@ -65,7 +66,7 @@ def context_of(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
     context: dict[str, Any] = {"locale": formats.DEFAULT_LOCALE, "invoice_token": None,
                                "due_date": None, **payload["context"]}
     token = context.pop("invoice_token")
-    context["invoice_url"] = f"{settings.public_url}/i/{token}" if token else None
+    context["invoice_url"] = invoice_url(settings.public_url, token) if token else None
     context["merchant"] = settings.merchant_name
     context["merchant_details"] = settings.merchant_details
     return context

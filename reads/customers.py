@@ -7,12 +7,8 @@ from typing import Any
 import asyncpg
 
 from core.errors import NotFound
-from reads.views import Urls
-
-
-def portal_url(public_url: str, token: str) -> str:
-    """The customer's page (CONTRACT §6): their invoices and credit."""
-    return f"{public_url}/c/{token}"
+from ledger.context import Urls
+from reads.views import portal_url
 
 
 async def balances(conn: asyncpg.Connection, customer_id: str) -> dict[str, int]:

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "delivery": {"core", "ledger", "reads", "notify"},
     "reads": {"core", "ledger"},
     "present": {"core", "ledger"},
-    "notify": {"core", "present"},
+    "notify": {"core", "present", "reads"},
     "processors": {"core", "ledger"},
     "handlers": {"core", "ledger", "delivery", "reads", "present"},
     "jobs": {"core", "ledger", "delivery", "reads", "notify"},
@@ -193,6 +193,21 @@ def test_the_books_lock_rows_in_one_module() -> None:
                             and ROW_LOCK.search(constant.value) \
                             and "skip locked" not in constant.value.lower():
                         found.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert found == []
+
+
+# A customer's address written out ("{...}/i/{...}"), not named in prose ("{PUBLIC_URL}/i/...").
+ADDRESS_BUILT = re.compile(r"(?<!PUBLIC_URL)\}/(?:i|pay|c)/\{")
+
+
+def test_each_customer_address_has_one_builder() -> None:
+    """`reads.views` writes the invoice page's, a pay link's and the customer page's address
+    (`invoice_url`, `pay_url`, `portal_url`); every page, mail, answer and snapshot asks it."""
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+             for package in ALLOWED for path in sorted((ROOT / package).rglob("*.py"))
+             if path.relative_to(ROOT).as_posix() != "reads/views.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if ADDRESS_BUILT.search(line)]
     assert found == []
 
 

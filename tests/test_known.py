@@ -19,6 +19,7 @@ from core.tx import Books, nothing
 from ledger.context import Known
 from processors.stripe.events import HANDLERS, invoice_reference
 from sandbox.events import payment_intent_succeeded
+from tests.conftest import LINKS
 from tests.service import Service
 
 # What a second read of each would look like.
@@ -38,7 +39,8 @@ def claim_row(invoice_id: str | None) -> dict[str, Any]:
 
 def test_the_locked_invoice_is_taken_once_and_only_for_itself() -> None:
     row = claim_row("inv_1")
-    known = Known.claimed(row)  # type: ignore[arg-type]
+    known = Known.claimed(row, LINKS)  # type: ignore[arg-type]
+    assert known.urls is LINKS  # what its transaction's links are written with
     assert known.take_invoice("inv_2") is None
     assert known.take_invoice("inv_1") is row
     assert known.take_invoice("inv_1") is None  # later locks read afresh
@@ -50,7 +52,7 @@ def test_the_locked_invoice_is_taken_once_and_only_for_itself() -> None:
 
 
 def test_an_unknown_invoice_leaves_only_the_endpoints() -> None:
-    known = Known.claimed(claim_row(None))  # type: ignore[arg-type]
+    known = Known.claimed(claim_row(None), LINKS)  # type: ignore[arg-type]
     assert known.invoice is None and known.audience is None
     assert known.take_invoice("inv_1") is None and known.audience_for("inv_1") is None
     assert known.endpoints == [{"id": "ep", "events": None}]
