@@ -17,9 +17,9 @@ import asyncpg
 
 from core.errors import Conflict, Invalid, NotFound
 from core.tx import Books
+from delivery.outbound import EVENT_TYPES, owe_ping
 from notify.addresses import is_public
 from reads.cursors import decode_cursor, decode_row_cursor, encode_cursor
-from delivery.outbound import EVENT_TYPES, owe_ping
 
 ROTATION_OVERLAP = timedelta(hours=24)
 # The most endpoints an account has (CONTRACT §11): each money change owes a message to

@@ -22,8 +22,8 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import asyncpg
 
-from core.tx import Books, owed
 from core.errors import NotFound
+from core.tx import Books, owed
 from ledger.context import Endpoint, Known, Urls
 from ledger.status import STATUS_SQL, status_of
 from reads.customers import customer_view

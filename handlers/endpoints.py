@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from delivery import endpoints
 from handlers.answers import Pinged, WebhookEndpoint, WebhookEndpointList, WebhookMessageList
 from handlers.keys import books, services
 from handlers.models import EndpointIn, EndpointsQuery, MessagesQuery
 from handlers.routes import Routes
 from handlers.validation import body, path_id, query
-from delivery import endpoints
 
 ROUTES = Routes("webhooks")
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from handlers.answers import CreditNote, Customer, Invoice, Payment, PaymentRequest
 from delivery.outbound import EVENT_TYPES, EventType
+from handlers.answers import CreditNote, Customer, Invoice, Payment, PaymentRequest
 
 Sequence = int
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.queue import enqueue
+from delivery import backlog
 from handlers.answers import EventList, Job, JobStarted, OutboxList, Replayed, Retried
 from handlers.keys import services
 from handlers.models import EventsQuery, OutboxQuery, ReconcileIn
 from handlers.routes import Routes
 from handlers.validation import body, path_id, query
-from delivery import backlog
 from ledger import reconcile
 
 ROUTES = Routes("operations")

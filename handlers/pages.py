@@ -19,11 +19,11 @@ from handlers import html
 from handlers.keys import books, services
 from handlers.validation import path_token
 from ledger import checkout, invoices
-from reads import pages
-from reads.views import invoice_url
 from ledger.money import AmountRefused
 from present import formats, pdf_store
 from present.templating import static_file
+from reads import pages
+from reads.views import invoice_url
 
 log = logging.getLogger("settle.pages")
 

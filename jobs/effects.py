@@ -33,8 +33,8 @@ from ledger import refunds
 from ledger.checkout import session_finished
 from ledger.context import Known
 from ledger.reconcile import check_session
-from reads import pages
 from notify import render, webhook
+from reads import pages
 
 log = logging.getLogger("settle.outbox")
 

@@ -37,8 +37,8 @@ from core.queue import enqueue_again
 from core.retry import backoff
 from core.services import WorkerContext
 from core.settings import Settings
-from jobs.effects import effect_of
 from delivery import outbox
+from jobs.effects import effect_of
 from ledger.context import Known
 from notify import webhook
 

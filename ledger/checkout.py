@@ -26,8 +26,8 @@ from core.errors import NotFound
 from core.limits import Permit
 from core.processor import Processor, SessionMade, SessionSpec
 from core.tx import Books
-from ledger import money
 from delivery.outbox import owe_expiry
+from ledger import money
 from ledger import locks
 from ledger.status import is_open, remaining_of, status_of
 from reads.views import invoice_url

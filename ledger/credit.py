@@ -10,11 +10,11 @@ import asyncpg
 
 from core.errors import Conflict, NotFound
 from core.tx import Books
+from delivery.outbound import owe_event
 from ledger import locks
 from ledger.context import Known
-from reads.cursors import decode_row_cursor, encode_cursor
-from delivery.outbound import owe_event
 from ledger.repeats import check_same_request
+from reads.cursors import decode_row_cursor, encode_cursor
 
 CreditKind = Literal["overpayment", "applied", "taken_back", "adjustment", "credit_note",
                      "refund_fallback"]

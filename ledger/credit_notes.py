@@ -23,15 +23,15 @@ import asyncpg
 
 from core.errors import Conflict, Invalid
 from core.tx import Books
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email
 from ledger import locks, money, refunds
 from ledger.context import Known
 from ledger.credit import change_credit
 from ledger.invoices import changed
-from reads.views import credit_note_view
-from delivery.outbound import owe_event
-from delivery.outbox import invoice_audience, owe_email
-from ledger.status import remaining_of, status_of
 from ledger.repeats import check_same_request
+from ledger.status import remaining_of, status_of
+from reads.views import credit_note_view
 
 
 @dataclass(frozen=True, slots=True)

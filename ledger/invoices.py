@@ -15,14 +15,14 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
+from delivery.outbound import invoice_changed, owe_event
+from delivery.outbox import invoice_audience, owe_email
 from ledger import locks, money
 from ledger.context import Known, Urls
 from ledger.credit import change_credit
-from delivery.outbound import invoice_changed, owe_event
-from delivery.outbox import invoice_audience, owe_email
 from ledger.requests import end_active_requests, new_token
-from reads.cursors import decode_cursor, encode_cursor
 from ledger.status import STATUS_SQL, is_open, remaining_of, status_of
+from reads.cursors import decode_cursor, encode_cursor
 from reads.views import VIEW_SQL, view_of
 
 

@@ -35,14 +35,14 @@ from ledger.facts import (
     Refunded,
     Reversed,
 )
-from ledger.inbox import Outcome, Policy
-from ledger.invoices import changed
-from reads.views import payment_view
 from delivery.outbound import owe_event
 from delivery.outbox import invoice_audience, owe_email
+from ledger.inbox import Outcome, Policy
+from ledger.invoices import changed
+from ledger.repeats import check_same_request
 from ledger.requests import request_paid
 from ledger.status import is_open, remaining_of, status_of
-from ledger.repeats import check_same_request
+from reads.views import payment_view
 
 
 def _check_same_invoice(payment: asyncpg.Record | None, facts: PaymentFacts) -> None:

@@ -26,12 +26,12 @@ from core.errors import NotFound, PermanentError, RetryLater
 from core.processor import PaymentState, Processor, SessionState
 from core.tx import Books
 from ledger import locks, payments
-from reads.views import maybe_iso
 from ledger.checkout import session_finished
 from ledger.context import Known
 from ledger.facts import PaymentFacts
 from ledger.invoices import changed
 from reads.timeline import require_invoice
+from reads.views import maybe_iso
 
 
 @dataclass

@@ -34,15 +34,15 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound, PermanentError, RetryLater
 from core.processor import Processor
 from core.tx import Books
-from ledger import locks, money
-from ledger.credit import change_credit
-from ledger.facts import Cumulative, RefundState
-from ledger.context import Known
-from ledger.invoices import changed
 from delivery.outbound import owe_event
 from delivery.outbox import invoice_audience, owe_email, owe_refund
-from ledger.status import remaining_of
+from ledger import locks, money
+from ledger.context import Known
+from ledger.credit import change_credit
+from ledger.facts import Cumulative, RefundState
+from ledger.invoices import changed
 from ledger.repeats import check_same_request
+from ledger.status import remaining_of
 
 
 # --- what settle asks for --------------------------------------------------------------

@@ -18,10 +18,10 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
-from ledger.context import Known, Urls
 from delivery.outbound import owe_event
 from delivery.outbox import owe_expiry, owe_request_mail
 from ledger import locks
+from ledger.context import Known, Urls
 from ledger.status import is_open, remaining_of, status_of
 from reads.views import pay_url, request_view
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncpg
 
 from core.errors import PermanentError, RetryLater
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email
 from ledger import locks, money
 from ledger.context import Known
 from ledger.credit import change_credit
 from ledger.facts import Reversed
 from ledger.invoices import changed
-from delivery.outbound import owe_event
-from delivery.outbox import invoice_audience, owe_email
 from ledger.status import remaining_of
 
 

@@ -16,10 +16,10 @@ import asyncpg
 
 from core.errors import NotFound
 from ledger import money
-from reads.customers import balances
 from ledger.context import Urls
-from reads.views import VIEW_SQL, invoice_url, view_of
 from ledger.status import STATUS_SQL, is_open, remaining_of
+from reads.customers import balances
+from reads.views import VIEW_SQL, invoice_url, view_of
 
 # More than a page can usefully show; the customer page says when some were left out.
 MOST = 200

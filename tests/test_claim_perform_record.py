@@ -21,13 +21,13 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from core.queue import job_id
 from core.tx import Books, nothing
 from delivery import outbox
+from jobs.effects import KINDS
 from sandbox.events import session_completed
 from sandbox.stripe import StripeStandIn
-from jobs.effects import KINDS
 from tests.conftest import ROOT, SETTLE, drain, process_env, running_worker, wait_for
 from tests.mailserver import MailServer
-from tests.test_chaos import owner_of
 from tests.service import Service
+from tests.test_chaos import owner_of
 
 
 def called(standin: StripeStandIn) -> Any:

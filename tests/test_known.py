@@ -12,11 +12,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-import ledger.inbox as inbox
 from core.processor import InboundEvent
 import core.tx as tx
 from core.tx import Books, nothing
 from ledger.context import Known
+import ledger.inbox as inbox
 from processors.stripe.events import HANDLERS, invoice_reference
 from sandbox.events import payment_intent_succeeded
 from tests.conftest import LINKS

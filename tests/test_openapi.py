@@ -26,9 +26,9 @@ from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
 from core.settings import Settings
+from delivery.outbound import EVENT_TYPES, PING
 from handlers.messages import MESSAGES, event_types
 from handlers.models import EventType
-from delivery.outbound import EVENT_TYPES, PING
 from tests.conftest import ROOT, SETTLE, free_port, process_env, with_stripe
 from tests.service import AUTH, TOKEN
 

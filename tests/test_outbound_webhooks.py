@@ -20,8 +20,8 @@ from standardwebhooks import Webhook
 
 from core.queue import queue_client
 from core.settings import Settings
-from handlers import messages
 from delivery import outbox
+from handlers import messages
 from jobs.outbox import deliver_outbox
 from ledger.context import Known
 from notify import webhook

@@ -32,8 +32,8 @@ from ledger.context import Known
 from ledger.facts import RefundChanged
 from ledger.inbox import Policy
 from ledger.payments import apply_facts
-from tests.conftest import LINKS
 from processors.stripe.events import interpret
+from tests.conftest import LINKS
 from sandbox.events import (
     charge_refunded,
     payment_intent_succeeded,

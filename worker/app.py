@@ -10,8 +10,8 @@ from aiohttp import web
 from core.db import close_pool, create_pool
 from core.settings import Settings
 from handlers import api, endpoints, health, merchant, openapi, ops, pages, paylinks, webhooks
-from handlers.intake import Intake
 from handlers.bodies import bodies
+from handlers.intake import Intake
 from handlers.keys import BODY_READS, INTAKES, SERVICES
 from handlers.middleware import api_auth, domain_errors, unexpected_errors, without_server
 from worker.services import (

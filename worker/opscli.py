@@ -24,12 +24,12 @@ from core.queue import enqueue
 from core.services import WorkerContext
 from core.settings import Settings
 from core.tx import Books, nothing
-from jobs.reconcile import run_ops_job
 from delivery import backlog, endpoints as webhook_endpoints
-from ledger import reconcile as reconciling
-from reads import timeline as timelines
-from ledger.invoices import get_invoice
 from delivery.outbound import EVENT_TYPES
+from jobs.reconcile import run_ops_job
+from ledger import reconcile as reconciling
+from ledger.invoices import get_invoice
+from reads import timeline as timelines
 from worker.services import close_processors, make_processors, make_queue, make_services
 
 OK, FAILED, NOT_FOUND = 0, 1, 4
