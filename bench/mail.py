@@ -20,7 +20,7 @@ import aiosmtplib
 
 from bench.common import env, free_port, fresh_database, outbox_rate, start, stop, urls, wait_port
 from core.db import create_pool
-from ledger.outbox import owe_email
+from delivery.outbox import owe_email
 
 AT_ONCE = 4
 

@@ -21,8 +21,8 @@ import aiohttp
 
 from bench.common import env, free_port, fresh_database, outbox_rate, start, stop, urls, wait_port
 from core.db import create_pool
-from ledger.endpoints import new_secret
-from ledger.outbound import owe_ping
+from delivery.endpoints import new_secret
+from delivery.outbound import owe_ping
 from notify.webhook import PER_ENDPOINT, headers, now
 
 

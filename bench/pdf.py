@@ -20,7 +20,7 @@ from present import pdf
 
 
 def page(lines: int = 500, reason_lines: int = 0, long: bool = False) -> dict[str, Any]:
-    """An invoice page as `ledger.pages.invoice_page` returns it, without a database;
+    """An invoice page as `reads.pages.invoice_page` returns it, without a database;
     `long`: every line's description as long as the API takes (1000 characters)."""
     now = datetime(2030, 1, 2, 12, tzinfo=UTC)
     words = "consulting on the ledger " * (40 if long else 1)

@@ -28,6 +28,7 @@ from bench.common import (
 from core.db import create_pool
 from core.processor import InboundEvent
 from core.queue import enqueue_events, queue_client, serialize
+from core.tx import Books, nothing
 from ledger.inbox import record_events
 from processors.stripe.events import invoice_reference
 
@@ -57,7 +58,8 @@ async def record_captures(database: str, count: int) -> list[int]:
                                       json.dumps(item)))
         pks: list[int] = []
         for i in range(0, count, 500):
-            pks += [pk for pk in await record_events(pool, "stripe", items[i:i + 500]) if pk]
+            books = Books(pool, nothing, "")
+            pks += [pk for pk in await record_events(books, "stripe", items[i:i + 500]) if pk]
         return pks
     finally:
         await pool.close()

@@ -9,7 +9,8 @@ from handlers.keys import books, services
 from handlers.models import ApplyCreditIn, CustomerIn, InvoiceIn, PaymentRequestIn, SendIn
 from handlers.routes import Routes
 from handlers.validation import body, path_id
-from ledger import customers, invoices, requests
+from ledger import customers as books_of_customers, invoices, requests
+from reads import customers
 
 ROUTES = Routes("invoices")
 
@@ -21,7 +22,7 @@ async def put_customer(request: web.Request) -> web.Response:
     201 when created, 200 when it existed.
     """
     data = await body(request, CustomerIn)
-    customer, created = await customers.upsert_customer(
+    customer, created = await books_of_customers.upsert_customer(
         books(request), path_id(request), data.email, data.name, data.locale)
     return web.json_response(customer, status=201 if created else 200)
 
@@ -29,7 +30,8 @@ async def put_customer(request: web.Request) -> web.Response:
 @ROUTES.get("/v1/customers/{id}", answers={200: Customer}, on=Customer)
 async def get_customer(request: web.Request) -> web.Response:
     """A customer, with its credit balance per currency."""
-    return web.json_response(await customers.get_customer(books(request), path_id(request)))
+    return web.json_response(await customers.get_customer(
+        services(request).pool, path_id(request), urls=books(request)))
 
 
 @ROUTES.put("/v1/invoices/{id}", body=InvoiceIn, answers={200: Invoice, 201: Invoice},
@@ -57,7 +59,8 @@ async def put_invoice(request: web.Request) -> web.Response:
 @ROUTES.get("/v1/invoices/{id}", answers={200: Invoice}, on=Invoice)
 async def get_invoice(request: web.Request) -> web.Response:
     """An invoice with its payment requests, payments and credit notes."""
-    return web.json_response(await invoices.get_invoice(books(request), path_id(request)))
+    return web.json_response(await invoices.get_invoice(
+        services(request).pool, path_id(request), urls=books(request)))
 
 
 @ROUTES.post("/v1/invoices/{id}/send", body=SendIn, body_required=False,
@@ -108,7 +111,8 @@ async def create_request(request: web.Request) -> web.Response:
 @ROUTES.get("/v1/payment-requests/{id}", answers={200: PaymentRequest}, on=PaymentRequest)
 async def get_request(request: web.Request) -> web.Response:
     """A payment request and its link."""
-    return web.json_response(await requests.get_request(books(request), path_id(request)))
+    return web.json_response(await requests.get_request(
+        services(request).pool, path_id(request), urls=books(request)))
 
 
 @ROUTES.post("/v1/payment-requests/{id}/resend", answers={202: PaymentRequest},

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from delivery import endpoints
 from handlers.answers import Pinged, WebhookEndpoint, WebhookEndpointList, WebhookMessageList
 from handlers.keys import books, services
 from handlers.models import EndpointIn, EndpointsQuery, MessagesQuery
 from handlers.routes import Routes
 from handlers.validation import body, path_id, query
-from ledger import endpoints
 
 ROUTES = Routes("webhooks")
 
@@ -24,7 +24,7 @@ async def put_endpoint(request: web.Request) -> web.Response:
     endpoint_id = path_id(request)
     data = await body(request, EndpointIn)
     url = endpoints.check_url(data.url, services(request).settings.outbound_allow_private)
-    view, created = await endpoints.upsert(services(request).pool, endpoint_id,
+    view, created = await endpoints.upsert(books(request), endpoint_id,
                                            endpoints.EndpointInput(
         url, tuple(data.events) if data.events is not None else None, data.description,
         data.disabled))
@@ -40,7 +40,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
 @ROUTES.delete("/v1/webhook-endpoints/{id}", answers={204: None}, on=WebhookEndpoint)
 async def delete_endpoint(request: web.Request) -> web.Response:
     """Remove an endpoint; its pending messages are not sent."""
-    await endpoints.delete(services(request).pool, path_id(request))
+    await endpoints.delete(books(request), path_id(request))
     return web.Response(status=204)
 
 
@@ -56,7 +56,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
              answers={200: WebhookEndpoint}, on=WebhookEndpoint)
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret; for 24 hours messages carry signatures by both."""
-    return web.json_response(await endpoints.rotate(services(request).pool, path_id(request)))
+    return web.json_response(await endpoints.rotate(books(request), path_id(request)))
 
 
 @ROUTES.post("/v1/webhook-endpoints/{id}/ping", body_required=False,

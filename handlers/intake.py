@@ -19,6 +19,7 @@ from arq import ArqRedis
 
 from core.processor import InboundEvent
 from core.queue import enqueue_events
+from core.tx import Books
 from ledger.inbox import record_events
 
 log = logging.getLogger("settle.intake")
@@ -32,10 +33,10 @@ Pending = tuple[list[InboundEvent], "asyncio.Future[list[int | None]]"]
 class Intake:
     """The batch writer of one processor's events."""
 
-    def __init__(self, pool: asyncpg.Pool, queue: ArqRedis, processor: str, *,
+    def __init__(self, books: Books, queue: ArqRedis, processor: str, *,
                  max_batch: int = MAX_BATCH) -> None:
         self.max_batch = max_batch
-        self.pool = pool
+        self.books = books
         self.queue = queue
         self.processor = processor
         self.pending: list[Pending] = []
@@ -67,7 +68,7 @@ class Intake:
 
     async def _write(self, batch: list[Pending]) -> None:
         try:
-            pks = await record_events(self.pool, self.processor,
+            pks = await record_events(self.books, self.processor,
                                       [event for events, _ in batch for event in events])
         except Exception as exc:
             if isinstance(exc, asyncpg.DataError) and len(batch) > 1:

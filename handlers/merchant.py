@@ -79,7 +79,7 @@ async def refund_payment(request: web.Request) -> web.Response:
 @ROUTES.get("/v1/refunds/{id}", answers={200: Refund}, on=Refund)
 async def get_refund(request: web.Request) -> web.Response:
     """A refund and where it stands."""
-    return web.json_response(await refunds.get_refund(books(request), path_id(request)))
+    return web.json_response(await refunds.get_refund(services(request).pool, path_id(request)))
 
 
 @ROUTES.post("/v1/invoices/{id}/credit-notes", body=CreditNoteIn,
@@ -111,7 +111,7 @@ async def credit_entries(request: web.Request) -> web.Response:
     """A customer's credit ledger, newest first, each entry with the balance after it."""
     asked = query(request, EntriesQuery)
     return web.json_response(await credit.list_entries(
-        books(request), path_id(request), currency=asked.currency, cursor=asked.next,
+        services(request).pool, path_id(request), currency=asked.currency, cursor=asked.next,
         limit=asked.limit))
 
 
@@ -120,8 +120,8 @@ async def list_invoices(request: web.Request) -> web.Response:
     """Invoices newest first, by status and customer."""
     asked = query(request, InvoicesQuery)
     return web.json_response(await invoices.list_invoices(
-        books(request), status=asked.status, customer_id=asked.customer_id, cursor=asked.next,
-        limit=asked.limit))
+        services(request).pool, status=asked.status, customer_id=asked.customer_id,
+        cursor=asked.next, limit=asked.limit, urls=books(request)))
 
 
 def add_routes(app: web.Application) -> None:

@@ -6,7 +6,7 @@ says (the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers);
 `data` is the object as the API would answer for it at that moment plus a
 `sequence` that grows with each message about the same invoice (or customer),
 so a receiver can drop one older than what it has. The messages are owed by
-`ledger.outbound.owe_event` and sent by `jobs.outbox` (`notify.webhook`); this
+`delivery.outbound.owe_event` and sent by `jobs.outbox` (`notify.webhook`); this
 module says what they hold, and `tests/test_outbound_webhooks.py` holds every
 delivered message to it. `docs/webhooks.md` is the receiver's page.
 """
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from delivery.outbound import EVENT_TYPES, EventType
 from handlers.answers import CreditNote, Customer, Invoice, Payment, PaymentRequest
-from ledger.outbound import EVENT_TYPES, EventType
 
 Sequence = int
 
@@ -53,7 +53,7 @@ class PingData(BaseModel):
 
 
 def _about(kind: str) -> Any:
-    """The types of `ledger.outbound.EVENT_TYPES` about one kind of object (`invoice.*`),
+    """The types of `delivery.outbound.EVENT_TYPES` about one kind of object (`invoice.*`),
     as the Literal pydantic reads when it builds a message's model."""
     return Literal[tuple(t for t in EVENT_TYPES if t.split(".")[0] == kind)]
 

@@ -22,7 +22,7 @@ from handlers.validation import (
     Query,
     Text,
 )
-from ledger.outbound import EventType
+from delivery.outbound import EventType
 
 Emails = Annotated[list[Email], Field(max_length=50)]
 
@@ -199,7 +199,7 @@ class EndpointIn(Body):
                               description="https://... (http, loopback and private addresses "
                                           "only with OUTBOUND_ALLOW_PRIVATE=true)",
                               examples=["https://hooks.example.com/settle"])]
-    # The event types an endpoint may ask for (CONTRACT §9): `ledger.outbound`'s one list.
+    # The event types an endpoint may ask for (CONTRACT §9): `delivery.outbound`'s one list.
     events: Annotated[list[EventType], Field(min_length=1, max_length=50)] | None = None
     description: Text | None = None
     disabled: bool = False

@@ -6,12 +6,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.queue import enqueue
+from delivery import backlog
 from handlers.answers import EventList, Job, JobStarted, OutboxList, Replayed, Retried
 from handlers.keys import services
 from handlers.models import EventsQuery, OutboxQuery, ReconcileIn
 from handlers.routes import Routes
 from handlers.validation import body, path_id, query
-from ledger import backlog, reconcile
+from ledger import reconcile
 
 ROUTES = Routes("operations")
 
@@ -22,7 +23,9 @@ async def start_reconcile(request: web.Request) -> web.Response:
     """Recompute one invoice (or every open one) from its payment records, repair and report
     drift, and recover payments the processor knows of and settle missed."""
     data = await body(request, ReconcileIn, optional=True)
-    job_id = await reconcile.start_reconcile(services(request), data.invoice_id)
+    found = services(request)
+    job_id = await reconcile.start_reconcile(found.books, data.invoice_id)
+    await enqueue(found.queue, "ops", job_id)
     return web.json_response({"job_id": job_id}, status=202)
 
 
@@ -46,7 +49,7 @@ async def replay(request: web.Request) -> web.Response:
     """Process a failed event again (one in another state is left as it is)."""
     found = services(request)
     event_id = path_id(request)
-    pk, status = await backlog.replay_event(found.pool, event_id)
+    pk, status = await backlog.replay_event(found.books, event_id)
     if status == "pending":
         await enqueue(found.queue, "event", pk)
     return web.json_response({"id": event_id, "status": status}, status=202)
@@ -66,7 +69,7 @@ async def outbox(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     """Try a failed side effect again under the same key (so never performed twice)."""
     found = services(request)
-    pk, status = await backlog.retry_outbox(found.pool, path_id(request))
+    pk, status = await backlog.retry_outbox(found.books, path_id(request))
     if status == "pending":
         await enqueue(found.queue, "outbox", pk)
     return web.json_response({"id": pk, "status": status}, status=202)

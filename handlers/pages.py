@@ -18,10 +18,12 @@ from core.errors import Conflict, Invalid, NotFound, PermanentError, describe
 from handlers import html
 from handlers.keys import books, services
 from handlers.validation import path_token
-from ledger import checkout, invoices, pages
+from ledger import checkout, invoices
 from ledger.money import AmountRefused
 from present import formats, pdf_store
 from present.templating import static_file
+from reads import pages
+from reads.views import invoice_url
 
 log = logging.getLogger("settle.pages")
 
@@ -69,14 +71,16 @@ def _invoice(request: web.Request, token: str, page: dict[str, Any], *, status: 
 
 async def invoice_page(request: web.Request) -> web.Response:
     token = _token(request)
-    page = await pages.invoice_page(books(request), token, _session(request))
+    page = await pages.invoice_page(services(request).pool, token, _session(request),
+                                    urls=books(request))
     notice = "credit" if request.query.get("done") == "credit" else None
     return _invoice(request, token, page, notice=notice)
 
 
 async def invoice_pdf(request: web.Request) -> web.Response:
     token = _token(request)
-    page = await pages.invoice_page(books(request), token, None)
+    page = await pages.invoice_page(services(request).pool, token, None,
+                                    urls=books(request))
     settings = services(request).settings
     try:
         # Made once per state of the invoice, off the event loop, a few at a time.
@@ -103,18 +107,20 @@ def _refused(request: web.Request) -> web.Response:
 
 
 def _page_url(request: web.Request, token: str) -> str:
-    return f"{books(request).public_url}/i/{token}"
+    return invoice_url(books(request).public_url, token)
 
 
 async def _unreadable(request: web.Request, token: str) -> web.Response:
-    await pages.invoice_id_of(books(request), token)  # an unknown token is the 404 page
+    # An unknown token is the 404 page.
+    await pages.invoice_id_of(services(request).pool, token)
     return html.unreadable(request, _page_url(request, token))
 
 
 async def _again(request: web.Request, token: str, problem: dict[str, Any],
                  typed: str | None = None) -> web.Response:
     """The invoice page again, saying why it refused."""
-    page = await pages.invoice_page(books(request), token, None)
+    page = await pages.invoice_page(services(request).pool, token, None,
+                                    urls=books(request))
     return _invoice(request, token, page, status=STATUS.get(problem["code"], 409),
                     problem=problem, typed=typed)
 
@@ -130,7 +136,7 @@ async def pay(request: web.Request) -> web.Response:
         return await _unreadable(request, token)
     found = services(request)
     processor = html.chosen_way(form.get("way"), found.ways(
-        await pages.currency_of(found.books, token)), found.processor)
+        await pages.currency_of(found.pool, token)), found.processor)
     chosen: int | None = None
     typed: str | None = None
     if form.get("what") == "amount":
@@ -138,7 +144,7 @@ async def pay(request: web.Request) -> web.Response:
     if processor is None:
         return await _again(request, token, {"code": "unknown_way", "field": None}, typed)
     if typed is not None:
-        page = await pages.invoice_page(books(request), token, None)
+        page = await pages.invoice_page(found.pool, token, None, urls=found.books)
         invoice, locale = page["invoice"], page["customer"]["locale"]
         try:
             chosen = formats.parse_amount(typed, invoice["currency"], locale)
@@ -180,7 +186,7 @@ async def use_credit(request: web.Request) -> web.Response:
     # The form has no fields, but a body no page of settle's sends is refused all the same.
     if await html.read_form(request) is None:
         return await _unreadable(request, token)
-    invoice_id = await pages.invoice_id_of(books(request), token)
+    invoice_id = await pages.invoice_id_of(services(request).pool, token)
     try:
         # The ledger's own credit code: the invoice row locked first, then the balance.
         await invoices.apply_credit(books(request), invoice_id, None)
@@ -193,12 +199,14 @@ async def back_to_page(request: web.Request) -> web.Response:
     """A GET of a form's address (a page opened again from the browser's history): the
     invoice page, where the form is; nothing is changed."""
     token = _token(request)
-    await pages.invoice_id_of(books(request), token)  # an unknown token is the 404 page
+    # An unknown token is the 404 page.
+    await pages.invoice_id_of(services(request).pool, token)
     return html.see_other(request, f"/i/{token}")
 
 
 async def customer_page(request: web.Request) -> web.Response:
-    page = await pages.customer_page(books(request), _token(request))
+    page = await pages.customer_page(services(request).pool, _token(request),
+                                     urls=books(request))
     return html.respond(request, "pages/customer.html", page=page, most=pages.MOST,
                         locale=page["customer"]["locale"])
 

@@ -17,7 +17,8 @@ from core.processor import Processor
 from handlers import html
 from handlers.keys import services
 from handlers.validation import path_token
-from ledger import checkout, pages
+from ledger import checkout
+from reads import pages
 
 log = logging.getLogger("settle.paylinks")
 
@@ -67,7 +68,8 @@ async def choose(request: web.Request) -> web.Response:
     found = services(request)
     form = await html.read_form(request)
     if form is None:
-        return html.unreadable(request, await pages.invoice_url_of_link(found.books, token))
+        return html.unreadable(request, await pages.invoice_url_of_link(
+            found.pool, token, urls=found.books))
     choice = await _choice(request, token)
     if isinstance(choice, web.Response):
         return choice
@@ -131,7 +133,8 @@ async def _go(request: web.Request, token: str, processor: Processor) -> web.Res
         # settle's table does not know, a key it does not accept): worth an operator's eye.
         log.error("pay link refused by the processor",
                   extra={"error": describe(refused), "processor": processor.name})
-        return html.unpayable(request, await pages.invoice_url_of_link(found.books, token))
+        return html.unpayable(request, await pages.invoice_url_of_link(
+            found.pool, token, urls=found.books))
     except Exception as exc:  # the processor or the database unreachable
         return _unavailable(request, exc, processor.name)
     if isinstance(result, checkout.Limited):
@@ -147,7 +150,7 @@ async def done(request: web.Request) -> web.Response:
     """Where Checkout Sessions made before the invoice page existed came back to: on to
     the invoice page."""
     return html.see_other(request, await pages.invoice_url_of_link(
-        services(request).books, _token(request)))
+        services(request).pool, _token(request), urls=services(request).books))
 
 
 def add_routes(app: web.Application) -> None:

@@ -28,10 +28,13 @@ from core.processor import Processor, RefundMade
 from core.retry import backoff
 from core.services import Services
 from core.settings import Settings
-from ledger import endpoints, outbound, pages, refunds
+from delivery import endpoints
+from ledger import refunds
 from ledger.checkout import session_finished
+from ledger.context import Known
 from ledger.reconcile import check_session
 from notify import render, webhook
+from reads import pages
 
 log = logging.getLogger("settle.outbox")
 
@@ -79,9 +82,9 @@ class Effect:
         return None
 
     async def given_up(self, conn: asyncpg.Connection, payload: dict[str, Any],
-                       reason: str) -> None:
+                       reason: str, known: Known) -> None:
         """What the books do when the effect is given up for good, in the transaction
-        that records it failed."""
+        that records it failed (`known`: that transaction's)."""
 
 
 def _processor(services: Services, payload: dict[str, Any]) -> Processor:
@@ -107,17 +110,16 @@ class Refund(Effect):
         refund already happened: the key lasts the processor's `idempotency_window`
         (Stripe's 24 hours), the refund's metadata for ever.
         That is decided by the row's age, never by its attempts: an operator's retry
-        (`ledger.backlog.retry_outbox`) counts attempts from 0 again, and the first
+        (`delivery.backlog.retry_outbox`) counts attempts from 0 again, and the first
         attempt of a row owed long ago (a worker down for a day) is as old.
         """
         processor = _processor(services, payload)
         refund_id = payload.get("refund_id")
         key = payload.get("idempotency_key", key)
         if refund_id is not None:
-            async with services.pool.acquire() as conn:
-                if await refunds.given_up(conn, refund_id):
-                    raise PermanentError("the refund was given up and credited instead; "
-                                         "ask for a new refund")
+            if await refunds.given_up(services.pool, refund_id):
+                raise PermanentError("the refund was given up and credited instead; "
+                                     "ask for a new refund")
         metadata = {"settle_key": key, "settle_refund": refund_id or "",
                     "settle_reason": payload.get("reason", "")}
         async with asyncio.timeout(budget):
@@ -143,9 +145,9 @@ class Refund(Effect):
         return await _book_answer(services, payload.get("refund_id"), made)
 
     async def given_up(self, conn: asyncpg.Connection, payload: dict[str, Any],
-                       reason: str) -> None:
+                       reason: str, known: Known) -> None:
         if payload.get("refund_id") is not None:
-            await refunds.refused(conn, payload["refund_id"], reason)
+            await refunds.refused(conn, payload["refund_id"], reason, known=known)
 
 
 async def _book_answer(services: Services, refund_id: str | None,
@@ -153,7 +155,8 @@ async def _book_answer(services: Services, refund_id: str | None,
     """The processor's answer moves the books, in a short transaction of its own."""
     if refund_id is not None:
         async with services.books.transaction() as conn:
-            await refunds.answered(conn, refund_id, made.id, made.status, made_at=made.created)
+            await refunds.answered(conn, refund_id, made.id, made.status, made_at=made.created,
+                                   known=Known(services.books))
     return {"refund_id": made.id, "status": made.status}
 
 
@@ -173,7 +176,7 @@ class ExpireCheckout(Effect):
                 await check_session(services.books, processor, session_id,
                                     services.settings.overpayment_policy)
         if status == "expired":
-            async with services.pool.acquire() as conn:
+            async with services.books.transaction() as conn:
                 await session_finished(conn, session_id, status, settled=True)
         return {"session_id": session_id, "status": status}
 
@@ -222,7 +225,8 @@ async def _attachment(services: Services, payload: dict[str, Any]) -> render.Att
     page's own builder and store: a state already made is not made again)."""
     if payload["kind"] != "invoice_sent":
         return None
-    page = await pages.invoice_page(services.books, payload["context"]["invoice_token"], None)
+    page = await pages.invoice_page(services.pool, payload["context"]["invoice_token"], None,
+                                    urls=services.books)
     return await render.invoice_pdf(page, services.settings)
 
 
@@ -247,17 +251,18 @@ class Webhook(Effect):
 
     async def perform(self, services: Services, payload: dict[str, Any], key: str,
                       budget: float, record: Record) -> dict[str, Any]:
-        pool, settings = services.pool, services.settings
+        books, settings = services.books, services.settings
         endpoint_id = payload["endpoint_id"]
         # The place first: a busy endpoint's message bounces before any query of its own.
         with webhook.slot(endpoint_id):
-            target = await endpoints.target(pool, endpoint_id)
+            target = await endpoints.target(books.pool, endpoint_id)
             if target is None:
                 raise PermanentError("the endpoint was deleted")
             if target.disabled:
                 raise PermanentError("the endpoint is disabled")
-            data = outbound.resolve_links(payload["data"], settings.public_url,
-                                          services.books.can_pay)
+            data = payload["data"]
+            if payload.get("links_to_resolve"):  # owed before migration 0020
+                data = _placeholder_resolved(data, settings.public_url, books.can_pay)
             body = json.dumps({"type": payload["type"], "timestamp": payload["timestamp"],
                                "data": data}, separators=(",", ":"))
             sent = webhook.headers(target.secrets, payload["message_id"], webhook.now(), body)
@@ -269,23 +274,44 @@ class Webhook(Effect):
                 # The address will not become allowed by waiting: failed at once. Which
                 # address is for the operator's log only; the message log (its API) names
                 # none.
-                await endpoints.note_status(pool, key, None)
+                await endpoints.note_status(books, key, None)
                 log.warning("webhook address refused", extra={"endpoint_id": endpoint_id,
                                                               "reason": str(refused)})
                 raise PermanentError("address not allowed") from None
             except webhook.Undelivered:
-                await endpoints.note_status(pool, key, None)
+                await endpoints.note_status(books, key, None)
                 raise
-        await endpoints.note_status(pool, key, answer.status)
+        await endpoints.note_status(books, key, answer.status)
         if 200 <= answer.status < 300:
             return {"status": answer.status, "message_id": payload["message_id"]}
         if answer.status == 410:
-            await endpoints.disable(pool, endpoint_id, "410 Gone")
+            await endpoints.disable(books, endpoint_id, "410 Gone")
             raise PermanentError("the endpoint answered 410 Gone: it is disabled")
         raise webhook.Undelivered(f"HTTP {answer.status}")
 
 
-# Every kind the ledger owes (`ledger.outbox`, `ledger.outbound`), by its name.
+# What the links of a message owed before migration 0020 start with (that migration marked
+# those rows, `links_to_resolve`): its snapshot was written before the books knew the
+# public URL. Every message owed since carries its real links.
+PLACEHOLDER = "settle-public-url/"
+
+
+def _placeholder_resolved(value: Any, public_url: str, can_pay: bool) -> Any:
+    """An old snapshot with its links written against the public URL, and no pay_url when
+    no processor takes payments, as it was sent before 0020."""
+    if isinstance(value, dict):
+        out = {k: _placeholder_resolved(v, public_url, can_pay) for k, v in value.items()}
+        if "pay_url" in out and not can_pay:
+            out["pay_url"] = None
+        return out
+    if isinstance(value, list):
+        return [_placeholder_resolved(v, public_url, can_pay) for v in value]
+    if isinstance(value, str) and value.startswith(PLACEHOLDER):
+        return f"{public_url}/{value[len(PLACEHOLDER):]}"
+    return value
+
+
+# Every kind the ledger owes (`delivery.outbox`, `delivery.outbound`), by its name.
 KINDS: dict[str, Effect] = {effect.kind: effect
                             for effect in (Email(), Refund(), ExpireCheckout(), Webhook())}
 

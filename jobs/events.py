@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from arq import Retry
 
@@ -12,8 +13,8 @@ from core.errors import RetryLater
 from core.queue import enqueue_events, enqueue_many
 from core.retry import backoff
 from core.services import WorkerContext, network_timeout
+from delivery.sweep import stale
 from ledger import inbox
-from ledger.sweep import stale
 
 log = logging.getLogger("settle.jobs")
 
@@ -25,8 +26,7 @@ async def process_event(ctx: WorkerContext, pk: int) -> str:
     services = ctx["services"]
     base = services.settings.retry_base_seconds
     try:
-        outcome = await inbox.apply_event(services.pool, pk, ctx["handlers"],
-                                          services.after_commit, _policy(ctx),
+        outcome = await inbox.apply_event(services.books, pk, ctx["handlers"], _policy(ctx),
                                           processors=services.processors,
                                           fetch_within=network_timeout(services.settings))
     except RetryLater as later:
@@ -73,6 +73,8 @@ async def process_events(ctx: WorkerContext, pks: list[int]) -> int:
     async def collect(outbox_ids: list[int]) -> None:
         owed.extend(outbox_ids)
 
+    books = replace(services.books, after_commit=collect)
+
     done: list[tuple[str, str, float]] = []
     later: list[tuple[int, float]] = []
     for n, pk in enumerate(pks):
@@ -81,8 +83,8 @@ async def process_events(ctx: WorkerContext, pks: list[int]) -> int:
             break
         started = time.perf_counter()
         try:
-            outcome = await inbox.apply_event(services.pool, pk, ctx["handlers"], collect,
-                                              _policy(ctx), processors=services.processors,
+            outcome = await inbox.apply_event(books, pk, ctx["handlers"], _policy(ctx),
+                                              processors=services.processors,
                                               fetch_within=fetch_within)
         except RetryLater as retry:
             log.info("event deferred", extra={"event_pk": pk, "reason": str(retry)})

@@ -1,6 +1,6 @@
 """Side effects owed after a commit: claim the row, perform the effect, record it.
 
-The claim is a committed lease (`ledger.outbox.claim`), so the effect runs
+The claim is a committed lease (`delivery.outbox.claim`), so the effect runs
 with no transaction open and no row lock held: a slow mail server or
 processor delays only its own row. The outcome is recorded in a new, short
 statement. A worker that dies mid-effect leaves the lease to expire, and the
@@ -37,8 +37,9 @@ from core.queue import enqueue_again
 from core.retry import backoff
 from core.services import WorkerContext
 from core.settings import Settings
+from delivery import outbox
 from jobs.effects import effect_of
-from ledger import outbox
+from ledger.context import Known
 from notify import webhook
 
 log = logging.getLogger("settle.outbox")
@@ -68,11 +69,11 @@ def lease_lost(facts: dict[str, Any]) -> str:
 
 async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
     services = ctx["services"]
-    pool, settings = services.pool, services.settings
+    books, settings = services.books, services.settings
     ends = asyncio.get_running_loop().time() + job_time(settings)
     # The lease outlives the job, so no other worker takes the row while this one may
     # still be on it.
-    row = await outbox.claim(pool, outbox_id, lease=settings.job_timeout_seconds + 10.0)
+    row = await outbox.claim(books, outbox_id, lease=settings.job_timeout_seconds + 10.0)
     if row is None:
         return "not pending"
     facts = {"outbox_id": outbox_id, "kind": row["kind"], "attempt": row["attempts"]}
@@ -87,7 +88,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         async with asyncio.timeout_at(ends):
             for attempt in itertools.count(1):
                 try:
-                    recorded = await outbox.record_done(pool, outbox_id, result) or recorded
+                    recorded = await outbox.record_done(books, outbox_id, result) or recorded
                     return
                 except Exception as exc:
                     if not is_transient(exc):
@@ -107,7 +108,7 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
         # bounce, and after max_tries the row would wait for the sweeper. The row is due
         # again after `delay` and a job of its own comes for it then.
         delay = random.uniform(*BUSY_DELAY)
-        if not await outbox.record_busy(pool, outbox_id, token, delay):
+        if not await outbox.record_busy(books, outbox_id, token, delay):
             return lease_lost(facts)
         await enqueue_again(services.queue, "outbox", outbox_id, defer=delay)
         return "busy"
@@ -133,16 +134,16 @@ async def deliver_outbox(ctx: WorkerContext, outbox_id: int) -> str:
                         await record(found)
                         log.info("side effect done", extra=facts)
                         return "done"
-            async with services.books.transaction() as conn:
+            async with books.transaction() as conn:
                 # The books give up on the effect only with the row, by its holder.
                 if not await outbox.record_failed(conn, outbox_id, token, reason):
                     return lease_lost(facts)
                 if fall_back:
-                    await effect.given_up(conn, row["payload"], reason)
+                    await effect.given_up(conn, row["payload"], reason, Known(books))
             log.error("side effect failed", extra={**facts, "reason": reason})
             return "failed"
         delay = effect.next_delay(settings, row["attempts"])
-        if not await outbox.record_deferred(pool, outbox_id, token, reason, delay):
+        if not await outbox.record_deferred(books, outbox_id, token, reason, delay):
             return lease_lost(facts)
         log.warning("side effect deferred", extra={**facts, "reason": reason})
         raise Retry(defer=delay) from exc

@@ -21,6 +21,7 @@ import logging
 from arq import Retry
 
 from core.errors import describe, is_transient
+from core.queue import enqueue
 from core.retry import backoff
 from core.services import WorkerContext
 from core.settings import Settings
@@ -45,9 +46,9 @@ def answer_within(settings: Settings) -> float:
 
 async def run_ops_job(ctx: WorkerContext, job_id: str) -> str:
     services = ctx["services"]
-    pool, settings = services.pool, services.settings
+    pool, books, settings = services.pool, services.books, services.settings
     started = asyncio.get_running_loop().time()
-    claimed = await claim_job(pool, job_id)
+    claimed = await claim_job(books, job_id)
     if claimed is None:
         return "already finished"
     single, after, report = claimed
@@ -60,25 +61,25 @@ async def run_ops_job(ctx: WorkerContext, job_id: str) -> str:
             if not batch:
                 break
             for invoice_id in batch:
-                await reconcile_invoice(services.books, invoice_id, services.processors,
+                await reconcile_invoice(books, invoice_id, services.processors,
                                         settings.overpayment_policy, report,
                                         answer_by=answer_by)
                 after = invoice_id
                 if asyncio.get_running_loop().time() > slice_ends:
-                    await save_progress(pool, job_id, after, report)
+                    await save_progress(books, job_id, after, report)
                     raise Retry(defer=0)
     except Retry:
         raise
     except Exception as exc:
         if is_transient(exc):  # the processor out of time (TimeoutError) included
-            await save_progress(pool, job_id, after, report)
+            await save_progress(books, job_id, after, report)
             log.warning("reconcile slice cut short", extra={"job_id": job_id,
                                                              "reason": describe(exc)})
             raise Retry(defer=backoff(ctx["job_try"], base=settings.retry_base_seconds)) from exc
         log.exception("reconcile failed", extra={"job_id": job_id})
-        await finish_job(pool, job_id, report, describe(exc))
+        await finish_job(books, job_id, report, describe(exc))
         return "failed"
-    await finish_job(pool, job_id, report)
+    await finish_job(books, job_id, report)
     log.info("reconcile complete", extra={"job_id": job_id, "checked": report.checked,
                                           "repaired": len(report.repaired),
                                           "recovered": len(report.recovered)})
@@ -87,4 +88,7 @@ async def run_ops_job(ctx: WorkerContext, job_id: str) -> str:
 
 async def scheduled_reconcile(ctx: WorkerContext) -> str:
     """The daily (RECONCILE_INTERVAL_SECONDS) run over every open invoice."""
-    return await start_reconcile(ctx["services"], None)
+    services = ctx["services"]
+    job_id = await start_reconcile(services.books, None)
+    await enqueue(services.queue, "ops", job_id)
+    return job_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from core.services import WorkerContext
-from ledger.outbound import owe_overdue
+from delivery.outbound import owe_overdue
 from ledger.requests import owe_due_reminders
 
 log = logging.getLogger("settle.reminders")

@@ -33,9 +33,11 @@ from core.errors import NotFound
 from core.limits import Permit
 from core.processor import Processor, SessionMade, SessionSpec
 from core.tx import Books
+from delivery.outbox import owe_expiry
 from ledger import money
-from ledger.outbox import owe_expiry
-from ledger.status import is_open, locked, remaining_of, status_of
+from ledger import locks
+from ledger.status import is_open, remaining_of, status_of
+from reads.views import invoice_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +165,7 @@ async def _link(conn: asyncpg.Connection, token: str) -> Want:
 
 
 def _page(books: Books, invoice: asyncpg.Record) -> str:
-    return f"{books.public_url}/i/{invoice['view_token']}"
+    return invoice_url(books.public_url, invoice["view_token"])
 
 
 async def _still_payable(conn: asyncpg.Connection, books: Books, want: Want, *,
@@ -171,14 +173,19 @@ async def _still_payable(conn: asyncpg.Connection, books: Books, want: Want, *,
     """The invoice (locked, unless only read for a page) and what the session charges now,
     or why it takes nothing."""
     if lock:
-        invoice = await locked(conn, want.invoice_id)
-    else:
+        invoice = await locks.invoice_or_not_found(conn, want.invoice_id)
+    else:  # a read for the choice page: nothing is locked, nothing is made
         invoice = await conn.fetchrow("select * from invoices where id = $1", want.invoice_id)
+        if invoice is None:
+            raise NotFound("invoice", want.invoice_id)
     request = None
     if want.request_id is not None:
-        request = await conn.fetchrow(
-            "select status, amount from payment_requests where id = $1"
-            + (" for update" if lock else ""), want.request_id)
+        if lock:
+            request = await locks.request(conn, want.request_id)
+        else:
+            request = await conn.fetchrow(
+                "select status, amount from payment_requests where id = $1", want.request_id)
+        assert request is not None  # a session's request is never deleted
         if request["status"] != "active":
             return Gone(request["status"], _page(books, invoice))
     if not is_open(invoice):

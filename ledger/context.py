@@ -1,34 +1,50 @@
-"""What a transaction has already read, handed explicitly to what it calls.
+"""What a transaction knows, handed explicitly to what it calls.
 
 The event job's one claiming statement (`ledger.inbox._claim`) locks the event
 and its invoice and reads the invoice's customer and the enabled webhook
 endpoints at once; `Known.claimed` holds those rows, and the job passes the
 object down (`known=`) to the functions that would otherwise read them again:
-`ledger.status.lock_invoice` takes the locked invoice (once), `ledger.outbox.
-invoice_audience` its audience, `ledger.outbound.owe_event` the endpoints.
-A function given no `Known` reads the database (API calls, crons); one given
-an empty `Known()` reads the endpoints once and keeps them there for the rest
-of its transaction (a scan owing many messages).
+`ledger.locks.invoice` takes the locked invoice (once), `delivery.outbox.
+invoice_audience` its audience, `delivery.outbound.owe_event` the endpoints.
+Every transaction that owes a webhook message hands one down: it carries how
+links are written (`urls`: the public URL, whether pay links exist), so a snapshot
+owed in it carries its real links. A fresh `Known(books)` (API calls, crons)
+holds nothing read yet: each function reads its rows, and the endpoints are read
+once and kept there for the rest of the transaction (a scan owing many messages).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 Endpoint = Mapping[str, Any]  # {id, events}
 
 
+class Urls(Protocol):
+    """What links are written with: the public base URL, and whether pay links exist (a
+    processor takes payments). `core.tx.Books` is one."""
+
+    @property
+    def public_url(self) -> str: ...
+
+    @property
+    def can_pay(self) -> bool: ...
+
+
 @dataclass(slots=True)
 class Known:
-    """Rows already read in the caller's transaction. The invoice is taken once (`take_invoice`):
+    """How the caller's transaction writes links, and the rows it already read. The invoice
+    is taken once (`take_invoice`):
     later locks read afresh, since the row may have changed meanwhile. The audience holds
     what no money movement changes (addresses, number, currency, total, page token, due
     date), so it serves the whole transaction."""
 
+    # How links are written in what the transaction owes (reads.views).
+    urls: Urls
     invoice_id: str | None = None
     # The invoice row locked with the event, until a lock of it takes it.
     invoice: asyncpg.Record | None = None
@@ -37,13 +53,13 @@ class Known:
     endpoints: list[Endpoint] | None = None
 
     @classmethod
-    def claimed(cls, row: asyncpg.Record) -> Known:
+    def claimed(cls, row: asyncpg.Record, urls: Urls) -> Known:
         """What the event's claim read: its invoice's row with the customer's columns
         (customer_*, all null when the invoice is unknown) and the endpoints (event_endpoints)."""
         endpoints: list[Endpoint] = row["event_endpoints"] or []
         if row["id"] is None:
-            return cls(endpoints=endpoints)
-        return cls(row["id"], row, audience_of(row), endpoints)
+            return cls(urls, endpoints=endpoints)
+        return cls(urls, row["id"], row, audience_of(row), endpoints)
 
     def take_invoice(self, invoice_id: str) -> asyncpg.Record | None:
         """The locked invoice row, once, when it is `invoice_id`'s; None otherwise."""

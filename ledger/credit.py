@@ -10,40 +10,27 @@ import asyncpg
 
 from core.errors import Conflict, NotFound
 from core.tx import Books
+from delivery.outbound import owe_event
+from ledger import locks
 from ledger.context import Known
-from ledger.cursors import decode_row_cursor, encode_cursor
-from ledger.outbound import owe_event
 from ledger.repeats import check_same_request
+from reads.cursors import decode_row_cursor, encode_cursor
 
 CreditKind = Literal["overpayment", "applied", "taken_back", "adjustment", "credit_note",
                      "refund_fallback"]
-
-
-async def locked_balance(conn: asyncpg.Connection, customer_id: str, currency: str) -> int:
-    """The balance, its row locked until the transaction ends (created at 0 if new)."""
-    await conn.execute(
-        """insert into credit_balances (customer_id, currency) values ($1, $2)
-           on conflict do nothing""",
-        customer_id, currency,
-    )
-    balance: int = await conn.fetchval(
-        "select balance from credit_balances where customer_id = $1 and currency = $2 for update",
-        customer_id, currency,
-    )
-    return balance
 
 
 async def change_credit(conn: asyncpg.Connection, customer_id: str, currency: str, amount: int,
                         kind: CreditKind, *, payment_id: str | None = None,
                         invoice_id: str | None = None, credit_note_id: str | None = None,
                         ref: str | None = None, reason: str | None = None,
-                        request: str | None = None, known: Known | None = None) -> int:
+                        request: str | None = None, known: Known) -> int:
     """Add a signed amount to the balance with its ledger entry; the new balance.
 
     The CHECK on credit_balances refuses a balance below zero, so a caller's
     arithmetic error fails the transaction instead of minting money.
     """
-    await locked_balance(conn, customer_id, currency)
+    await locks.credit_balance(conn, customer_id, currency)
     balance = await _move(conn, customer_id, currency, amount)
     await conn.execute(
         """insert into credit_entries (customer_id, currency, amount, kind, payment_id,
@@ -66,15 +53,6 @@ async def _move(conn: asyncpg.Connection, customer_id: str, currency: str, amoun
         customer_id, currency, amount,
     )
     return balance
-
-
-async def balances(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -> dict[str, int]:
-    rows = await conn.fetch(
-        """select currency, balance from credit_balances
-           where customer_id = $1 and balance > 0 order by currency""",
-        customer_id,
-    )
-    return {r["currency"]: r["balance"] for r in rows}
 
 
 # --- what the merchant does with credit, and the ledger it can read -----------------------
@@ -103,7 +81,7 @@ async def adjust(books: Books, customer_id: str, data: Adjustment) -> tuple[dict
     async with books.transaction() as conn:
         if not await conn.fetchval("select 1 from customers where id = $1", customer_id):
             raise NotFound("customer", customer_id)
-        balance = await locked_balance(conn, customer_id, data.currency)
+        balance = await locks.credit_balance(conn, customer_id, data.currency)
         # The id is claimed first, in one statement (as `payments.record_manual` does): of
         # calls racing with one id, one passes; the others, once it commits, answer its
         # entry (the same body) or 409. The entry holds the balance before it until the
@@ -129,17 +107,17 @@ async def adjust(books: Books, customer_id: str, data: Adjustment) -> tuple[dict
             "update credit_entries set balance_after = $2 where id = $1 returning *",
             entry_id, after)
         await owe_event(conn, "customer.credit_changed", customer_id=customer_id,
-                        invoice_id=None)
+                        invoice_id=None, known=Known(books))
         return entry_view(row), True
 
 
-async def list_entries(books: Books, customer_id: str, *, currency: str | None,
+async def list_entries(pool: asyncpg.Pool, customer_id: str, *, currency: str | None,
                        cursor: str | None, limit: int) -> dict[str, Any]:
     """A customer's credit entries, newest first, each with the balance after it."""
-    if not await books.pool.fetchval("select 1 from customers where id = $1", customer_id):
+    if not await pool.fetchval("select 1 from customers where id = $1", customer_id):
         raise NotFound("customer", customer_id)
     before = decode_row_cursor(cursor) if cursor else None
-    rows = await books.pool.fetch(
+    rows = await pool.fetch(
         """select * from credit_entries
            where customer_id = $1 and ($2::text is null or currency = $2)
              and ($3::bigint is null or id < $3)

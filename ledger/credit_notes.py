@@ -23,15 +23,15 @@ import asyncpg
 
 from core.errors import Conflict, Invalid
 from core.tx import Books
-from ledger import money, refunds
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email
+from ledger import locks, money, refunds
 from ledger.context import Known
 from ledger.credit import change_credit
 from ledger.invoices import changed
-from ledger.views import credit_note_view
-from ledger.outbound import owe_event
-from ledger.outbox import invoice_audience, owe_email
-from ledger.status import locked, remaining_of, status_of
 from ledger.repeats import check_same_request
+from ledger.status import remaining_of, status_of
+from reads.views import credit_note_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ async def issue(books: Books, invoice_id: str,
     """Issue a credit note; (the credit note, created?). The same id and body again is a
     no-op; another body under the same id is a conflict."""
     async with books.transaction() as conn:
-        invoice = await locked(conn, invoice_id)
+        invoice = await locks.invoice_or_not_found(conn, invoice_id)
         # The id is claimed first, in one statement: two calls with one id (on this invoice
         # or another) never both pass, and a repeat waits for the first and answers it. The
         # split is written once the note is known to be new; a refusal rolls the claim back.
@@ -78,7 +78,7 @@ async def issue(books: Books, invoice_id: str,
             raise Invalid("amount_exceeds_creditable",
                           "credit notes never add up to more than the invoice, nor give back "
                           "more than was paid")
-        sources = await _refund_sources(conn, invoice_id) if data.refund else []
+        sources = await locks.processor_payments(conn, invoice_id) if data.refund else []
         if data.refund and sources and not books.can_pay:
             raise Conflict("processor_not_configured",
                            "refunds through the processor need it configured")
@@ -91,11 +91,11 @@ async def issue(books: Books, invoice_id: str,
                 "update invoices set amount_credit_noted = amount_credit_noted + $2 where id = $1",
                 invoice_id, split.pre_payment)
         left = split.post_payment
-        known = Known()  # the endpoints, read once for the messages it owes
+        known = Known(books)  # the endpoints, read once for the messages it owes
         for payment in sources:
             take = min(left, await refunds.refundable(conn, payment))
             if take:
-                await refunds.ask(conn, refunds.Locked(invoice, payment),
+                await refunds.ask(conn, locks.Locked(invoice, payment),
                                   refund_id=f"cn:{data.id}:{payment['id']}", amount=take,
                                   purpose="credit_note", reason=data.reason,
                                   credit_note_id=data.id, known=known)
@@ -123,11 +123,3 @@ async def issue(books: Books, invoice_id: str,
                         known=known)
         row = await conn.fetchrow("select * from credit_notes where id = $1", data.id)
         return credit_note_view(row), True
-
-
-async def _refund_sources(conn: asyncpg.Connection, invoice_id: str) -> list[asyncpg.Record]:
-    """The invoice's processor payments, newest first, locked (after the invoice)."""
-    return list(await conn.fetch(
-        """select * from payments
-           where invoice_id = $1 and status = 'succeeded' and source <> 'manual'
-           order by created_at desc, id desc for update""", invoice_id))

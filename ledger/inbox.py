@@ -24,7 +24,7 @@ import asyncpg
 
 from core.errors import PermanentError, RetryLater, describe, is_transient
 from core.processor import InboundEvent, Processor
-from core.tx import AfterCommit, transaction
+from core.tx import Books
 from ledger.context import Known
 
 log = logging.getLogger("settle.inbox")
@@ -58,7 +58,7 @@ class Event:
     resource: dict[str, Any] | None = None
     # What the event's claim read besides the event (its invoice, locked; the invoice's
     # audience; the enabled endpoints), for the handler to hand to the ledger (`known=`).
-    known: Known = field(default_factory=Known, compare=False)
+    known: Known = field(kw_only=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +95,12 @@ Handlers = Mapping[str, Registration]
 # --- recording ------------------------------------------------------------------
 
 
-async def record_events(pool: asyncpg.Pool, processor: str,
+async def record_events(books: Books, processor: str,
                         events: list[InboundEvent]) -> list[int | None]:
     """Insert verified events; for each, its row id when new, None when it was
     recorded before (a duplicate delivery, or the same event twice here)."""
     # One statement, so no check-then-insert race: the unique key decides.
-    rows = await pool.fetch(
+    rows = await books.pool.fetch(
         """insert into events (processor, event_id, type, invoice_id, payload)
            select $1, event_id, type, invoice_id, body::jsonb
            from unnest($2::text[], $3::text[], $4::text[], $5::text[]) with ordinality
@@ -118,8 +118,8 @@ async def record_events(pool: asyncpg.Pool, processor: str,
 # --- applying -------------------------------------------------------------------
 
 
-async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handlers],
-                      after_commit: AfterCommit, policy: Policy = Policy(), *,
+async def apply_event(books: Books, pk: int, handlers: Mapping[str, Handlers],
+                      policy: Policy = Policy(), *,
                       processors: Mapping[str, Processor] | None = None,
                       fetch_within: float = 20.0) -> Outcome:
     """Apply one recorded event exactly once; see the module docstring.
@@ -135,9 +135,10 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handle
     errors through for the caller to retry; anything else unexpected is
     retried UNEXPECTED_ERROR_ATTEMPTS times, then recorded.
     """
+    pool = books.pool
     try:
         resource = await _fetch(pool, pk, handlers, processors or {}, fetch_within)
-        async with transaction(pool, after_commit) as conn:
+        async with books.transaction() as conn:
             row = await _claim(conn, pk)
             if row is None:
                 return Outcome("ignored", "no such event")
@@ -147,23 +148,23 @@ async def apply_event(pool: asyncpg.Pool, pk: int, handlers: Mapping[str, Handle
             event = Event(pk, row["event_id"], row["event_type"], row["event_payload"],
                           row["event_attempts"], row["event_received_at"],
                           row["event_processor"], row["event_invoice_id"], resource,
-                          Known.claimed(row))
+                          known=Known.claimed(row, books))
             outcome = await _dispatch(conn, event, handlers.get(event.processor, {}), policy)
             await _finish(conn, pk, outcome)
             return replace(outcome, event_type=event.type)
     except PermanentError as error:
         return await _give_up(pool, pk, str(error))
     except RetryLater as later:
-        attempts = await note_attempt(pool, pk, str(later))
+        attempts = await _note_attempt(pool, pk, str(later))
         if attempts is not None and attempts >= RETRY_LATER_ATTEMPTS:
             return await _give_up(pool, pk, str(later), counted=True)
         raise
     except Exception as exc:
         if is_transient(exc):
-            await note_attempt(pool, pk, f"transient: {describe(exc)}")
+            await _note_attempt(pool, pk, f"transient: {describe(exc)}")
             raise
         log.exception("event handler failed", extra={"event_pk": pk})
-        attempts = await note_attempt(pool, pk, f"error: {describe(exc)}")
+        attempts = await _note_attempt(pool, pk, f"error: {describe(exc)}")
         if attempts is not None and attempts >= UNEXPECTED_ERROR_ATTEMPTS:
             return await _give_up(pool, pk, f"error: {describe(exc)}", counted=True)
         raise
@@ -251,7 +252,7 @@ async def _give_up(pool: asyncpg.Pool, pk: int, reason: str, *, counted: bool = 
     return Outcome("failed", reason, event_type or "")
 
 
-async def note_attempt(pool: asyncpg.Pool, pk: int, reason: str) -> int | None:
+async def _note_attempt(pool: asyncpg.Pool, pk: int, reason: str) -> int | None:
     """Count a failed attempt on a still-pending event; best effort (the DB may be down)."""
     try:
         attempts: int | None = await pool.fetchval(

@@ -15,15 +15,15 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
-from ledger import money
-from ledger.context import Known
-from ledger.credit import change_credit, locked_balance
-from ledger.outbound import invoice_changed, owe_event
-from ledger.outbox import invoice_audience, owe_email
+from delivery.outbound import invoice_changed, owe_event
+from delivery.outbox import invoice_audience, owe_email
+from ledger import locks, money
+from ledger.context import Known, Urls
+from ledger.credit import change_credit
 from ledger.requests import end_active_requests, new_token
-from ledger.cursors import decode_cursor, encode_cursor
-from ledger.status import STATUS_SQL, is_open, locked, remaining_of, status_of
-from ledger.views import VIEW_SQL, view_of
+from ledger.status import STATUS_SQL, is_open, remaining_of, status_of
+from reads.cursors import decode_cursor, encode_cursor
+from reads.views import VIEW_SQL, view_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class InvoiceInput:
 
 async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
                   after: asyncpg.Record | None = None, *,
-                  known: Known | None = None) -> asyncpg.Record:
+                  known: Known) -> asyncpg.Record:
     """Call after changing an invoice's money, in the same transaction.
 
     When the invoice has just become paid, by whatever route, its active
@@ -79,7 +79,7 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
                         invoice_id=before["id"], to=audience["to"], audience=audience,
                         number=audience["number"],
                         total=after["total"], currency=after["currency"])
-    # Any change of its money is told (ledger.outbound.invoice_event), not only of its status.
+    # Any change of its money is told (delivery.outbound.invoice_event), not only of its status.
     await invoice_changed(conn, before, after, known=known)
     return after
 
@@ -115,7 +115,7 @@ async def upsert_invoice(books: Books, invoice_id: str, data: InvoiceInput,
             *values, new_token(),
         )
         if not created:
-            existing = await locked(conn, invoice_id)
+            existing = await locks.invoice_or_not_found(conn, invoice_id)
             if existing["sent_at"] is None and existing["voided_at"] is None:
                 await _update_draft(conn, existing, data, values)
             else:
@@ -175,13 +175,13 @@ async def send_invoice(books: Books, invoice_id: str, *, mail: bool = True) -> d
     customer is owed the `invoice_sent` mail in the same transaction, whose PDF is made
     when it is sent."""
     async with books.transaction() as conn:
-        row = await locked(conn, invoice_id)
+        row = await locks.invoice_or_not_found(conn, invoice_id)
         if row["voided_at"] is not None:
             raise Conflict("invoice_void", "a void invoice cannot be sent")
         if row["sent_at"] is None:
             row = await conn.fetchrow(
                 "update invoices set sent_at = now() where id = $1 returning *", invoice_id)
-            known = Known()  # the endpoints, read once for the messages it owes
+            known = Known(books)  # the endpoints, read once for the messages it owes
             await owe_event(conn, "invoice.sent", invoice_id=invoice_id, known=known)
             if row["auto_apply_credit"]:
                 await _apply_credit(conn, row, None, known)
@@ -204,7 +204,7 @@ async def _owe_sent_mail(conn: asyncpg.Connection, invoice_id: str) -> None:
 
 async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
     async with books.transaction() as conn:
-        row = await locked(conn, invoice_id)
+        row = await locks.invoice_or_not_found(conn, invoice_id)
         if row["voided_at"] is None:
             held = await conn.fetch(
                 """select status, applied, refund_from_paid, reversal_from_paid, amount, refunded,
@@ -227,7 +227,7 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
             # Credit spent on an invoice that no longer stands goes back to the customer,
             # but for what its credit notes already gave back of it.
             back = money.credit_back_on_void(row["amount_credited"], returned_by_notes)
-            known = Known()  # the endpoints, read once for the messages it owes
+            known = Known(books)  # the endpoints, read once for the messages it owes
             if back:
                 await change_credit(conn, row["customer_id"], row["currency"], back, "applied",
                                     invoice_id=invoice_id, known=known)
@@ -246,10 +246,10 @@ async def void_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
 
 async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dict[str, Any]:
     async with books.transaction() as conn:
-        row = await locked(conn, invoice_id)
+        row = await locks.invoice_or_not_found(conn, invoice_id)
         if not is_open(row):
             raise Invalid("invoice_not_open", f"the invoice is {status_of(row)}")
-        if await _apply_credit(conn, row, amount, Known()) == 0:
+        if await _apply_credit(conn, row, amount, Known(books)) == 0:
             raise Invalid("no_credit", "the customer has no credit in this currency")
         return await invoice_view(conn, invoice_id, books)
 
@@ -257,7 +257,7 @@ async def apply_credit(books: Books, invoice_id: str, amount: int | None) -> dic
 async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: int | None,
                         known: Known) -> int:
     """Apply min(amount, balance, remaining) of credit to a locked invoice; what was applied."""
-    balance = await locked_balance(conn, row["customer_id"], row["currency"])
+    balance = await locks.credit_balance(conn, row["customer_id"], row["currency"])
     applied = money.credit_to_apply(amount, balance, remaining_of(row))
     if applied:
         await change_credit(conn, row["customer_id"], row["currency"], -applied, "applied",
@@ -273,23 +273,25 @@ async def _apply_credit(conn: asyncpg.Connection, row: asyncpg.Record, amount: i
 # --- the view ------------------------------------------------------------------------
 
 
-async def invoice_view(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: str,
-                       books: Books) -> dict[str, Any]:
+async def invoice_view(conn: asyncpg.Connection, invoice_id: str, urls: Urls) -> dict[str, Any]:
+    """The invoice as the API shows it, read on the caller's connection (in its
+    transaction: what a change answers is what it made)."""
     row = await conn.fetchrow(VIEW_SQL + " where i.id = $1", invoice_id)
     if row is None:
         raise NotFound("invoice", invoice_id)
-    return view_of(row, books)
+    return view_of(row, urls)
 
 
-async def get_invoice(books: Books, invoice_id: str) -> dict[str, Any]:
-    return await invoice_view(books.pool, invoice_id, books)
+async def get_invoice(pool: asyncpg.Pool, invoice_id: str, *, urls: Urls) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await invoice_view(conn, invoice_id, urls)
 
 
-async def list_invoices(books: Books, *, status: str | None, customer_id: str | None,
-                        cursor: str | None, limit: int) -> dict[str, Any]:
+async def list_invoices(pool: asyncpg.Pool, *, status: str | None, customer_id: str | None,
+                        cursor: str | None, limit: int, urls: Urls) -> dict[str, Any]:
     """Invoices newest first, by status and customer, a page in one query."""
     before = decode_cursor(cursor) if cursor else None
-    rows = await books.pool.fetch(
+    rows = await pool.fetch(
         VIEW_SQL + f"""
         where ($1::text is null or ({STATUS_SQL}) = $1)
           and ($2::text is null or i.customer_id = $2)
@@ -298,7 +300,7 @@ async def list_invoices(books: Books, *, status: str | None, customer_id: str | 
         status, customer_id, before[0] if before else None, before[1] if before else "",
         limit + 1)
     page = rows[:limit]
-    return {"invoices": [view_of(r, books) for r in page],
+    return {"invoices": [view_of(r, urls) for r in page],
             "next": encode_cursor(page[-1]["created_at"], page[-1]["id"])
             if len(rows) > limit else None}
 

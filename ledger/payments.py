@@ -19,7 +19,7 @@ import asyncpg
 
 from core.errors import Invalid, PermanentError
 from core.tx import Books
-from ledger import money, refunds, reversals
+from ledger import locks, money, refunds, reversals
 from ledger.checkout import session_finished
 from ledger.context import Known
 from ledger.credit import change_credit
@@ -35,18 +35,14 @@ from ledger.facts import (
     Refunded,
     Reversed,
 )
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email
 from ledger.inbox import Outcome, Policy
 from ledger.invoices import changed
-from ledger.views import payment_view
-from ledger.outbound import owe_event
-from ledger.outbox import invoice_audience, owe_email
-from ledger.requests import request_paid
-from ledger.status import invoice_for, is_open, locked, remaining_of, status_of
 from ledger.repeats import check_same_request
-
-
-async def _lock_payment(conn: asyncpg.Connection, payment_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
+from ledger.requests import request_paid
+from ledger.status import is_open, remaining_of, status_of
+from reads.views import payment_view
 
 
 def _check_same_invoice(payment: asyncpg.Record | None, facts: PaymentFacts) -> None:
@@ -58,14 +54,14 @@ def _check_same_invoice(payment: asyncpg.Record | None, facts: PaymentFacts) -> 
 
 async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                   policy: Literal["credit", "refund"], *,
-                  request: str | None = None, known: Known | None = None) -> str:
+                  request: str | None = None, known: Known) -> str:
     """Apply received money once; what happened, for the event's record.
 
     A manual payment's excess is always credited (there is nothing to refund
     through); a processor payment's follows the overpayment policy, its refund
     counted only once the processor confirms it (`ledger.refunds`).
     """
-    invoice = await invoice_for(conn, facts.invoice_id, facts.currency, known=known)
+    invoice = await locks.invoice_for_payment(conn, facts.invoice_id, facts.currency, known=known)
     # Money on an invoice that is not open (draft, void, paid) is all excess.
     left = remaining_of(invoice) if is_open(invoice) else 0
     split = money.split_capture(facts.amount, left)
@@ -97,7 +93,7 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
         facts.reference, request,
     )
     if payment is None:
-        _check_same_invoice(await _lock_payment(conn, facts.payment_id), facts)
+        _check_same_invoice(await locks.payment(conn, facts.payment_id), facts)
         await _learn_method(conn, facts)
         return "payment already applied"
     updated = await conn.fetchrow(
@@ -115,7 +111,7 @@ async def capture(conn: asyncpg.Connection, facts: PaymentFacts,
                         to=audience["to"][:1], audience=audience, number=audience["number"],
                         credited=credited, balance=balance, currency=facts.currency)
     if excess_pending:
-        await refunds.ask(conn, refunds.Locked(updated, payment),
+        await refunds.ask(conn, locks.Locked(updated, payment),
                           refund_id=f"refund-excess:{facts.payment_id}", amount=excess_pending,
                           purpose="excess", reason="overpayment", known=known)
     if facts.payment_request_id:
@@ -144,10 +140,10 @@ async def _learn_method(conn: asyncpg.Connection, facts: PaymentFacts) -> None:
 
 
 async def processing(conn: asyncpg.Connection, facts: PaymentFacts, *,
-                     known: Known | None = None) -> str:
+                     known: Known) -> str:
     """An asynchronous payment (bank transfer, debit) started: recorded, nothing applied."""
-    await invoice_for(conn, facts.invoice_id, facts.currency, known=known)
-    payment = await _lock_payment(conn, facts.payment_id)
+    await locks.invoice_for_payment(conn, facts.invoice_id, facts.currency, known=known)
+    payment = await locks.payment(conn, facts.payment_id)
     _check_same_invoice(payment, facts)
     if payment is not None:
         return f"payment already {payment['status']}"
@@ -164,9 +160,9 @@ async def processing(conn: asyncpg.Connection, facts: PaymentFacts, *,
 
 
 async def failed(conn: asyncpg.Connection, facts: PaymentFacts, *,
-                 known: Known | None = None) -> str:
-    invoice = await invoice_for(conn, facts.invoice_id, facts.currency, known=known)
-    payment = await _lock_payment(conn, facts.payment_id)
+                 known: Known) -> str:
+    invoice = await locks.invoice_for_payment(conn, facts.invoice_id, facts.currency, known=known)
+    payment = await locks.payment(conn, facts.payment_id)
     _check_same_invoice(payment, facts)
     if payment is not None and payment["status"] == "succeeded":
         return "payment already succeeded"  # money received stays received
@@ -193,7 +189,7 @@ async def failed(conn: asyncpg.Connection, facts: PaymentFacts, *,
 
 
 async def apply_facts(conn: asyncpg.Connection, facts: Sequence[Fact], policy: Policy, *,
-                      known: Known | None = None) -> Outcome:
+                      known: Known) -> Outcome:
     """Apply what a processor's event says, in the event's transaction; `known`: what the
     event's claim read (`Event.known`)."""
     notes: list[str] = []
@@ -245,7 +241,7 @@ async def record_manual(books: Books, invoice_id: str,
     """Money received outside the processor (a cheque, a transfer), applied exactly like a
     capture; (the payment, created?). The same id and body again is a no-op."""
     async with books.transaction() as conn:
-        invoice = await locked(conn, invoice_id)
+        invoice = await locks.invoice_or_not_found(conn, invoice_id)
         # The id is claimed first, in one statement: two calls with one id never both pass.
         claimed = await conn.fetchval(
             """insert into payments (id, invoice_id, currency, status, amount, processor,
@@ -262,6 +258,6 @@ async def record_manual(books: Books, invoice_id: str,
             raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
         await capture(conn, PaymentFacts(data.id, invoice_id, data.amount, invoice["currency"],
                                          "manual", method=data.method, reference=data.reference),
-                      "credit", known=Known())  # its messages read the endpoints once
+                      "credit", known=Known(books))  # its messages read the endpoints once
         row = await conn.fetchrow("select * from payments where id = $1", data.id)
         return payment_view(row), True

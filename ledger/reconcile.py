@@ -24,16 +24,14 @@ import asyncpg
 
 from core.errors import NotFound, PermanentError, RetryLater
 from core.processor import PaymentState, Processor, SessionState
-from core.queue import enqueue
-from core.services import Services
 from core.tx import Books
-from ledger import payments
-from ledger.backlog import iso
+from ledger import locks, payments
 from ledger.checkout import session_finished
+from ledger.context import Known
 from ledger.facts import PaymentFacts
 from ledger.invoices import changed
-from ledger.status import lock_invoice
-from ledger.timeline import require_invoice
+from reads.timeline import require_invoice
+from reads.views import maybe_iso
 
 
 @dataclass
@@ -74,9 +72,10 @@ async def candidates(pool: asyncpg.Pool, after: str, limit: int) -> list[str]:
     return [r["id"] for r in rows]
 
 
-async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, Any]]:
+async def repair(conn: asyncpg.Connection, invoice_id: str, *,
+                 known: Known) -> list[dict[str, Any]]:
     """Make the kept sums agree with the records; what was changed."""
-    invoice = await lock_invoice(conn, invoice_id)
+    invoice = await locks.invoice(conn, invoice_id)
     if invoice is None:
         return []
     paid = await conn.fetchval(
@@ -99,12 +98,8 @@ async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, An
             """update invoices set amount_paid = $2, amount_credited = $3,
                       amount_credit_noted = $4 where id = $1""",
             invoice_id, paid, credited, credit_noted)
-    balance = await conn.fetchrow(
-        """select b.balance, coalesce((select sum(amount) from credit_entries e
-                                       where e.customer_id = b.customer_id
-                                         and e.currency = b.currency), 0) as should
-           from credit_balances b where b.customer_id = $1 and b.currency = $2 for update""",
-        invoice["customer_id"], invoice["currency"])
+    balance = await locks.credit_balance_and_entries(conn, invoice["customer_id"],
+                                                     invoice["currency"])
     if balance is not None and balance["balance"] != balance["should"]:
         repairs.append({"customer_id": invoice["customer_id"], "currency": invoice["currency"],
                         "field": "credit_balance", "was": balance["balance"],
@@ -113,12 +108,13 @@ async def repair(conn: asyncpg.Connection, invoice_id: str) -> list[dict[str, An
             "update credit_balances set balance = $3 where customer_id = $1 and currency = $2",
             invoice["customer_id"], invoice["currency"], balance["should"])
     if repairs:
-        await changed(conn, invoice)
+        await changed(conn, invoice, known=known)
     return repairs
 
 
 async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: SessionState,
-                          policy: Literal["credit", "refund"], source: str) -> str | None:
+                          policy: Literal["credit", "refund"], source: str, *,
+                          known: Known) -> str | None:
     """Apply what the processor says of a session, as its webhooks would; a note if
     money moved."""
     if state.status == "open":
@@ -130,20 +126,21 @@ async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: Sess
     facts = PaymentFacts(state.payment_id, invoice_id, state.amount, state.currency, source,
                          state.metadata.get("payment_request_id"))
     if not state.paid:
-        await payments.processing(conn, facts)
+        await payments.processing(conn, facts, known=known)
         return None
-    note = await payments.capture(conn, facts, policy)
+    note = await payments.capture(conn, facts, policy, known=known)
     return None if note == "payment already applied" else note
 
 
 async def recover_payment(conn: asyncpg.Connection, invoice_id: str, state: PaymentState,
-                          policy: Literal["credit", "refund"], source: str) -> str | None:
+                          policy: Literal["credit", "refund"], source: str, *,
+                          known: Known) -> str | None:
     """Apply what the processor says of a payment settle has as processing."""
     facts = PaymentFacts(state.id, invoice_id, state.amount, state.currency, source)
     if state.status == "succeeded":
-        note = await payments.capture(conn, facts, policy)
+        note = await payments.capture(conn, facts, policy, known=known)
     elif state.status == "failed":
-        note = await payments.failed(conn, facts)
+        note = await payments.failed(conn, facts, known=known)
     else:
         return None
     await conn.execute(
@@ -165,7 +162,8 @@ async def check_session(books: Books, processor: Processor, session_id: str,
             "select invoice_id from checkout_sessions where id = $1", session_id)
         if invoice_id is None:
             return state, None
-        return state, await recover_session(conn, invoice_id, state, policy, processor.name)
+        return state, await recover_session(conn, invoice_id, state, policy, processor.name,
+                                            known=Known(books))
 
 
 def unregistered(name: str) -> str:
@@ -183,7 +181,7 @@ async def reconcile_invoice(books: Books, invoice_id: str,
     applied twice, and is no longer asked about; a question asked again is counted
     again)."""
     async with books.transaction() as conn:
-        report.repaired += await repair(conn, invoice_id)
+        report.repaired += await repair(conn, invoice_id, known=Known(books))
     # Each question to the processor is asked outside any transaction.
     sessions = await books.pool.fetch(
         """select id, processor from checkout_sessions
@@ -222,7 +220,8 @@ async def reconcile_invoice(books: Books, invoice_id: str,
             async with asyncio.timeout_at(answer_by):
                 found = await processor.retrieve_payment(payment["id"])
             async with books.transaction() as conn:
-                note = await recover_payment(conn, invoice_id, found, policy, processor.name)
+                note = await recover_payment(conn, invoice_id, found, policy, processor.name,
+                                             known=Known(books))
         except (PermanentError, RetryLater) as error:
             report.errors.append({"payment_id": payment["id"], "error": str(error)})
             continue
@@ -235,21 +234,22 @@ async def reconcile_invoice(books: Books, invoice_id: str,
 
 # --- the operator job that runs a reconcile (its status survives Redis) -------------
 
-async def create_job(pool: asyncpg.Pool, kind: str, params: dict[str, Any]) -> str:
+async def create_job(books: Books, kind: str, params: dict[str, Any]) -> str:
+    """Record an operator job, queued; its id. Its row is the promise: the sweeper
+    queues a job left queued."""
     job_id = f"job_{secrets.token_hex(10)}"
-    await pool.execute("insert into ops_jobs (id, kind, params) values ($1, $2, $3)",
+    await books.pool.execute("insert into ops_jobs (id, kind, params) values ($1, $2, $3)",
                        job_id, kind, json.dumps(params))
     return job_id
 
 
-async def start_reconcile(services: Services, invoice_id: str | None) -> str:
-    """Record a reconcile of one invoice (or every open one) and queue it; its job id."""
+async def start_reconcile(books: Books, invoice_id: str | None) -> str:
+    """Record a reconcile of one invoice (or every open one); its job id, which the caller
+    queues (`ops`). A job recorded and never queued is queued by the sweeper."""
     if invoice_id:
-        await require_invoice(services.pool, invoice_id)
-    job_id = await create_job(services.pool, "reconcile",
-                              {"invoice_id": invoice_id} if invoice_id else {})
-    await enqueue(services.queue, "ops", job_id)
-    return job_id
+        await require_invoice(books.pool, invoice_id)
+    return await create_job(books, "reconcile",
+                            {"invoice_id": invoice_id} if invoice_id else {})
 
 
 async def job_view(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
@@ -258,13 +258,14 @@ async def job_view(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
         raise NotFound("job", job_id)
     return {"id": row["id"], "kind": row["kind"], "status": row["status"],
             "result": row["result"], "reason": row["reason"],
-            "created_at": iso(row["created_at"]), "finished_at": iso(row["finished_at"])}
+            "created_at": maybe_iso(row["created_at"]),
+            "finished_at": maybe_iso(row["finished_at"])}
 
 
-async def claim_job(pool: asyncpg.Pool, job_id: str) -> tuple[str | None, str, Report] | None:
+async def claim_job(books: Books, job_id: str) -> tuple[str | None, str, Report] | None:
     """Mark a queued or unfinished job in progress: (its one invoice or None for every
     open one, where it got to, its report so far); None when it is finished."""
-    row = await pool.fetchrow(
+    row = await books.pool.fetchrow(
         """update ops_jobs set status = 'in_progress', started_at = coalesce(started_at, now())
            where id = $1 and status in ('queued', 'in_progress') returning params, progress""",
         job_id)
@@ -274,14 +275,14 @@ async def claim_job(pool: asyncpg.Pool, job_id: str) -> tuple[str | None, str, R
             Report.from_dict(row["progress"].get("report", {})))
 
 
-async def save_progress(pool: asyncpg.Pool, job_id: str, after: str, report: Report) -> None:
-    await pool.execute("update ops_jobs set progress = $2 where id = $1",
+async def save_progress(books: Books, job_id: str, after: str, report: Report) -> None:
+    await books.pool.execute("update ops_jobs set progress = $2 where id = $1",
                        job_id, json.dumps({"after": after, "report": report.as_dict()}))
 
 
-async def finish_job(pool: asyncpg.Pool, job_id: str, report: Report,
+async def finish_job(books: Books, job_id: str, report: Report,
                      failure: str | None = None) -> None:
-    await pool.execute(
+    await books.pool.execute(
         """update ops_jobs set status = $2, reason = $3, result = $4, finished_at = now()
            where id = $1""",
         job_id, "failed" if failure else "complete", failure, json.dumps(report.as_dict()))

@@ -34,42 +34,23 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound, PermanentError, RetryLater
 from core.processor import Processor
 from core.tx import Books
-from ledger import money
-from ledger.credit import change_credit, locked_balance
-from ledger.facts import Cumulative, RefundState
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email, owe_refund
+from ledger import locks, money
 from ledger.context import Known
+from ledger.credit import change_credit
+from ledger.facts import Cumulative, RefundState
 from ledger.invoices import changed
-from ledger.outbound import owe_event
-from ledger.outbox import invoice_audience, owe_email, owe_refund
-from ledger.status import invoice_for, lock_invoice, remaining_of
 from ledger.repeats import check_same_request
-
-
-@dataclass(frozen=True, slots=True)
-class Locked:
-    invoice: asyncpg.Record
-    payment: asyncpg.Record
-
-
-async def lock(conn: asyncpg.Connection, payment_id: str, *,
-               known: Known | None = None) -> Locked | None:
-    """The payment and its invoice, locked in the usual order; None when unknown."""
-    invoice_id = await conn.fetchval("select invoice_id from payments where id = $1",
-                                     payment_id)
-    if invoice_id is None:
-        return None
-    invoice = await lock_invoice(conn, invoice_id, known=known)
-    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
-    assert invoice is not None and payment is not None
-    return Locked(invoice, payment)
+from ledger.status import remaining_of
 
 
 # --- what settle asks for --------------------------------------------------------------
 
 
-async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+async def ask(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str, amount: int,
               purpose: str, reason: str | None = None, credit_note_id: str | None = None,
-              request: str | None = None, known: Known | None = None) -> None:
+              request: str | None = None, known: Known) -> None:
     """Ask for a refund of a (locked) payment: through the processor after the commit
     (the refund's id is its idempotency key), or at once for a manual payment."""
     if not await claim(conn, held, refund_id=refund_id, amount=amount, purpose=purpose,
@@ -80,7 +61,7 @@ async def ask(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount:
                     known=known)
 
 
-async def claim(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
+async def claim(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str, amount: int,
                 purpose: str, reason: str | None = None, credit_note_id: str | None = None,
                 request: str | None = None) -> bool:
     """The refund's row, under its id, in one statement; False when the id is taken (a
@@ -97,8 +78,8 @@ async def claim(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amoun
     return claimed
 
 
-async def carry_out(conn: asyncpg.Connection, held: Locked, *, refund_id: str, amount: int,
-                    purpose: str, known: Known | None = None) -> None:
+async def carry_out(conn: asyncpg.Connection, held: locks.Locked, *, refund_id: str, amount: int,
+                    purpose: str, known: Known) -> None:
     """A claimed refund happens: at once for a manual payment, else owed to the processor."""
     payment = held.payment
     if payment["source"] == "manual":
@@ -112,14 +93,15 @@ async def carry_out(conn: asyncpg.Connection, held: Locked, *, refund_id: str, a
 
 
 async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id: str,
-                   status: str, *, made_at: datetime | None = None) -> None:
+                   status: str, *, made_at: datetime | None = None, known: Known) -> None:
     """The processor's answer to settle's own request (it confirms, or refuses); `made_at`
     is when the processor made the refund (its clock), when it says."""
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
     if invoice_id is None:
         return
-    await lock_invoice(conn, invoice_id)
-    row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
+    await locks.invoice(conn, invoice_id)
+    row = await locks.refund(conn, refund_id)
+    assert row is not None  # its invoice was read from it; refunds are never deleted
     # One the processor answers as failed failed as it was made: no later report holds it.
     await conn.execute(
         """update refunds set processor_refund_id = coalesce(processor_refund_id, $2),
@@ -128,30 +110,30 @@ async def answered(conn: asyncpg.Connection, refund_id: str, processor_refund_id
            where id = $1""",
         refund_id, processor_refund_id, money.later_status(row["status"], status), made_at,
         made_at if status in money.FAILED else None)
-    # The endpoints, read once for the messages it owes.
-    await settle_payment(conn, invoice_id, row["payment_id"], known=Known())
+    await settle_payment(conn, invoice_id, row["payment_id"], known=known)
 
 
-async def refused(conn: asyncpg.Connection, refund_id: str, reason: str) -> None:
+async def refused(conn: asyncpg.Connection, refund_id: str, reason: str, *,
+                  known: Known) -> None:
     """The processor would not make it (or, after 24 hours of trying, says it never made
     it): it never happens."""
     invoice_id = await conn.fetchval("select invoice_id from refunds where id = $1", refund_id)
     if invoice_id is None:
         return
-    await lock_invoice(conn, invoice_id)
-    row = await conn.fetchrow("select * from refunds where id = $1 for update", refund_id)
+    await locks.invoice(conn, invoice_id)
+    row = await locks.refund(conn, refund_id)
+    assert row is not None  # its invoice was read from it; refunds are never deleted
     if row["status"] != "requested":
         return  # the processor made it after all: its own reports decide
     await conn.execute(
         "update refunds set status = 'failed', reason = $2, updated_at = now() where id = $1",
         refund_id, reason[:500])
-    # The endpoints, read once for the messages it owes.
-    await settle_payment(conn, invoice_id, row["payment_id"], known=Known())
+    await settle_payment(conn, invoice_id, row["payment_id"], known=known)
 
 
-async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
+async def given_up(pool: asyncpg.Pool, refund_id: str) -> bool:
     """Whether settle already gave this refund up (and the books fell back)."""
-    return bool(await conn.fetchval(
+    return bool(await pool.fetchval(
         "select status = 'failed' and processor_refund_id is null "
         "from refunds where id = $1", refund_id))
 
@@ -162,7 +144,7 @@ async def given_up(conn: asyncpg.Connection, refund_id: str) -> bool:
 async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
                    cumulative: Cumulative, currency: str, payment_amount: int,
                    refunds: tuple[RefundState, ...], *, source: str,
-                   known: Known | None = None) -> str:
+                   known: Known) -> str:
     """A payment's cumulative refunded total, with the refunds it lists (a cumulative
     refund report), from processor `source`.
 
@@ -185,7 +167,7 @@ async def reported(conn: asyncpg.Connection, payment_id: str, invoice_id: str | 
 
 async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: str | None,
                          currency: str, refund: RefundState, *, source: str,
-                         known: Known | None = None) -> str:
+                         known: Known) -> str:
     """One refund's news (its status), from processor `source`."""
     held = await _payment_for_report(conn, payment_id, invoice_id, currency, refund.amount,
                                      source, known)
@@ -196,11 +178,11 @@ async def refund_changed(conn: asyncpg.Connection, payment_id: str, invoice_id: 
 
 async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
                               invoice_id: str | None, currency: str,
-                              payment_amount: int, source: str, known: Known | None) -> Locked:
+                              payment_amount: int, source: str, known: Known) -> locks.Locked:
     """The reported payment, locked; one reported before its capture is kept as a
     placeholder for the capture to find, the reporting processor's (`source`). Unknown
     and unnamed: retried (§3)."""
-    held = await lock(conn, payment_id, known=known)
+    held = await locks.payment_with_invoice(conn, payment_id, known=known)
     if held is not None:
         if held.payment["currency"] != currency:
             raise PermanentError(f"currency {currency} does not match payment {payment_id}")
@@ -208,27 +190,21 @@ async def _payment_for_report(conn: asyncpg.Connection, payment_id: str,
     if invoice_id is None:
         # The capture may be recorded a moment later; never ignored for good.
         raise RetryLater(f"unknown payment {payment_id}")
-    invoice = await invoice_for(conn, invoice_id, currency, known=known)
+    invoice = await locks.invoice_for_payment(conn, invoice_id, currency, known=known)
     await conn.execute(
         """insert into payments (id, invoice_id, currency, status, amount, processor, source)
            values ($1, $2, $3, 'processing', $4, $5, $5) on conflict (id) do nothing""",
         payment_id, invoice_id, currency, payment_amount, source)
-    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
-    return Locked(invoice, payment)
+    payment = await locks.payment(conn, payment_id)
+    assert payment is not None
+    return locks.Locked(invoice, payment)
 
 
 async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: RefundState) -> None:
     """Record one refund of this payment as the processor describes it: settle's own (by
     the id settle put in its metadata, when that refund is of this very payment and not
     yet tied to another processor refund), or one settle did not ask for."""
-    row = await conn.fetchrow(
-        """select * from refunds
-           where payment_id = $3
-             and (processor_refund_id = $1
-                  or ($2::text is not null and id = $2
-                      and (processor_refund_id is null or processor_refund_id = $1)))
-           order by (processor_refund_id = $1) desc nulls last limit 1 for update""",
-        refund.id, refund.settle_id, payment["id"])
+    row = await locks.reported_refund(conn, payment["id"], refund.id, refund.settle_id)
     # A report that it failed bounds when it failed: the earliest such report is kept.
     failed_at = refund.reported_at if refund.status in money.FAILED else None
     if row is None:
@@ -256,11 +232,11 @@ async def _note(conn: asyncpg.Connection, payment: asyncpg.Record, refund: Refun
 
 
 async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: str, *,
-                         known: Known | None = None) -> str:
+                         known: Known) -> str:
     """Bring the books in line with a payment's refunds (invoice and payment locked by
     the caller or locked here in that order). Safe to call any number of times."""
-    invoice = await lock_invoice(conn, invoice_id, known=known)
-    payment = await conn.fetchrow("select * from payments where id = $1 for update", payment_id)
+    invoice = await locks.invoice(conn, invoice_id, known=known)
+    payment = await locks.payment(conn, payment_id)
     assert invoice is not None and payment is not None
     if payment["status"] != "succeeded":
         return "kept until the payment is captured"
@@ -291,7 +267,7 @@ async def settle_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: 
 
 async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyncpg.Record,
                 row: asyncpg.Record,
-                known: Known | None) -> tuple[asyncpg.Record, asyncpg.Record]:
+                known: Known) -> tuple[asyncpg.Record, asyncpg.Record]:
     """What a refund's purpose does once it is confirmed, or once it fails (each once)."""
     status = row["status"]
     to = "counted" if status in money.COUNTED else "failed" if status in money.FAILED else None
@@ -324,7 +300,7 @@ async def _book(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyn
 
 
 async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment: asyncpg.Record,
-                     amount: int, *, credit_note_id: str | None, known: Known | None) -> None:
+                     amount: int, *, credit_note_id: str | None, known: Known) -> None:
     """A refund of settle's own that failed for good: the customer gets credit instead."""
     balance = await change_credit(conn, invoice["customer_id"], payment["currency"], amount,
                                   "refund_fallback", payment_id=payment["id"],
@@ -339,7 +315,7 @@ async def _fall_back(conn: asyncpg.Connection, invoice: asyncpg.Record, payment:
 
 async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
                              payment: asyncpg.Record, row: asyncpg.Record,
-                             known: Known | None) -> None:
+                             known: Known) -> None:
     """A refund of settle's own (the merchant's, a credit note's, an overpayment's) is
     mailed once it has succeeded: never while it is only pending, which may still fail
     (the books move earlier, when the processor accepts it). Once per refund."""
@@ -354,8 +330,8 @@ async def _tell_if_succeeded(conn: asyncpg.Connection, invoice: asyncpg.Record,
 
 
 async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
-                     payment: asyncpg.Record, increase: int, known: Known | None) -> str:
-    balance = await locked_balance(conn, invoice["customer_id"], payment["currency"])
+                     payment: asyncpg.Record, increase: int, known: Known) -> str:
+    balance = await locks.credit_balance(conn, invoice["customer_id"], payment["currency"])
     # What reversals took is not there to take again.
     split = money.split_refund(
         increase, credit_from_payment=payment["credited"] - payment["refund_from_credit"]
@@ -384,7 +360,7 @@ async def _take_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
 
 
 async def _give_back(conn: asyncpg.Connection, invoice: asyncpg.Record,
-                     payment: asyncpg.Record, amount: int, known: Known | None) -> str:
+                     payment: asyncpg.Record, amount: int, known: Known) -> str:
     """A refund taken back under the rule did not happen: undo what it took."""
     back = money.split_give_back(
         amount, unrecovered=payment["refund_unrecovered"], from_paid=payment["refund_from_paid"],
@@ -453,7 +429,7 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
     The payment's own processor (of `processors`, by `payments.processor`) makes it: it
     must be configured, and the amount one it can move (`Processor.unit_refused`)."""
     async with books.transaction() as conn:
-        held = await lock(conn, payment_id)
+        held = await locks.payment_with_invoice(conn, payment_id)
         if held is None:
             raise NotFound("payment", payment_id)
         # What may be refunded is read before the claim, so the claimed row is not in it.
@@ -481,13 +457,13 @@ async def request_refund(books: Books, payment_id: str, data: RefundRequest,
             raise Invalid("amount_exceeds_refundable",
                           f"{left} of this payment may still be refunded")
         await carry_out(conn, held, refund_id=data.id, amount=data.amount, purpose="merchant",
-                        known=Known())  # the endpoints read once for the messages it owes
+                        known=Known(books))  # the endpoints read once for the messages it owes
         row = await conn.fetchrow("select * from refunds where id = $1", data.id)
         return refund_view(row), True
 
 
-async def get_refund(books: Books, refund_id: str) -> dict[str, Any]:
-    row = await books.pool.fetchrow("select * from refunds where id = $1", refund_id)
+async def get_refund(pool: asyncpg.Pool, refund_id: str) -> dict[str, Any]:
+    row = await pool.fetchrow("select * from refunds where id = $1", refund_id)
     if row is None:
         raise NotFound("refund", refund_id)
     return refund_view(row)

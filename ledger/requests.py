@@ -18,11 +18,12 @@ import asyncpg
 from core.errors import Conflict, Invalid, NotFound
 from core.processor import Processor
 from core.tx import Books
-from ledger.context import Known
-from ledger.outbound import owe_event
-from ledger.outbox import owe_expiry, owe_request_mail
-from ledger.status import is_open, locked, remaining_of, status_of
-from ledger.views import pay_url, request_view
+from delivery.outbound import owe_event
+from delivery.outbox import owe_expiry, owe_request_mail
+from ledger import locks
+from ledger.context import Known, Urls
+from ledger.status import is_open, remaining_of, status_of
+from reads.views import pay_url, request_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def new_request_id() -> str:
 
 
 async def end_active_requests(conn: asyncpg.Connection, invoice_id: str, status: str, *,
-                              known: Known | None = None) -> None:
+                              known: Known) -> None:
     """Supersede (invoice paid) or cancel (invoice voided) the active request, at once,
     and owe the expiry of every open checkout session of the invoice."""
     ended = await conn.fetch(
@@ -64,8 +65,8 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
     try:
         async with books.transaction() as conn:
             # The invoice lock serialises creations; the partial unique index is the backstop.
-            invoice = await locked(conn, invoice_id)
-            known = Known()  # the endpoints, read once for the messages it owes
+            invoice = await locks.invoice_or_not_found(conn, invoice_id)
+            known = Known(books)  # the endpoints, read once for the messages it owes
             if not processor.configured:
                 # Nothing is created or mailed: the link could not take the payment.
                 raise Conflict("processor_not_configured",
@@ -105,11 +106,11 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
         raise Conflict("active_request_exists", "another request became active first") from None
 
 
-async def get_request(books: Books, request_id: str) -> dict[str, Any]:
-    row = await books.pool.fetchrow("select * from payment_requests where id = $1", request_id)
+async def get_request(pool: asyncpg.Pool, request_id: str, *, urls: Urls) -> dict[str, Any]:
+    row = await pool.fetchrow("select * from payment_requests where id = $1", request_id)
     if row is None:
         raise NotFound("payment request", request_id)
-    return request_view(row, books.public_url)
+    return request_view(row, urls.public_url)
 
 
 async def _locked_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.Record:
@@ -117,15 +118,14 @@ async def _locked_request(conn: asyncpg.Connection, request_id: str) -> asyncpg.
         "select invoice_id from payment_requests where id = $1", request_id)
     if invoice_id is None:
         raise NotFound("payment request", request_id)
-    await locked(conn, invoice_id)  # invoice first, as everywhere
-    row = await conn.fetchrow("select * from payment_requests where id = $1 for update",
-                              request_id)
+    await locks.invoice_or_not_found(conn, invoice_id)  # the invoice first (ledger.locks)
+    row = await locks.request(conn, request_id)
     assert row is not None
     return row
 
 
 async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, status: str,
-               known: Known | None = None) -> None:
+               known: Known) -> None:
     await conn.execute(
         """update payment_requests set status = $2, ended_at = now(), updated_at = now()
            where id = $1""",
@@ -137,7 +137,7 @@ async def _end(conn: asyncpg.Connection, request_id: str, invoice_id: str, statu
 
 
 async def request_paid(conn: asyncpg.Connection, invoice_id: str, request_id: str, *,
-                       known: Known | None = None) -> None:
+                       known: Known) -> None:
     """The link a payment came through is paid, if it was still active.
 
     A capture through a link cancelled or superseded meanwhile changes no
@@ -161,7 +161,7 @@ async def cancel_request(books: Books, request_id: str) -> dict[str, Any]:
         if row["status"] in ("paid", "superseded"):
             raise Conflict("request_not_active", f"the request is {row['status']}")
         if row["status"] == "active":
-            await _end(conn, request_id, row["invoice_id"], "cancelled")
+            await _end(conn, request_id, row["invoice_id"], "cancelled", Known(books))
         row = await conn.fetchrow("select * from payment_requests where id = $1", request_id)
         return request_view(row, books.public_url)
 

@@ -21,21 +21,20 @@ from __future__ import annotations
 import asyncpg
 
 from core.errors import PermanentError, RetryLater
-from ledger import money
+from delivery.outbound import owe_event
+from delivery.outbox import invoice_audience, owe_email
+from ledger import locks, money
 from ledger.context import Known
-from ledger.credit import change_credit, locked_balance
+from ledger.credit import change_credit
 from ledger.facts import Reversed
 from ledger.invoices import changed
-from ledger.outbound import owe_event
-from ledger.outbox import invoice_audience, owe_email
-from ledger.refunds import Locked, lock
 from ledger.status import remaining_of
 
 
 async def reported(conn: asyncpg.Connection, fact: Reversed, *,
-                   known: Known | None = None) -> str:
+                   known: Known) -> str:
     """What the processor says of one reversal of a payment."""
-    held = await lock(conn, fact.payment_id, known=known)
+    held = await locks.payment_with_invoice(conn, fact.payment_id, known=known)
     if held is None:
         # The capture may be recorded a moment later; never ignored for good (§3).
         raise RetryLater(f"unknown payment {fact.payment_id}")
@@ -63,10 +62,10 @@ async def reported(conn: asyncpg.Connection, fact: Reversed, *,
     return f"reversal {fact.reversal_id}: nothing to move"
 
 
-async def _take(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record,
-                known: Known | None) -> str:
+async def _take(conn: asyncpg.Connection, held: locks.Locked, row: asyncpg.Record,
+                known: Known) -> str:
     invoice, payment = held.invoice, held.payment
-    balance = await locked_balance(conn, invoice["customer_id"], payment["currency"])
+    balance = await locks.credit_balance(conn, invoice["customer_id"], payment["currency"])
     split = money.split_refund(
         row["amount"],
         credit_from_payment=payment["credited"] - payment["refund_from_credit"]
@@ -106,8 +105,8 @@ async def _take(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record,
             f"{split.from_paid} from the invoice, {split.unrecovered} unrecovered")
 
 
-async def _give(conn: asyncpg.Connection, held: Locked, row: asyncpg.Record,
-                known: Known | None) -> str:
+async def _give(conn: asyncpg.Connection, held: locks.Locked, row: asyncpg.Record,
+                known: Known) -> str:
     invoice, payment = held.invoice, held.payment
     # Money given back to a void invoice is the customer's credit, not the invoice's.
     room = remaining_of(invoice) if invoice["voided_at"] is None else 0

@@ -1,8 +1,7 @@
-"""What an invoice row says: its status, what remains, whether it is open; and its lock.
+"""What an invoice row says: its status, what remains, whether it is open.
 
-Every function that changes money locks the invoice row first
-(`select ... for update`), then any credit balance: one order everywhere, so
-concurrent workers and API calls serialise on the invoice and never deadlock.
+Pure functions of a row (and `STATUS_SQL`, the same status in SQL); the invoice's
+lock, taken first by every function that changes money, is `ledger.locks.invoice`.
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from core.errors import NotFound, PermanentError, RetryLater
 from ledger import money
-from ledger.context import Known
 
 
 def today() -> date:
@@ -37,36 +34,6 @@ def remaining_of(row: asyncpg.Record | dict[str, Any]) -> int:
 
 def is_open(row: asyncpg.Record | dict[str, Any]) -> bool:
     return status_of(row) in money.OPEN_STATUSES
-
-
-async def lock_invoice(conn: asyncpg.Connection, invoice_id: str, *,
-                       known: Known | None = None) -> asyncpg.Record | None:
-    """The invoice row, locked; the one `known` holds (locked by the caller in this
-    transaction) is taken instead of asking again, once."""
-    ready = known.take_invoice(invoice_id) if known is not None else None
-    if ready is not None:
-        return ready
-    return await conn.fetchrow("select * from invoices where id = $1 for update", invoice_id)
-
-
-async def locked(conn: asyncpg.Connection, invoice_id: str) -> asyncpg.Record:
-    row = await lock_invoice(conn, invoice_id)
-    if row is None:
-        raise NotFound("invoice", invoice_id)
-    return row
-
-
-async def invoice_for(conn: asyncpg.Connection, invoice_id: str, currency: str, *,
-                      known: Known | None = None) -> asyncpg.Record:
-    """The invoice a payment names, locked; retried while unknown (the application may
-    create it a moment later); never applied in another currency."""
-    invoice = await lock_invoice(conn, invoice_id, known=known)
-    if invoice is None:
-        raise RetryLater(f"unknown invoice {invoice_id}")
-    if invoice["currency"] != currency:
-        raise PermanentError(
-            f"currency {currency} does not match invoice {invoice_id} currency {invoice['currency']}")
-    return invoice
 
 
 # The same status in SQL (for lists filtered by status in one query); keep the two in step

@@ -19,6 +19,7 @@ from core import mail
 from core.settings import Settings
 from present import formats, pdf_store
 from present.templating import render as render_template
+from reads.views import invoice_url
 
 SUBJECTS = {
     "invoice_sent": "Invoice {number} from {merchant}",
@@ -43,7 +44,7 @@ class Attachment:
 
 
 async def invoice_pdf(page: dict[str, Any], settings: Settings) -> Attachment:
-    """The PDF of an invoice page (`ledger.pages.invoice_page`), as its page serves it."""
+    """The PDF of an invoice page (`reads.pages.invoice_page`), as its page serves it."""
     try:
         content = await pdf_store.STORE.invoice_pdf(page, settings.merchant_name,
                                                     settings.merchant_details,
@@ -65,7 +66,7 @@ def context_of(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
     context: dict[str, Any] = {"locale": formats.DEFAULT_LOCALE, "invoice_token": None,
                                "due_date": None, **payload["context"]}
     token = context.pop("invoice_token")
-    context["invoice_url"] = f"{settings.public_url}/i/{token}" if token else None
+    context["invoice_url"] = invoice_url(settings.public_url, token) if token else None
     context["merchant"] = settings.merchant_name
     context["merchant_details"] = settings.merchant_details
     return context

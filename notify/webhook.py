@@ -29,7 +29,7 @@ from aiohttp.resolver import ThreadedResolver
 from standardwebhooks import Webhook
 
 from core.errors import Unavailable, describe
-from ledger.endpoints import is_public
+from notify.addresses import is_public
 
 TIMEOUT_SECONDS = 15.0
 # How many messages one endpoint is sent at once, per worker process: a slow

@@ -229,7 +229,7 @@ class _Layout:
 
 def invoice_pdf(page: dict[str, Any], merchant: str, details: Sequence[str],
                 locale: str | None) -> bytes:
-    """The invoice of `ledger.pages.invoice_page` as a PDF document, sold by `merchant`
+    """The invoice of `reads.pages.invoice_page` as a PDF document, sold by `merchant`
     (with `details`: its address, tax number)."""
     inv = page["invoice"]
     w = _Writer(locale, inv["currency"])

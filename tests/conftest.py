@@ -38,6 +38,18 @@ from worker.runner import build_worker
 from worker.services import make_processors, make_services
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Links:
+    """How links are written (`ledger.context.Urls`), for a test that calls the books
+    directly: what a transaction's `Known` carries."""
+
+    public_url: str = "http://settle.test"
+    can_pay: bool = True
+
+
+LINKS = Links()
 SETTLE = str(Path(sys.executable).parent / "settle")
 # Tests flush this Redis database; keep it away from a developer's db 0. Two runs at once
 # on one Redis (two checkouts) each need their own: SETTLE_TEST_REDIS_DB.

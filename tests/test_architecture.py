@@ -13,19 +13,31 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-# What each package may import (besides itself and third-party libraries).
+# What each package may import (besides itself and third-party libraries). The domain is
+# three packages: the books (`ledger`) owe through `delivery` and answer with `reads`;
+# those two stand on the books' ground alone (GROUND below), never on the books.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
-    "ledger": {"core"},
+    "ledger": {"core", "delivery", "reads"},
+    "delivery": {"core", "ledger", "reads", "notify"},
+    "reads": {"core", "ledger"},
     "present": {"core", "ledger"},
-    "notify": {"core", "ledger", "present"},
+    "notify": {"core", "present", "reads"},
     "processors": {"core", "ledger"},
-    "handlers": {"core", "ledger", "present"},
-    "jobs": {"core", "ledger", "notify"},
-    "worker": {"core", "ledger", "present", "notify", "processors", "handlers", "jobs"},
+    "handlers": {"core", "ledger", "delivery", "reads", "present"},
+    "jobs": {"core", "ledger", "delivery", "reads", "notify"},
+    "worker": {"core", "ledger", "delivery", "reads", "present", "notify", "processors",
+               "handlers", "jobs"},
     "sandbox": {"core", "ledger", "processors", "present"},
     "devtools": {"core", "ledger", "present"},
 }
+DOMAIN = ("ledger", "delivery", "reads")
+# The books' ground: the money rules, the payment facts, what an invoice row says and
+# what a transaction already read. It imports nothing of the domain above it, so
+# `reads` and `delivery`, which stand on it, never reach the books.
+GROUND = {"ledger.money", "ledger.facts", "ledger.status", "ledger.context"}
+# What of notify/ the domain may ask: the address rule (an endpoint's URL, when stored).
+NOTIFY_FOR_THE_DOMAIN = {"notify.addresses"}
 OURS = set(ALLOWED) | {"tests", "bench"}
 
 
@@ -62,6 +74,34 @@ def test_no_package_imports_a_layer_above_it() -> None:
     assert wrong == []
 
 
+def _module_of(imported: str, known: dict[str, Path]) -> str:
+    """The module an import names (`from ledger.status import locked` names ledger.status)."""
+    return imported if imported in known else imported.rsplit(".", 1)[0]
+
+
+def test_reads_and_delivery_stand_on_the_ground_not_on_the_books() -> None:
+    """Layers inside the domain, from the bottom: the books' ground, reads/, delivery/,
+    the books. The ground imports only itself; reads/ never delivery/; neither reads/ nor
+    delivery/ imports a module of the books; the domain asks notify/ only its address rule."""
+    known = modules()
+    wrong = []
+    for name, path in known.items():
+        package = name.split(".")[0]
+        for imported in {_module_of(i, known) for i in imports_of(path)} & set(known):
+            target = imported.split(".")[0]
+            if name in GROUND and target != "core" and imported not in GROUND | {"ledger"}:
+                wrong.append(f"{name} imports {imported}")
+            elif package in ("reads", "delivery") and target == "ledger" \
+                    and imported not in GROUND | {"ledger"}:
+                wrong.append(f"{name} imports {imported}")
+            elif package == "reads" and target == "delivery":
+                wrong.append(f"{name} imports {imported}")
+            elif package in DOMAIN and target == "notify" \
+                    and imported not in NOTIFY_FOR_THE_DOMAIN:
+                wrong.append(f"{name} imports {imported}")
+    assert wrong == []
+
+
 def test_no_import_cycle_between_modules() -> None:
     known = modules()
     graph = {name: {i for i in imports_of(path) if i in known and i != name}
@@ -87,6 +127,90 @@ def test_no_import_cycle_between_modules() -> None:
     assert cycles == []
 
 
+# How a public function of the domain runs, said by its first argument.
+FIRST_ARGUMENTS = {("books", "Books"): "a write: it opens its own transaction",
+                   ("pool", "asyncpg.Pool"): "a read: it writes nothing",
+                   ("conn", "asyncpg.Connection"): "a step of its caller's transaction"}
+WRITES = re.compile(r"\b(insert\s+into|delete\s+from|update\s+\w+\s+set)\b", re.IGNORECASE)
+
+
+def _strings(node: ast.AST) -> str:
+    return " ".join(n.value for n in ast.walk(node)
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str))
+
+
+def test_a_domain_function_says_by_its_first_argument_how_it_runs() -> None:
+    """Every public async function of the domain takes first `books: Books` (a write, in a
+    transaction of its own), `pool: asyncpg.Pool` (a read: no SQL of it writes) or `conn:
+    asyncpg.Connection` (a step of its caller's transaction: it opens none); and nothing
+    of the domain is handed the edges' `Services`."""
+    wrong = []
+    for package in DOMAIN:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            if any(isinstance(n, ast.Name) and n.id == "Services" for n in ast.walk(tree)):
+                wrong.append(f"{path.relative_to(ROOT)} names Services")
+            for node in tree.body:
+                if not isinstance(node, ast.AsyncFunctionDef) or node.name.startswith("_"):
+                    continue
+                where = f"{path.relative_to(ROOT)}:{node.name}"
+                first = (node.args.posonlyargs + node.args.args or [None])[0]
+                shape = (first.arg, ast.unparse(first.annotation)) \
+                    if first is not None and first.annotation is not None else None
+                if shape not in FIRST_ARGUMENTS:
+                    wrong.append(f"{where} takes {shape} first")
+                elif shape[0] == "pool" and WRITES.search(_strings(node)):
+                    wrong.append(f"{where} takes a pool and writes")
+                elif shape[0] == "conn" and any(
+                        isinstance(n, ast.Attribute) and n.attr in ("transaction", "acquire")
+                        for n in ast.walk(node)):
+                    wrong.append(f"{where} takes a conn and opens its own")
+    assert wrong == []
+
+
+# A statement that locks rows (not a docstring that speaks of one).
+ROW_LOCK = re.compile(r"\bselect\b.*\bfrom\b.*\bfor\s+update\b", re.IGNORECASE | re.DOTALL)
+
+
+def test_the_books_lock_rows_in_one_module() -> None:
+    """`ledger.locks` takes every row lock, in its one order; outside it only the event
+    job's claim (`ledger.inbox._claim`) and `skip locked` scans lock rows (its docstring
+    says why)."""
+    found = []
+    for package in DOMAIN:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.relative_to(ROOT).as_posix() == "ledger/locks.py":
+                continue
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
+                    continue
+                if path.relative_to(ROOT).as_posix() == "ledger/inbox.py" \
+                        and node.name == "_claim":
+                    continue
+                for constant in ast.walk(node):
+                    if isinstance(constant, ast.Constant) and isinstance(constant.value, str) \
+                            and ROW_LOCK.search(constant.value) \
+                            and "skip locked" not in constant.value.lower():
+                        found.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert found == []
+
+
+# A customer's address written out ("{...}/i/{...}"), not named in prose ("{PUBLIC_URL}/i/...").
+ADDRESS_BUILT = re.compile(r"(?<!PUBLIC_URL)\}/(?:i|pay|c)/\{")
+
+
+def test_each_customer_address_has_one_builder() -> None:
+    """`reads.views` writes the invoice page's, a pay link's and the customer page's address
+    (`invoice_url`, `pay_url`, `portal_url`); every page, mail, answer and snapshot asks it."""
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+             for package in ALLOWED for path in sorted((ROOT / package).rglob("*.py"))
+             if path.relative_to(ROOT).as_posix() != "reads/views.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if ADDRESS_BUILT.search(line)]
+    assert found == []
+
+
 def test_worker_holds_only_wiring() -> None:
     assert sorted(p.name for p in (ROOT / "worker").glob("*.py")) == [
         "__init__.py", "__main__.py", "app.py", "cli.py", "migrate.py", "opscli.py",
@@ -103,10 +227,12 @@ PROCESSOR_WORDS = re.compile(
 
 
 def test_the_domain_and_the_ground_speak_settles_words() -> None:
-    """The ledger speaks settle's words; each processor translates its own (its package,
-    and the sandbox and tests that play it, may name Stripe's words)."""
+    """The domain (the books, delivery, reads) speaks settle's words; each processor
+    translates its own (its package, and the sandbox and tests that play it, may name
+    Stripe's words)."""
     found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
-             for package in ("ledger", "core") for path in sorted((ROOT / package).rglob("*.py"))
+             for package in (*DOMAIN, "core")
+             for path in sorted((ROOT / package).rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if PROCESSOR_WORDS.search(line)]
     assert found == []
@@ -153,7 +279,7 @@ def test_every_kind_the_ledger_owes_has_its_effect() -> None:
     from jobs.effects import KINDS
 
     owed = {first or second
-            for path in sorted((ROOT / "ledger").rglob("*.py"))
+            for package in DOMAIN for path in sorted((ROOT / package).rglob("*.py"))
             for first, second in OWED_KIND.findall(path.read_text())}
     assert owed == {"email", "refund", "expire_checkout", "webhook"}
     assert set(KINDS) == owed

@@ -48,6 +48,7 @@ from core.errors import DomainError, RetryLater
 from core.processor import Processor
 from core.tx import Books
 from ledger import credit, credit_notes, invoices, refunds, requests
+from ledger.context import Known
 from ledger.inbox import Policy
 from ledger.payments import ManualPayment, apply_facts, record_manual
 from processors.stripe.events import interpret, moment
@@ -159,7 +160,8 @@ async def deliver(world: World, event: dict[str, Any]) -> None:
         try:
             async with conn.transaction():
                 await apply_facts(conn, interpret(event["type"], event),
-                                  Policy(world.policy))  # type: ignore[arg-type]
+                                  Policy(world.policy),  # type: ignore[arg-type]
+                                  known=Known(world.books))
         except RetryLater:
             pass  # the inbox would try again later: the "late" step does
     world.stripe.sent.append(event)
@@ -172,12 +174,13 @@ async def answer(world: World, row: asyncpg.Record) -> None:
     made = stripe.made.get(row["id"])
     async with world.books.transaction() as conn:
         if made is None and stripe.room(row["payment_id"]) < row["amount"]:
-            await refunds.refused(conn, row["id"], "amount exceeds what can be refunded")
+            await refunds.refused(conn, row["id"], "amount exceeds what can be refunded",
+                                  known=Known(world.books))
             return
         if made is None:
             made = stripe.refund(row["payment_id"], row["amount"], settle_refund=row["id"])
         await refunds.answered(conn, row["id"], made["id"], made["status"],
-                               made_at=moment(made["created"]))
+                               made_at=moment(made["created"]), known=Known(world.books))
 
 
 async def asked(world: World, *, made: bool | None = None) -> list[asyncpg.Record]:
@@ -306,7 +309,8 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
         if waiting:
             row = data.draw(st.sampled_from(waiting))
             async with world.books.transaction() as conn:
-                await refunds.refused(conn, row["id"], "card_declined")
+                await refunds.refused(conn, row["id"], "card_declined",
+                                      known=Known(world.books))
     elif kind == "credit_note":
         before = await pool.fetchrow(
             """select amount_paid + amount_credited as returnable,

@@ -19,14 +19,15 @@ import redis.asyncio as aioredis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from core.queue import job_id
-from ledger import outbox
+from core.tx import Books, nothing
+from delivery import outbox
+from jobs.effects import KINDS
 from sandbox.events import session_completed
 from sandbox.stripe import StripeStandIn
-from jobs.effects import KINDS
 from tests.conftest import ROOT, SETTLE, drain, process_env, running_worker, wait_for
 from tests.mailserver import MailServer
-from tests.test_chaos import owner_of
 from tests.service import Service
+from tests.test_chaos import owner_of
 
 
 def called(standin: StripeStandIn) -> Any:
@@ -351,9 +352,9 @@ async def owed(db: asyncpg.Pool) -> int:
 async def taken_over(db: asyncpg.Pool) -> tuple[int, asyncpg.Record, asyncpg.Record]:
     """A row claimed by a worker whose lease then expired, and claimed again by another."""
     outbox_id = await owed(db)
-    late = await outbox.claim(db, outbox_id, lease=0.0)
+    late = await outbox.claim(Books(db, nothing, ''), outbox_id, lease=0.0)
     await asyncio.sleep(0.01)
-    holder = await outbox.claim(db, outbox_id, lease=60.0)
+    holder = await outbox.claim(Books(db, nothing, ''), outbox_id, lease=60.0)
     assert late is not None and holder is not None
     return outbox_id, late, holder
 
@@ -361,15 +362,15 @@ async def taken_over(db: asyncpg.Pool) -> tuple[int, asyncpg.Record, asyncpg.Rec
 async def test_a_worker_whose_lease_expired_cannot_release_or_fail_the_row(
         db: asyncpg.Pool) -> None:
     outbox_id, late, holder = await taken_over(db)
-    assert not await outbox.record_deferred(db, outbox_id, late["lease_token"], "late", 1.0)
-    assert not await outbox.record_busy(db, outbox_id, late["lease_token"], 1.0)
+    assert not await outbox.record_deferred(Books(db, nothing, ''), outbox_id, late["lease_token"], "late", 1.0)
+    assert not await outbox.record_busy(Books(db, nothing, ''), outbox_id, late["lease_token"], 1.0)
     async with db.acquire() as conn:
         assert not await outbox.record_failed(conn, outbox_id, late["lease_token"], "late")
     row = await db.fetchrow(
         "select status, attempts, reason, lease_until > now() as leased from outbox")
     assert dict(row) == {"status": "pending", "attempts": 2, "reason": None, "leased": True}
     # The worker holding the lease decides.
-    assert await outbox.record_deferred(db, outbox_id, holder["lease_token"], "busy", 1.0)
+    assert await outbox.record_deferred(Books(db, nothing, ''), outbox_id, holder["lease_token"], "busy", 1.0)
     row = await db.fetchrow("select status, reason, lease_until from outbox")
     assert (row["status"], row["reason"], row["lease_until"]) == ("pending", "busy", None)
 
@@ -380,8 +381,8 @@ async def test_an_effect_done_by_a_worker_whose_lease_expired_is_recorded_done(
     records it, and the new holder's outcome then changes nothing (it would otherwise
     do the effect a third time)."""
     outbox_id, late, holder = await taken_over(db)
-    assert await outbox.record_done(db, outbox_id, {"message_id": "<late@example>"})
-    assert not await outbox.record_deferred(db, outbox_id, holder["lease_token"], "4xx", 1.0)
+    assert await outbox.record_done(Books(db, nothing, ''), outbox_id, {"message_id": "<late@example>"})
+    assert not await outbox.record_deferred(Books(db, nothing, ''), outbox_id, holder["lease_token"], "4xx", 1.0)
     async with db.acquire() as conn:
         assert not await outbox.record_failed(conn, outbox_id, holder["lease_token"], "5xx")
     row = await db.fetchrow("select status, reason, result from outbox")

@@ -10,8 +10,10 @@ import asyncpg
 
 from core.settings import Settings
 from core.tx import transaction
-from ledger import outbound
-from ledger.endpoints import MAX_ENDPOINTS
+from delivery import outbound
+from delivery.endpoints import MAX_ENDPOINTS
+from ledger.context import Known
+from tests.conftest import LINKS
 from tests.service import Service
 
 
@@ -70,7 +72,8 @@ async def test_a_money_change_owes_every_endpoints_message_in_one_statement(
 
     async with transaction(db, after_commit) as conn:
         conn.add_query_logger(lambda record: statements.append(record.query))
-        assert await outbound.owe_event(conn, "invoice.sent", invoice_id="inv_1") == 3
+        assert await outbound.owe_event(conn, "invoice.sent", invoice_id="inv_1",
+                                        known=Known(LINKS)) == 3
     inserts = [q for q in statements if "insert into outbox" in q]
     assert len(inserts) == 1
     rows = await db.fetch("select id, endpoint_id, key from outbox where kind = 'webhook' "

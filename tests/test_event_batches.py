@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from core.processor import InboundEvent
 from core.queue import EVENTS_PER_JOB, enqueue_events, job_id, queue_client
 from core.settings import Settings
+from core.tx import Books, nothing
 from jobs.events import process_events
 from ledger.inbox import record_events
 from processors.stripe.events import invoice_reference
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.retry_base_seconds(0.05)
 
 async def record(db: asyncpg.Pool, *events: dict[str, Any]) -> list[int]:
     """Events as the intake records concurrent deliveries: one batch."""
-    pks = await record_events(db, "stripe", [
+    pks = await record_events(Books(db, nothing, ""), "stripe", [
         InboundEvent(e["id"], e["type"], invoice_reference(e), json.dumps(e)) for e in events])
     assert None not in pks
     return [pk for pk in pks if pk is not None]

@@ -12,12 +12,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-import ledger.inbox as inbox
 from core.processor import InboundEvent
-from core.tx import nothing
+import core.tx as tx
+from core.tx import Books, nothing
 from ledger.context import Known
+import ledger.inbox as inbox
 from processors.stripe.events import HANDLERS, invoice_reference
 from sandbox.events import payment_intent_succeeded
+from tests.conftest import LINKS
 from tests.service import Service
 
 # What a second read of each would look like.
@@ -37,7 +39,8 @@ def claim_row(invoice_id: str | None) -> dict[str, Any]:
 
 def test_the_locked_invoice_is_taken_once_and_only_for_itself() -> None:
     row = claim_row("inv_1")
-    known = Known.claimed(row)  # type: ignore[arg-type]
+    known = Known.claimed(row, LINKS)  # type: ignore[arg-type]
+    assert known.urls is LINKS  # what its transaction's links are written with
     assert known.take_invoice("inv_2") is None
     assert known.take_invoice("inv_1") is row
     assert known.take_invoice("inv_1") is None  # later locks read afresh
@@ -49,7 +52,7 @@ def test_the_locked_invoice_is_taken_once_and_only_for_itself() -> None:
 
 
 def test_an_unknown_invoice_leaves_only_the_endpoints() -> None:
-    known = Known.claimed(claim_row(None))  # type: ignore[arg-type]
+    known = Known.claimed(claim_row(None), LINKS)  # type: ignore[arg-type]
     assert known.invoice is None and known.audience is None
     assert known.take_invoice("inv_1") is None and known.audience_for("inv_1") is None
     assert known.endpoints == [{"id": "ep", "events": None}]
@@ -64,11 +67,11 @@ async def test_a_capture_reads_nothing_its_claim_read(svc: Service, db: asyncpg.
     await db.execute(
         "insert into webhook_endpoints (id, url, secret) values ('ep', 'http://x', 's')")
     event = payment_intent_succeeded("inv_1", amount, "pi_1")
-    [pk] = await inbox.record_events(db, "stripe", [
+    [pk] = await inbox.record_events(Books(db, nothing, ""), "stripe", [
         InboundEvent(event["id"], event["type"], invoice_reference(event), json.dumps(event))])
     assert pk is not None
     statements: list[str] = []
-    opened = inbox.transaction
+    opened = tx.transaction
 
     @contextlib.asynccontextmanager
     async def logged(pool: asyncpg.Pool, after: Any) -> AsyncIterator[asyncpg.Connection]:
@@ -81,8 +84,8 @@ async def test_a_capture_reads_nothing_its_claim_read(svc: Service, db: asyncpg.
             finally:
                 conn.remove_query_logger(log)
 
-    monkeypatch.setattr(inbox, "transaction", logged)
-    outcome = await inbox.apply_event(db, pk, {"stripe": HANDLERS}, nothing)
+    monkeypatch.setattr(tx, "transaction", logged)
+    outcome = await inbox.apply_event(Books(db, nothing, ""), pk, {"stripe": HANDLERS})
     assert outcome.status == "processed", outcome
     # Mails and messages were owed (so each read was wanted), and none was read again.
     assert any("insert into outbox (kind, key, payload, invoice_id) values" in s

@@ -342,8 +342,8 @@ async def test_a_page_of_invoices_is_one_query(paying: Service,
             return await self.pool.fetch(sql, *args)
 
     books = Books(Counting(paying.db), lambda ids: None, "http://settle.test")  # type: ignore
-    page = await invoices.list_invoices(books, status=None, customer_id=None, cursor=None,
-                                        limit=100)
+    page = await invoices.list_invoices(books.pool, status=None, customer_id=None, cursor=None,
+                                        limit=100, urls=books)
     assert len(page["invoices"]) == 5 and len(statements) == 1
     assert all(len(i["payment_requests"]) == 1 for i in page["invoices"])
 

@@ -26,14 +26,14 @@ from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
 from core.settings import Settings
+from delivery.outbound import EVENT_TYPES, PING
 from handlers.messages import MESSAGES, event_types
 from handlers.models import EventType
-from ledger.outbound import EVENT_TYPES, PING
 from tests.conftest import ROOT, SETTLE, free_port, process_env, with_stripe
 from tests.service import AUTH, TOKEN
 
 BIN = Path(sys.executable).parent
-# The types settle owes (ledger.outbound, the one list the books use) and the ping.
+# The types settle owes (delivery.outbound, the one list the books use) and the ping.
 OUTBOUND_TYPES = set(EVENT_TYPES) | {PING}
 
 
@@ -134,7 +134,7 @@ def test_the_receivers_page_lists_every_type_and_no_other() -> None:
 
 
 # The contract's types (CONTRACT §9) that settle does not send yet: each goes from here
-# into `ledger.outbound.EVENT_TYPES` the day it is built.
+# into `delivery.outbound.EVENT_TYPES` the day it is built.
 NOT_YET_SENT = {"invoice.uncollectible", "invoice.plan_updated", "charge.succeeded",
                 "charge.failed", "charge.requires_action", "payment_method.saved",
                 "payment_method.revoked", "credit_request.paid"}

@@ -18,12 +18,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks import Webhook
 
+from core.queue import queue_client
 from core.settings import Settings
+from delivery import outbox
 from handlers import messages
-from ledger import outbox
+from jobs.outbox import deliver_outbox
+from ledger.context import Known
 from notify import webhook
 from sandbox.events import payment_intent_succeeded
-from tests.conftest import replace, run_burst, running_worker, wait_for
+from tests.conftest import (LINKS, ROOT, replace, run_burst, running_worker, wait_for,
+                            worker_ctx)
 from tests.service import AUTH, Service
 from worker.app import create_app
 from worker.runner import WorkerSettings
@@ -457,7 +461,6 @@ async def test_the_processor_stories_arrive(paying: Service, standin: Any, aioht
 
 async def test_an_invoice_past_its_due_date_is_told_overdue_once(app: Service,
                                                                  aiohttp_server: Any) -> None:
-    from core.queue import queue_client
     from jobs.reminders import send_reminders
     from tests.conftest import worker_ctx
 
@@ -660,10 +663,12 @@ async def test_concurrent_credit_changes_in_two_currencies_give_the_higher_seque
     try:
         in_first, in_second = first.transaction(), second.transaction()
         await in_first.start()
-        await change_credit(first, "cus_1", "usd", 100, "adjustment", reason="usd")
+        await change_credit(first, "cus_1", "usd", 100, "adjustment", reason="usd",
+                            known=Known(LINKS))
         await in_second.start()
         other = asyncio.create_task(
-            change_credit(second, "cus_1", "eur", 200, "adjustment", reason="eur"))
+            change_credit(second, "cus_1", "eur", 200, "adjustment", reason="eur",
+                          known=Known(LINKS)))
         pid = second.get_server_pid()
 
         async def second_waits() -> bool:
@@ -750,7 +755,7 @@ async def test_a_message_bounced_as_busy_for_long_keeps_its_tries_and_goes_once_
         bounces += 1
         return await record_busy(*args)
 
-    monkeypatch.setattr("ledger.outbox.record_busy", counted)
+    monkeypatch.setattr("delivery.outbox.record_busy", counted)
 
     async def bounced_past_its_tries() -> bool:
         return bounces > 3 * WorkerSettings.functions[1].max_tries  # type: ignore[attr-defined]
@@ -783,14 +788,14 @@ ALLOWED = ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946",
 
 @pytest.mark.parametrize("address", REFUSED)
 def test_is_public_refuses_loopback_private_metadata_and_their_wrappings(address: str) -> None:
-    from ledger.endpoints import is_public
+    from notify.addresses import is_public
 
     assert is_public(ipaddress.ip_address(address)) is False
 
 
 @pytest.mark.parametrize("address", ALLOWED)
 def test_is_public_allows_public_addresses(address: str) -> None:
-    from ledger.endpoints import is_public
+    from notify.addresses import is_public
 
     assert is_public(ipaddress.ip_address(address)) is True
 
@@ -859,7 +864,7 @@ async def test_an_endpoint_that_never_answers_is_undelivered_when_its_time_is_up
 def test_check_url_refuses_local_names_wrapped_addresses_and_control_characters(
         url: str) -> None:
     from core.errors import Invalid
-    from ledger.endpoints import check_url
+    from delivery.endpoints import check_url
 
     with pytest.raises(Invalid) as refused:
         check_url(url.encode().decode("unicode_escape"), allow_private=False)
@@ -872,7 +877,7 @@ def test_check_url_refuses_local_names_wrapped_addresses_and_control_characters(
     # A name is not resolved at PUT: it is checked after resolution at each attempt.
     "https://private.example.com/x"))
 def test_check_url_allows_public_https_urls(url: str) -> None:
-    from ledger.endpoints import check_url
+    from delivery.endpoints import check_url
 
     assert check_url(url, allow_private=False) == url
 
@@ -886,3 +891,74 @@ async def test_put_refuses_a_url_with_control_characters_or_a_local_name_as_url_
                                     headers=AUTH)
         assert response.status == 422, bad
         assert (await response.json())["error"]["code"] == "url_invalid"
+
+
+# --- links: written when the message is owed ----------------------------------------------
+
+
+async def test_a_message_carries_its_real_links_when_owed(app: Service,
+                                                          aiohttp_server: Any) -> None:
+    """The snapshot is written with the public URL in the transaction of its change: the
+    outbox row already holds the links the application gets, as the API writes them."""
+    receiver = await listen(aiohttp_server, Receiver())
+    await register(app, "ep_1", receiver)
+    invoice = await app.invoice("inv_1", 5000)
+    owed = await app.db.fetchrow(
+        """select payload -> 'data' ->> 'invoice_url' as invoice_url,
+                  payload -> 'data' ->> 'pay_url' as pay_url
+           from outbox where kind = 'webhook' and payload ->> 'type' = 'invoice.sent'""")
+    assert owed["invoice_url"] == invoice["invoice_url"]
+    assert owed["invoice_url"].startswith(app.settings.public_url + "/i/")
+    # No processor takes payments here: no pay link, in the row as in the API's answer.
+    assert owed["pay_url"] is None and invoice["pay_url"] is None
+    customer = await app.call("PUT", "/v1/customers/cus_1",
+                              {"email": "pay@example.com", "name": "Ada"})
+    await app.call("POST", "/v1/customers/cus_1/credit-adjustments",
+                   {"id": "adj_1", "amount": 100, "currency": "usd", "reason": "sorry"},
+                   expect=201)
+    portal = await app.db.fetchval(
+        """select payload -> 'data' ->> 'portal_url' from outbox
+           where kind = 'webhook' and payload ->> 'type' = 'customer.credit_changed'""")
+    assert portal == customer["portal_url"]
+    await app.settle()
+    sent = next(m for m in receiver.got if m["type"] == "invoice.sent")
+    assert (sent["data"]["invoice_url"], sent["data"]["pay_url"]) == \
+        (invoice["invoice_url"], invoice["pay_url"])
+
+
+MIGRATION_0020 = ROOT / "migrations" / "0020_snapshot_links.sql"
+
+
+async def test_a_message_owed_before_0020_is_sent_with_the_public_url(
+        app: Service, aiohttp_server: Any, db: asyncpg.Pool) -> None:
+    """Messages owed before snapshots carried their links had them written against the
+    `settle-public-url` placeholder: migration 0020 marks those rows (and no other), and
+    each is sent with the public URL in its links."""
+    receiver = await listen(aiohttp_server, Receiver())
+    await register(app, "ep_1", receiver)
+    await app.invoice("inv_1", 5000)  # a message owed now, with its real links
+    old = {"id": "inv_old", "invoice_url": "settle-public-url/i/tok_old",
+           "pay_url": "settle-public-url/pay/pay_old",
+           "payment_requests": [{"id": "pr_old", "url": "settle-public-url/pay/req_old"}],
+           "number": "settle-public-url", "sequence": 1}
+    row_id = await db.fetchval(
+        """insert into outbox (kind, key, payload, endpoint_id)
+           values ('webhook', 'webhook:msg_old', $1, 'ep_1') returning id""",
+        json.dumps({"endpoint_id": "ep_1", "message_id": "msg_old", "type": "invoice.sent",
+                    "timestamp": "2026-01-01T00:00:00+00:00", "data": old}))
+    await db.execute(MIGRATION_0020.read_text())
+    marked = await db.fetch(
+        "select key from outbox where kind = 'webhook' and payload ? 'links_to_resolve'")
+    assert [r["key"] for r in marked] == ["webhook:msg_old"]
+    queue = queue_client(app.settings.redis_url, app.settings.queue_name)
+    try:
+        assert await deliver_outbox(worker_ctx(app.settings, db, queue), row_id) == "done"
+    finally:
+        await queue.aclose()
+    [sent] = [m for m in receiver.got if m["data"]["id"] == "inv_old"]
+    public = app.settings.public_url
+    # No processor takes payments here: no pay link, as such a message was sent before 0020.
+    assert sent["data"] == {**old, "invoice_url": f"{public}/i/tok_old", "pay_url": None,
+                            "payment_requests": [{"id": "pr_old",
+                                                  "url": f"{public}/pay/req_old"}]}
+    assert set(sent) == {"type", "timestamp", "data"}

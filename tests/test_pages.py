@@ -861,15 +861,15 @@ async def test_tokens_never_reach_the_logs(paying: Service, standin: StripeStand
     await svc.open_link(request["url"])
 
     # And when things go wrong: the database away, a bug, Stripe failing.
-    async def away(*args: Any) -> Any:
+    async def away(*args: Any, **keywords: Any) -> Any:
         raise ConnectionRefusedError("database away")
 
-    async def bug(*args: Any) -> Any:
+    async def bug(*args: Any, **keywords: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("ledger.pages.invoice_page", away)
+    monkeypatch.setattr("reads.pages.invoice_page", away)
     assert (await svc.client.get(path)).status == 503
-    monkeypatch.setattr("ledger.pages.invoice_page", bug)
+    monkeypatch.setattr("reads.pages.invoice_page", bug)
     response = await svc.client.get(path)
     assert response.status == 500 and "Something went wrong" in await response.text()
     monkeypatch.undo()

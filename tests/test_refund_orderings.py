@@ -27,11 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import PermanentError, RetryLater
-from ledger import refunds
+from ledger import locks, refunds
+from ledger.context import Known
 from ledger.facts import RefundChanged
 from ledger.inbox import Policy
 from ledger.payments import apply_facts
 from processors.stripe.events import interpret
+from tests.conftest import LINKS
 from sandbox.events import (
     charge_refunded,
     payment_intent_succeeded,
@@ -127,7 +129,8 @@ async def deliver(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> Non
         event = line.pop(0)
         try:
             async with conn.transaction():
-                await apply_facts(conn, interpret(event["type"], event), Policy("credit"))
+                await apply_facts(conn, interpret(event["type"], event), Policy("credit"),
+                                  known=Known(LINKS))
         except RetryLater:
             tries += 1
             assert tries < 200, "an event could never be applied"
@@ -213,10 +216,10 @@ async def test_a_refund_naming_a_refund_of_another_payment_is_not_that_refund(
         await deliver(conn, [session_completed(invoice_a, 1_000, payment_a),
                              session_completed(invoice_b, 1_000, payment_b)])
         async with conn.transaction():
-            held = await refunds.lock(conn, payment_a)
+            held = await locks.payment_with_invoice(conn, payment_a)
             assert held is not None
             await refunds.ask(conn, held, refund_id=f"rf_{payment_a}", amount=400,
-                              purpose="merchant")
+                              purpose="merchant", known=Known(LINKS))
         other = refund_object(f"re_{payment_b}", payment_b, 400, "succeeded",
                               settle_refund=f"rf_{payment_a}")
         await deliver(conn, [refund_event("refund.updated", other)])

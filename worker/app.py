@@ -10,8 +10,8 @@ from aiohttp import web
 from core.db import close_pool, create_pool
 from core.settings import Settings
 from handlers import api, endpoints, health, merchant, openapi, ops, pages, paylinks, webhooks
-from handlers.intake import Intake
 from handlers.bodies import bodies
+from handlers.intake import Intake
 from handlers.keys import BODY_READS, INTAKES, SERVICES
 from handlers.middleware import api_auth, domain_errors, unexpected_errors, without_server
 from worker.services import (
@@ -32,8 +32,9 @@ def _services(settings: Settings,
                                  statement_cache_size=settings.database_statement_cache_size)
         queue = make_queue(settings)
         processors = make_processors(settings, registry)
-        app[SERVICES] = make_services(settings, pool, queue, processors)
-        app[INTAKES] = {name: Intake(pool, queue, name, max_batch=settings.intake_max_batch)
+        app[SERVICES] = found = make_services(settings, pool, queue, processors)
+        app[INTAKES] = {name: Intake(found.books, queue, name,
+                                     max_batch=settings.intake_max_batch)
                         for name in processors}
         yield
         await close_processors(processors)

@@ -24,11 +24,12 @@ from core.queue import enqueue
 from core.services import WorkerContext
 from core.settings import Settings
 from core.tx import Books, nothing
+from delivery import backlog, endpoints as webhook_endpoints
+from delivery.outbound import EVENT_TYPES
 from jobs.reconcile import run_ops_job
-from ledger import backlog, endpoints as webhook_endpoints, reconcile as reconciling
-from ledger import timeline as timelines
-from ledger.invoices import invoice_view
-from ledger.outbound import EVENT_TYPES
+from ledger import reconcile as reconciling
+from ledger.invoices import get_invoice
+from reads import timeline as timelines
 from worker.services import close_processors, make_processors, make_queue, make_services
 
 OK, FAILED, NOT_FOUND = 0, 1, 4
@@ -67,12 +68,11 @@ async def reconcile(settings: Settings, invoice_id: str | None, as_json: bool) -
     queue = make_queue(settings)
     processors = make_processors(settings)
     try:
-        if invoice_id:
-            await timelines.require_invoice(pool, invoice_id)
-        job_id = await reconciling.create_job(pool, "reconcile",
-                                      {"invoice_id": invoice_id} if invoice_id else {})
+        services = make_services(settings, pool, queue, processors)
+        # Run here, not queued: the job's row alone.
+        job_id = await reconciling.start_reconcile(services.books, invoice_id)
         ctx: WorkerContext = {"settings": settings, "redis": queue, "job_try": 1,
-                              "services": make_services(settings, pool, queue, processors)}
+                              "services": services}
         while True:
             try:
                 await run_ops_job(ctx, job_id)
@@ -115,7 +115,8 @@ async def replay(settings: Settings, event_id: str, as_json: bool) -> int:
     pool = await open_pool(settings)
     queue = make_queue(settings)
     try:
-        pk, status = await backlog.replay_event(pool, event_id)
+        pk, status = await backlog.replay_event(Books(pool, nothing, settings.public_url),
+                                                event_id)
         queued = status == "pending" and await enqueue(queue, "event", pk)
     finally:
         await queue.aclose()
@@ -142,7 +143,8 @@ async def retry(settings: Settings, outbox_id: str, as_json: bool) -> int:
     pool = await open_pool(settings)
     queue = make_queue(settings)
     try:
-        pk, status = await backlog.retry_outbox(pool, outbox_id)
+        pk, status = await backlog.retry_outbox(Books(pool, nothing, settings.public_url),
+                                                outbox_id)
         queued = status == "pending" and await enqueue(queue, "outbox", pk)
     finally:
         await queue.aclose()
@@ -160,7 +162,7 @@ async def invoice(settings: Settings, invoice_id: str, as_json: bool) -> int:
     finally:
         await close_processors(processors)
     async with pooled(settings) as pool:
-        view = await invoice_view(pool, invoice_id, Books(
+        view = await get_invoice(pool, invoice_id, urls=Books(
             pool, nothing, settings.public_url, can_pay=can_pay))
         timeline = await timelines.invoice_timeline(pool, invoice_id)
     head = (f"invoice {view['id']} ({view['number']}): {view['status']}, total {view['total']}, "

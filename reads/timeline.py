@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import NotFound
-from ledger.backlog import iso
+from reads.views import maybe_iso
 
 
 async def require_invoice(pool: asyncpg.Pool, invoice_id: str) -> None:
@@ -59,4 +59,4 @@ async def invoice_timeline(pool: asyncpg.Pool, invoice_id: str) -> list[dict[str
              from outbox where kind = 'email' and invoice_id = $1
            order by 1, 2""",
         invoice_id)
-    return [{"at": iso(r["at"]), "what": r["what"], "detail": r["detail"]} for r in rows]
+    return [{"at": maybe_iso(r["at"]), "what": r["what"], "detail": r["detail"]} for r in rows]

@@ -15,39 +15,40 @@ from typing import Any
 import asyncpg
 
 from core.errors import NotFound
-from core.tx import Books
 from ledger import money
-from ledger.credit import balances
-from ledger.views import VIEW_SQL, invoice_url, view_of
+from ledger.context import Urls
 from ledger.status import STATUS_SQL, is_open, remaining_of
+from reads.customers import balances
+from reads.views import VIEW_SQL, invoice_url, view_of
 
 # More than a page can usefully show; the customer page says when some were left out.
 MOST = 200
 
 
-async def invoice_id_of(books: Books, token: str) -> str:
+async def invoice_id_of(pool: asyncpg.Pool, token: str) -> str:
     """The invoice an invoice page's token names, or NotFound (never echoing the token)."""
-    invoice_id: str | None = await books.pool.fetchval(
+    invoice_id: str | None = await pool.fetchval(
         "select id from invoices where view_token = $1", token)
     if invoice_id is None:
         raise NotFound("invoice page", "…")
     return invoice_id
 
 
-async def currency_of(books: Books, token: str) -> str:
+async def currency_of(pool: asyncpg.Pool, token: str) -> str:
     """The currency of the invoice an invoice page's token names (what decides the ways it
     may be paid), or NotFound."""
-    currency: str | None = await books.pool.fetchval(
+    currency: str | None = await pool.fetchval(
         "select currency from invoices where view_token = $1", token)
     if currency is None:
         raise NotFound("invoice page", "…")
     return currency
 
 
-async def invoice_page(books: Books, token: str, session_id: str | None) -> dict[str, Any]:
+async def invoice_page(pool: asyncpg.Pool, token: str, session_id: str | None, *,
+                       urls: Urls) -> dict[str, Any]:
     """An invoice as its customer sees it; `session_id`: the checkout session they came
     back from, whose payment the page says is being confirmed until it is applied."""
-    async with books.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         row = await conn.fetchrow(VIEW_SQL + " where i.view_token = $1", token)
         if row is None:
             raise NotFound("invoice page", "…")
@@ -62,7 +63,7 @@ async def invoice_page(books: Books, token: str, session_id: str | None) -> dict
     # failed transfer), so the customer knows why it still is owed.
     payments = [_payment(p) for p in reversed(row["payment_rows"])]
     return {
-        "invoice": view_of(row, books),
+        "invoice": view_of(row, urls),
         "open": is_open(row),
         # The least "Pay another amount" takes now.
         "floor": money.partial_floor(remaining_of(row), row["min_partial_amount"]),
@@ -141,10 +142,10 @@ async def _returned(conn: asyncpg.Connection, invoice_id: str,
             "returned": found["returned"] or 0}
 
 
-async def customer_page(books: Books, token: str) -> dict[str, Any]:
+async def customer_page(pool: asyncpg.Pool, token: str, *, urls: Urls) -> dict[str, Any]:
     """A customer's open invoices, those paid in the last twelve months, and their
     credit per currency."""
-    async with books.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         customer = await conn.fetchrow(
             "select id, name, email, locale from customers where portal_token = $1", token)
         if customer is None:
@@ -161,26 +162,26 @@ async def customer_page(books: Books, token: str) -> dict[str, Any]:
         credit = await balances(conn, customer["id"])
     return {
         "customer": dict(customer),
-        "open": [_listed(r, books) for r in unpaid[:MOST]],
-        "paid": [_listed(r, books) for r in paid[:MOST]],
+        "open": [_listed(r, urls) for r in unpaid[:MOST]],
+        "paid": [_listed(r, urls) for r in paid[:MOST]],
         "more": len(unpaid) > MOST or len(paid) > MOST,
         "credit": credit,
     }
 
 
-def _listed(row: asyncpg.Record, books: Books) -> dict[str, Any]:
+def _listed(row: asyncpg.Record, urls: Urls) -> dict[str, Any]:
     return {"number": row["number"], "status": row["status"], "currency": row["currency"],
             "total": row["total"], "remaining": remaining_of(row), "due_date": row["due_date"],
-            "paid_at": row["paid_at"], "url": invoice_url(books.public_url, row["view_token"])}
+            "paid_at": row["paid_at"], "url": invoice_url(urls.public_url, row["view_token"])}
 
 
-async def invoice_url_of_link(books: Books, token: str) -> str:
+async def invoice_url_of_link(pool: asyncpg.Pool, token: str, *, urls: Urls) -> str:
     """The invoice page of a pay link (a request's, or an invoice's Pay Now)."""
-    view_token: str | None = await books.pool.fetchval(
+    view_token: str | None = await pool.fetchval(
         """select i.view_token from invoices i
            where i.pay_token = $1
               or i.id = (select invoice_id from payment_requests where token = $1)""",
         token)
     if view_token is None:
         raise NotFound("pay link", "…")
-    return invoice_url(books.public_url, view_token)
+    return invoice_url(urls.public_url, view_token)

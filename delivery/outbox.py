@@ -6,7 +6,7 @@ the change does; `core.tx` queues the rows once the transaction commits (each in
 notes its row with `core.tx.owed`), and
 `jobs.outbox` performs them. Kinds name what is done, not who does it:
 `email`, `refund`, `expire_checkout`, and `webhook` (an outbound message, owed by
-`ledger.outbound`).
+`delivery.outbound`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
-from core.tx import owed
+from core.tx import Books, owed
 from ledger.context import Known, audience_of
 
 MailKind = Literal["invoice_sent", "payment_request", "reminder", "payment_received",
@@ -121,12 +121,12 @@ async def owe_request_mail(conn: asyncpg.Connection, request: asyncpg.Record,
 # --- performing: claim, perform (no transaction open), record ---------------------------
 
 
-async def claim(pool: asyncpg.Pool, outbox_id: int, lease: float) -> asyncpg.Record | None:
+async def claim(books: Books, outbox_id: int, lease: float) -> asyncpg.Record | None:
     """Take a pending row for `lease` seconds and count the attempt, in one committed
     statement; None when it is done, failed, or another worker holds it. A worker that
     dies mid-effect leaves the lease to expire: the row is then taken again. The row's
     `lease_token` is this claim's: handing the row back or giving it up requires it."""
-    row: asyncpg.Record | None = await pool.fetchrow(
+    row: asyncpg.Record | None = await books.pool.fetchrow(
         """update outbox set lease_until = now() + make_interval(secs => $2),
                   lease_token = gen_random_uuid(), attempts = attempts + 1
            where id = $1 and status = 'pending'
@@ -136,14 +136,14 @@ async def claim(pool: asyncpg.Pool, outbox_id: int, lease: float) -> asyncpg.Rec
     return row
 
 
-async def record_done(pool: asyncpg.Pool, outbox_id: int, result: dict[str, Any]) -> bool:
+async def record_done(books: Books, outbox_id: int, result: dict[str, Any]) -> bool:
     """The effect happened; False when it was already recorded (by an earlier call).
 
     No lease token: done is a fact, not a claim on the row. A worker whose lease expired
     and whose effect then happened records it all the same; the new holder's outcome
     then changes nothing (`status = 'pending'` below), where refusing it would have the
     effect done once more."""
-    done: bool = await pool.fetchval(
+    done: bool = await books.pool.fetchval(
         """update outbox set status = 'done', result = $2, reason = null, lease_until = null,
                   lease_token = null, done_at = now()
            where id = $1 and status = 'pending' returning true""",
@@ -154,7 +154,8 @@ async def record_done(pool: asyncpg.Pool, outbox_id: int, result: dict[str, Any]
 async def record_failed(conn: asyncpg.Connection, outbox_id: int, token: UUID,
                         reason: str) -> bool:
     """The effect will not happen (a refusal, or 24 hours of trying): listed for operators.
-    False when the claim `token` no longer holds the row (nothing recorded)."""
+    False when the claim `token` no longer holds the row (nothing recorded). In the caller's
+    transaction: the books fall back (`jobs.effects`' `given_up`) in the same one."""
     failed: bool = await conn.fetchval(
         """update outbox set status = 'failed', reason = $3, lease_until = null,
                   lease_token = null, done_at = now()
@@ -163,11 +164,11 @@ async def record_failed(conn: asyncpg.Connection, outbox_id: int, token: UUID,
     return failed
 
 
-async def record_busy(pool: asyncpg.Pool, outbox_id: int, token: UUID, delay: float) -> bool:
+async def record_busy(books: Books, outbox_id: int, token: UUID, delay: float) -> bool:
     """Not attempted at all (its destination was busy): the claim's attempt is given back,
     and the row is due again after `delay` seconds. False when the claim `token` no
     longer holds the row."""
-    busy: bool = await pool.fetchval(
+    busy: bool = await books.pool.fetchval(
         """update outbox set attempts = greatest(attempts - 1, 0), lease_until = null,
                   lease_token = null, next_attempt_at = now() + make_interval(secs => $3)
            where id = $1 and status = 'pending' and lease_token = $2 returning true""",
@@ -175,11 +176,11 @@ async def record_busy(pool: asyncpg.Pool, outbox_id: int, token: UUID, delay: fl
     return busy
 
 
-async def record_deferred(pool: asyncpg.Pool, outbox_id: int, token: UUID, reason: str,
+async def record_deferred(books: Books, outbox_id: int, token: UUID, reason: str,
                           delay: float) -> bool:
     """Not this time: tried again after `delay` seconds (by its job, or the sweeper).
     False when the claim `token` no longer holds the row."""
-    deferred: bool = await pool.fetchval(
+    deferred: bool = await books.pool.fetchval(
         """update outbox set reason = $3, lease_until = null, lease_token = null,
                   next_attempt_at = now() + make_interval(secs => $4)
            where id = $1 and status = 'pending' and lease_token = $2 returning true""",

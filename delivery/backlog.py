@@ -4,13 +4,14 @@ newest first, and replaying or retrying the failed ones."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from core.errors import Invalid, NotFound
-from ledger.cursors import BIGINT_MAX, decode_row_cursor, encode_cursor
+from core.tx import Books
+from reads.cursors import BIGINT_MAX, decode_row_cursor, encode_cursor
+from reads.views import maybe_iso
 
 EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
 OUTBOX_STATUSES = ("pending", "done", "failed")
@@ -19,10 +20,6 @@ OUTBOX_PAGE = (1, 100)
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # An outbox id is a bigint (a whole number past its range names no row).
 _OUTBOX_ID = re.compile(r"[0-9]{1,255}")
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None,
@@ -43,25 +40,25 @@ async def list_events(pool: asyncpg.Pool, status: str | None, cursor: str | None
     return {
         "events": [{"id": r["event_id"], "type": r["type"], "status": r["status"],
                     "reason": r["reason"], "attempts": r["attempts"],
-                    "received_at": iso(r["received_at"]),
-                    "processed_at": iso(r["processed_at"])} for r in page],
+                    "received_at": maybe_iso(r["received_at"]),
+                    "processed_at": maybe_iso(r["processed_at"])} for r in page],
         "next": encode_cursor(page[-1]["received_at"], page[-1]["id"]) if len(rows) > limit else None,
     }
 
 
-async def replay_event(pool: asyncpg.Pool, event_id: str) -> tuple[int, str]:
+async def replay_event(books: Books, event_id: str) -> tuple[int, str]:
     """Make a failed event pending again; (its row id, its status now).
 
     A processed or ignored event is left as it is: replaying it changes nothing.
     """
-    row = await pool.fetchrow(
+    row = await books.pool.fetchrow(
         """update events set status = 'pending', attempts = 0, processed_at = null,
                   reason = 'replayed after: ' || coalesce(reason, '')
            where event_id = $1 and status = 'failed'
            returning id, status""",
         event_id)
     if row is None:
-        row = await pool.fetchrow("select id, status from events where event_id = $1",
+        row = await books.pool.fetchrow("select id, status from events where event_id = $1",
                                   event_id)
     if row is None:
         raise NotFound("event", event_id)
@@ -93,13 +90,13 @@ async def list_outbox(pool: asyncpg.Pool, status: str | None, kind: str | None,
     return {
         "items": [{"id": r["id"], "kind": r["kind"], "key": r["key"], "status": r["status"],
                    "reason": r["reason"], "attempts": r["attempts"],
-                   "invoice_id": r["invoice_id"], "created_at": iso(r["created_at"]),
-                   "done_at": iso(r["done_at"])} for r in page],
+                   "invoice_id": r["invoice_id"], "created_at": maybe_iso(r["created_at"]),
+                   "done_at": maybe_iso(r["done_at"])} for r in page],
         "next": encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None,
     }
 
 
-async def retry_outbox(pool: asyncpg.Pool, outbox_id: str) -> tuple[int, str]:
+async def retry_outbox(books: Books, outbox_id: str) -> tuple[int, str]:
     """Make a failed side effect pending again; (its id, its status now).
 
     It keeps its key, so the processor's idempotency key and the mail's
@@ -111,7 +108,7 @@ async def retry_outbox(pool: asyncpg.Pool, outbox_id: str) -> tuple[int, str]:
     pk = int(outbox_id)
     if pk > BIGINT_MAX:
         raise NotFound("outbox entry", outbox_id)
-    row = await pool.fetchrow(
+    row = await books.pool.fetchrow(
         """update outbox set status = 'pending', attempts = 0, done_at = null,
                   lease_until = null, next_attempt_at = now(),
                   retried_at = now(), reason = 'retried after: ' || coalesce(reason, '')
@@ -119,7 +116,7 @@ async def retry_outbox(pool: asyncpg.Pool, outbox_id: str) -> tuple[int, str]:
            returning id, status""",
         pk)
     if row is None:
-        row = await pool.fetchrow("select id, status from outbox where id = $1", pk)
+        row = await books.pool.fetchrow("select id, status from outbox where id = $1", pk)
     if row is None:
         raise NotFound("outbox entry", outbox_id)
     return row["id"], row["status"]

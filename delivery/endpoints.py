@@ -17,8 +17,9 @@ import asyncpg
 
 from core.errors import Conflict, Invalid, NotFound
 from core.tx import Books
-from ledger.cursors import decode_cursor, decode_row_cursor, encode_cursor
-from ledger.outbound import EVENT_TYPES, owe_ping
+from delivery.outbound import EVENT_TYPES, owe_ping
+from notify.addresses import is_public
+from reads.cursors import decode_cursor, decode_row_cursor, encode_cursor
 
 ROTATION_OVERLAP = timedelta(hours=24)
 # The most endpoints an account has (CONTRACT §11): each money change owes a message to
@@ -66,36 +67,6 @@ def check_url(url: str, allow_private: bool) -> str:
     return url
 
 
-def _relayed_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address a 6to4 (2002::/16) or Teredo (2001::/32, its client) address is
-    relayed to; None for any other."""
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]
-    return None
-
-
-def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Not loopback, private, shared (100.64/10), link-local (cloud metadata included),
-    site-local (fec0::/10), multicast, reserved or unspecified. An IPv4-mapped IPv6 address is judged as its IPv4
-    one; a 6to4 or Teredo address must also wrap a public IPv4 one, since a relay delivers
-    to that."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return is_public(address.ipv4_mapped)
-        relayed = _relayed_ipv4(address)
-        if relayed is not None and not is_public(relayed):
-            return False
-        # Site-local (fec0::/10): deprecated, but still routed inside some networks, and
-        # Python's ipaddress counts it as global (is_global is True for fec0::1).
-        if address.is_site_local:
-            return False
-    return address.is_global and not (address.is_loopback or address.is_private
-                                      or address.is_link_local or address.is_multicast
-                                      or address.is_reserved or address.is_unspecified)
-
-
 @dataclass(frozen=True, slots=True)
 class EndpointInput:
     url: str
@@ -111,11 +82,11 @@ def endpoint_view(row: asyncpg.Record) -> dict[str, Any]:
             "secret": row["secret"], "created_at": row["created_at"].isoformat()}
 
 
-async def upsert(pool: asyncpg.Pool, endpoint_id: str,
+async def upsert(books: Books, endpoint_id: str,
                  data: EndpointInput) -> tuple[dict[str, Any], bool]:
     """(the endpoint, created?); the secret is made on create and kept on update."""
     events = sorted(set(data.events)) if data.events is not None else None
-    async with pool.acquire() as conn, conn.transaction():
+    async with books.transaction() as conn:
         # Creations take turns: two at MAX_ENDPOINTS - 1 would each count one less than the
         # other makes. The lock is the transaction's, so it ends with it (pgbouncer-safe);
         # the insert's snapshot is taken after it, so it counts what the previous holder
@@ -138,16 +109,16 @@ async def upsert(pool: asyncpg.Pool, endpoint_id: str,
     return endpoint_view(row), bool(row["created"])
 
 
-async def get(pool: asyncpg.Pool | asyncpg.Connection, endpoint_id: str) -> dict[str, Any]:
+async def get(pool: asyncpg.Pool, endpoint_id: str) -> dict[str, Any]:
     row = await pool.fetchrow("select * from webhook_endpoints where id = $1", endpoint_id)
     if row is None:
         raise NotFound("webhook endpoint", endpoint_id)
     return endpoint_view(row)
 
 
-async def delete(pool: asyncpg.Pool, endpoint_id: str) -> None:
+async def delete(books: Books, endpoint_id: str) -> None:
     """Gone, and its pending messages with it (failed: nothing left to send them to)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with books.transaction() as conn:
         if await conn.fetchval("delete from webhook_endpoints where id = $1 returning true",
                                endpoint_id) is None:
             raise NotFound("webhook endpoint", endpoint_id)
@@ -175,9 +146,9 @@ def _decode(cursor: str | None) -> tuple[datetime, str] | None:
     return decode_cursor(cursor) if cursor else None
 
 
-async def rotate(pool: asyncpg.Pool, endpoint_id: str) -> dict[str, Any]:
+async def rotate(books: Books, endpoint_id: str) -> dict[str, Any]:
     """A new secret; the one it replaces still signs for ROTATION_OVERLAP."""
-    row = await pool.fetchrow(
+    row = await books.pool.fetchrow(
         """update webhook_endpoints set previous_secret = secret, secret = $2,
                   previous_until = now() + make_interval(secs => $3), updated_at = now()
            where id = $1 returning *""",
@@ -247,13 +218,13 @@ async def target(pool: asyncpg.Pool, endpoint_id: str) -> Target | None:
     return Target(row["url"], signing, row["disabled"])
 
 
-async def disable(pool: asyncpg.Pool, endpoint_id: str, reason: str) -> None:
-    await pool.execute(
+async def disable(books: Books, endpoint_id: str, reason: str) -> None:
+    await books.pool.execute(
         """update webhook_endpoints set disabled = true, disabled_reason = $2, updated_at = now()
            where id = $1""", endpoint_id, reason)
 
 
-async def note_status(pool: asyncpg.Pool, key: str, status_code: int | None) -> None:
+async def note_status(books: Books, key: str, status_code: int | None) -> None:
     """What the last attempt of the message under `key` was answered (None: no answer)."""
-    await pool.execute("update outbox set last_status_code = $2 where key = $1",
+    await books.pool.execute("update outbox set last_status_code = $2 where key = $1",
                        key, status_code)

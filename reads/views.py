@@ -1,29 +1,34 @@
 """How the API shows an invoice, a payment, a credit note and a payment request: pure
 functions of their rows, shared by the API's answers and the outbound webhooks' snapshots
-(`ledger.outbound`)."""
+(`delivery.outbound`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
+from ledger.context import Urls
 from ledger.status import STATUS_SQL, is_open, remaining_of, status_of
 
 
-class Urls(Protocol):
-    """What a view needs to write links: the public base URL, and whether pay links exist."""
+# The customer's three addresses (CONTRACT §6), each written here alone.
 
-    @property
-    def public_url(self) -> str: ...
 
-    @property
-    def can_pay(self) -> bool: ...
+def invoice_url(public_url: str, token: str) -> str:
+    """The customer's invoice page."""
+    return f"{public_url}/i/{token}"
 
 
 def pay_url(public_url: str, token: str) -> str:
+    """A pay link: a payment request's, or an invoice's Pay Now."""
     return f"{public_url}/pay/{token}"
+
+
+def portal_url(public_url: str, token: str) -> str:
+    """The customer's page: their invoices and credit."""
+    return f"{public_url}/c/{token}"
 
 
 def request_view(row: asyncpg.Record | dict[str, Any], public_url: str) -> dict[str, Any]:
@@ -46,11 +51,6 @@ def request_view(row: asyncpg.Record | dict[str, Any], public_url: str) -> dict[
     }
 
 
-def invoice_url(public_url: str, token: str) -> str:
-    """The customer's invoice page (CONTRACT §6)."""
-    return f"{public_url}/i/{token}"
-
-
 # One statement for an invoice and everything shown with it, for one invoice or a page.
 VIEW_SQL = f"""
 select i.*, {STATUS_SQL} as status,
@@ -63,7 +63,7 @@ select i.*, {STATUS_SQL} as status,
 from invoices i"""
 
 
-def view_of(row: asyncpg.Record | dict[str, Any], books: Urls) -> dict[str, Any]:
+def view_of(row: asyncpg.Record | dict[str, Any], urls: Urls) -> dict[str, Any]:
     """An invoice as the API shows it (CONTRACT §5), from a row of VIEW_SQL."""
     return {
         "id": row["id"],
@@ -83,10 +83,10 @@ def view_of(row: asyncpg.Record | dict[str, Any], books: Urls) -> dict[str, Any]
         "lines": row["lines"] or [],
         "allow_partial": row["allow_partial"],
         "min_partial_amount": row["min_partial_amount"],
-        "pay_url": pay_url(books.public_url, row["pay_token"])
-        if books.can_pay and is_open(row) else None,
-        "invoice_url": invoice_url(books.public_url, row["view_token"]),
-        "payment_requests": [request_view(r, books.public_url) for r in row["request_rows"]],
+        "pay_url": pay_url(urls.public_url, row["pay_token"])
+        if urls.can_pay and is_open(row) else None,
+        "invoice_url": invoice_url(urls.public_url, row["view_token"]),
+        "payment_requests": [request_view(r, urls.public_url) for r in row["request_rows"]],
         "payments": [payment_view(p) for p in row["payment_rows"]],
         "credit_notes": [credit_note_view(c) for c in row["credit_note_rows"]],
     }
@@ -96,6 +96,11 @@ def iso(value: Any) -> str:
     """A time as the API writes it (a row's datetime, or PostgreSQL's JSON text)."""
     # PostgreSQL's JSON drops a time's trailing zeros ("…:04.12345"): one form always.
     return (datetime.fromisoformat(value) if isinstance(value, str) else value).isoformat()
+
+
+def maybe_iso(value: datetime | None) -> str | None:
+    """A time as the API writes it, or None for no time."""
+    return value.isoformat() if value else None
 
 
 def credit_note_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:

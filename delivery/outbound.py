@@ -7,8 +7,10 @@ outbox row (kind `webhook`) per endpoint subscribed to the type, each with its
 own message id (the `webhook-id` of every attempt). `jobs.effects.Webhook`
 performs the rows (claim, perform, record), signed and sent by `notify.webhook`.
 
-Links in a snapshot are written against `PUBLIC_URL_MARK` and resolved when the
-message is sent (`resolve_links`): the books do not know the public URL.
+A snapshot carries its real links, written when it is owed with the transaction's
+`Known.urls` (the public URL, whether pay links exist), as the API writes them.
+Messages owed before migration 0020 had theirs written against a placeholder; that
+migration marked them, and `jobs.effects.Webhook` resolves those alone as it sends.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import asyncpg
 
+from core.errors import NotFound
 from core.tx import Books, owed
-from ledger.context import Endpoint, Known
+from ledger.context import Endpoint, Known, Urls
 from ledger.status import STATUS_SQL, status_of
-from ledger.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
+from reads.customers import customer_view
+from reads.views import VIEW_SQL, credit_note_view, payment_view, request_view, view_of
 
 # The one list of what settle tells (CONTRACT §9): what an endpoint may subscribe to
 # (`handlers.models`), each message's `type` (`handlers.messages`) and docs/webhooks.md's
@@ -40,67 +44,50 @@ EventType: TypeAlias = Literal[
 ]
 EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)
 PING: Final = "ping"
-PUBLIC_URL_MARK: Final = "settle-public-url:"
-
-
-class _Marked:
-    public_url = PUBLIC_URL_MARK.rstrip(":")
-    can_pay = True
 
 
 def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
 
 
-async def _snapshot(conn: asyncpg.Connection, kind: str, object_id: str) -> dict[str, Any] | None:
+async def _snapshot(conn: asyncpg.Connection, kind: str, object_id: str,
+                    urls: Urls) -> dict[str, Any] | None:
     if kind == "invoice":
         row = await conn.fetchrow(VIEW_SQL + " where i.id = $1", object_id)
-        return view_of(row, _Marked()) if row is not None else None
+        return view_of(row, urls) if row is not None else None
     if kind == "payment":
         row = await conn.fetchrow("select * from payments where id = $1", object_id)
         return {**payment_view(row), "invoice_id": row["invoice_id"]} if row else None
     if kind == "payment_request":
         row = await conn.fetchrow("select * from payment_requests where id = $1", object_id)
-        return request_view(row, _Marked.public_url) if row is not None else None
+        return request_view(row, urls.public_url) if row is not None else None
     if kind == "credit_note":
         row = await conn.fetchrow("select * from credit_notes where id = $1", object_id)
         return credit_note_view(row) if row is not None else None
-    # As ledger.customers.customer_view says it (which this module cannot import: a cycle
-    # through ledger.credit).
-    row = await conn.fetchrow(
-        "select id, email, name, locale, portal_token from customers where id = $1", object_id)
-    if row is None:
+    try:
+        return await customer_view(conn, object_id, urls.public_url)
+    except NotFound:
         return None
-    balances = await conn.fetch(
-        """select currency, balance from credit_balances
-           where customer_id = $1 and balance > 0 order by currency""", object_id)
-    return {"id": row["id"], "email": row["email"], "name": row["name"],
-            "locale": row["locale"],
-            "credit_balance": {b["currency"]: b["balance"] for b in balances},
-            "portal_url": f"{_Marked.public_url}/c/{row['portal_token']}"}
 
 
-async def _endpoints(conn: asyncpg.Connection, known: Known | None) -> list[Endpoint]:
-    """The enabled endpoints: those `known` holds, else read (and kept in `known`, when
-    given, for the rest of its transaction: a capture owes several messages, and most
-    deployments have one endpoint or none)."""
-    if known is not None and known.endpoints is not None:
-        return known.endpoints
-    endpoints: list[Endpoint] = await conn.fetch(
-        "select id, events from webhook_endpoints where not disabled order by id")
-    if known is not None:
-        known.endpoints = endpoints
-    return endpoints
+async def _endpoints(conn: asyncpg.Connection, known: Known) -> list[Endpoint]:
+    """The enabled endpoints: those `known` holds, else read and kept in `known` for the
+    rest of its transaction (a capture owes several messages, and most deployments have
+    one endpoint or none)."""
+    if known.endpoints is None:
+        known.endpoints = list(await conn.fetch(
+            "select id, events from webhook_endpoints where not disabled order by id"))
+    return known.endpoints
 
 
-async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | None = None,
-                    customer_id: str | None = None, object_id: str | None = None,
-                    known: Known | None = None) -> int:
+async def owe_event(conn: asyncpg.Connection, type: str, *, known: Known,
+                    invoice_id: str | None = None, customer_id: str | None = None,
+                    object_id: str | None = None) -> int:
     """Owe `type` about an object (the invoice itself when `object_id` is None; the
     customer for `customer.*`) to every endpoint that wants it; how many messages.
 
     Call inside the transaction that makes it true, after the change: the snapshot
-    is read in that transaction.
+    is read in that transaction, its links written with `known.urls`.
     """
     endpoints = [endpoint for endpoint in await _endpoints(conn, known)
                  if endpoint["events"] is None or type in endpoint["events"]]
@@ -120,7 +107,7 @@ async def owe_event(conn: asyncpg.Connection, type: str, *, invoice_id: str | No
         """insert into webhook_sequences (subject, last) values ($1, 1)
            on conflict (subject) do update set last = webhook_sequences.last + 1
            returning last""", subject)
-    data = await _snapshot(conn, kind, the_id)
+    data = await _snapshot(conn, kind, the_id, known.urls)
     if data is None:
         return 0  # a sequence number unused: a gap, which a receiver never waits on
     timestamp = datetime.now(UTC).isoformat()
@@ -185,7 +172,7 @@ def invoice_event(before: Row, after: Row) -> str | None:
 
 
 async def invoice_changed(conn: asyncpg.Connection, before: Row, after: Row, *,
-                          known: Known | None = None) -> None:
+                          known: Known) -> None:
     """Owe the invoice.* message for a change of an invoice (its rows before and after), in
     the change's transaction."""
     type = invoice_event(before, after)
@@ -196,7 +183,7 @@ async def invoice_changed(conn: asyncpg.Connection, before: Row, after: Row, *,
 async def owe_overdue(books: Books, limit: int = 500) -> int:
     """Owe `invoice.overdue` for every open invoice past its due date not yet told about
     (a scan, since no change of the books makes an invoice overdue); how many."""
-    known = Known()  # the endpoints, read once for every invoice of the scan
+    known = Known(books)  # the endpoints, read once for every invoice of the scan
     async with books.transaction() as conn:
         rows = await conn.fetch(
             f"""update invoices set overdue_owed_for = due_date
@@ -210,19 +197,3 @@ async def owe_overdue(books: Books, limit: int = 500) -> int:
         for row in rows:
             await owe_event(conn, "invoice.overdue", invoice_id=row["id"], known=known)
         return len(rows)
-
-
-def resolve_links(value: Any, public_url: str, can_pay: bool) -> Any:
-    """A snapshot with its links written against the public URL (and no pay_url when no
-    processor takes payments)."""
-    mark = _Marked.public_url
-    if isinstance(value, dict):
-        out = {k: resolve_links(v, public_url, can_pay) for k, v in value.items()}
-        if "pay_url" in out and not can_pay:
-            out["pay_url"] = None
-        return out
-    if isinstance(value, list):
-        return [resolve_links(v, public_url, can_pay) for v in value]
-    if isinstance(value, str) and value.startswith(mark + "/"):
-        return public_url + value[len(mark):]
-    return value
