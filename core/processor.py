@@ -79,7 +79,9 @@ class SessionState:
     """What the processor says of a checkout session (reconcile asks), in settle's words:
     `status` open, complete (the customer finished it) or expired; `paid` when it is
     complete and its payment captured (or there was nothing to pay). A complete session
-    not paid has a payment still processing (a bank transfer, a debit)."""
+    not paid has a payment still processing (a bank transfer, a debit). `method` is how
+    it was paid, in settle's words (`card`, `bank_transfer`, `direct_debit`), or None
+    when the processor does not say."""
 
     id: str
     status: str
@@ -88,18 +90,20 @@ class SessionState:
     amount: int
     currency: str
     metadata: dict[str, str]
+    method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentState:
     """What the processor says of one payment (reconcile asks about processing ones), in
     settle's words: `status` succeeded (captured), processing (no outcome yet) or failed
-    (nothing was received)."""
+    (nothing was received); `method` as a session's."""
 
     id: str
     status: str
     amount: int  # received, when succeeded
     currency: str
+    method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,7 +297,21 @@ class StripeStandIn:
 
     async def retrieve_session(self, request: web.Request) -> web.Response:
         session = await self._session(request)
-        return session if isinstance(session, web.Response) else self._public(session)
+        if isinstance(session, web.Response):
+            return session
+        public = {k: v for k, v in session.items() if not k.startswith("_")}
+        # `expand[]=payment_intent(.latest_charge)`, as Stripe expands it: the PaymentIntent
+        # once the customer paid (its charge saying how), else its id.
+        expand = {v for k, v in request.query.items() if k.startswith("expand[")}
+        intent = self.intents.get(session["payment_intent"])
+        if intent is not None and expand & {"payment_intent", "payment_intent.latest_charge"}:
+            public["payment_intent"] = dict(intent)
+            if "payment_intent.latest_charge" in expand:
+                public["payment_intent"]["latest_charge"] = stripe_object(
+                    "charge", id=f"ch_{intent['id']}", amount=intent["amount"],
+                    currency=intent["currency"], payment_intent=intent["id"],
+                    payment_method_details={"type": intent["payment_method_types"][0]})
+        return web.json_response(public)
 
     async def expire_session(self, request: web.Request) -> web.Response:
         session = await self._session(request)
