@@ -15,7 +15,7 @@ reach the rest of settle as `core.errors.Unavailable` (try again later) or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -191,3 +191,19 @@ class Processor(Protocol):
     def idempotency_window(self) -> timedelta:
         """How long the processor remembers an idempotency key: a refund retried later
         first asks whether it already happened (`find_refund`)."""
+
+
+def takers(processors: Iterable[Processor], currency: str) -> list[Processor]:
+    """The configured processors that take payments in this (lower-case) currency: the
+    ways an invoice in it may be paid online."""
+    return [p for p in processors if p.configured and p.takes(currency)]
+
+
+def refused_by_all(processors: Iterable[Processor],
+                   reason: Callable[[Processor], str | None]) -> str | None:
+    """Why an amount cannot be taken by any of these processors (each one's `reason`,
+    joined), or None when one of them takes it, or when there is none to ask."""
+    reasons = [reason(p) for p in processors]
+    if not reasons or any(r is None for r in reasons):
+        return None
+    return "; ".join(dict.fromkeys(r for r in reasons if r is not None))
