@@ -115,6 +115,8 @@ async def test_an_invoice_is_paid_part_by_card_and_part_by_direct_debit(
         person.type_and_enter("amount", "100.00")  # Enter: the form's first way, Card
         person.wait_for(lambda: "Sandbox checkout" in browser.title)
         person.shoot("direct-debit-2-card-checkout")
+        # The checkout names the invoice as the customer knows it: by its number.
+        assert f"Pay £100.00 Invoice {NUMBER}" in person.text()
         person.click("pay-card")
         person.wait_for(lambda: "/i/" in browser.current_url and "was received" in person.text(),
                         timeout=40)
