@@ -15,7 +15,7 @@ reach the rest of settle as `core.errors.Unavailable` (try again later) or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -79,7 +79,9 @@ class SessionState:
     """What the processor says of a checkout session (reconcile asks), in settle's words:
     `status` open, complete (the customer finished it) or expired; `paid` when it is
     complete and its payment captured (or there was nothing to pay). A complete session
-    not paid has a payment still processing (a bank transfer, a debit)."""
+    not paid has a payment still processing (a bank transfer, a debit). `method` is how
+    it was paid, in settle's words (`card`, `bank_transfer`, `direct_debit`), or None
+    when the processor does not say."""
 
     id: str
     status: str
@@ -88,18 +90,20 @@ class SessionState:
     amount: int
     currency: str
     metadata: dict[str, str]
+    method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentState:
     """What the processor says of one payment (reconcile asks about processing ones), in
     settle's words: `status` succeeded (captured), processing (no outcome yet) or failed
-    (nothing was received)."""
+    (nothing was received); `method` as a session's."""
 
     id: str
     status: str
     amount: int  # received, when succeeded
     currency: str
+    method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +191,19 @@ class Processor(Protocol):
     def idempotency_window(self) -> timedelta:
         """How long the processor remembers an idempotency key: a refund retried later
         first asks whether it already happened (`find_refund`)."""
+
+
+def takers(processors: Iterable[Processor], currency: str) -> list[Processor]:
+    """The configured processors that take payments in this (lower-case) currency: the
+    ways an invoice in it may be paid online."""
+    return [p for p in processors if p.configured and p.takes(currency)]
+
+
+def refused_by_all(processors: Iterable[Processor],
+                   reason: Callable[[Processor], str | None]) -> str | None:
+    """Why an amount cannot be taken by any of these processors (each one's `reason`,
+    joined), or None when one of them takes it, or when there is none to ask."""
+    reasons = [reason(p) for p in processors]
+    if not reasons or any(r is None for r in reasons):
+        return None
+    return "; ".join(dict.fromkeys(r for r in reasons if r is not None))

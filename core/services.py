@@ -11,7 +11,7 @@ from arq import ArqRedis
 
 from core.limits import Permit
 from core.mail import Mailer
-from core.processor import Processor
+from core.processor import Processor, takers
 from core.queue import enqueue_many
 from core.settings import Settings
 from core.tx import Books
@@ -36,14 +36,15 @@ class Services:
         """The registered processor of that name (a row's own), or None."""
         return self.processors.get(name) if name is not None else None
 
-    def ways(self, currency: str) -> dict[str, Processor]:
+    def ways(self, currency: str, amount: int | None = None) -> dict[str, Processor]:
         """The ways a customer may pay in `currency` now (CONTRACT §6 "Choosing how to pay"),
         each with the processor it goes through: every configured processor that takes the
-        currency, the default first, then in their registration order. Two that offer the
-        same way are one choice for the customer: the first of them takes it."""
+        currency (and, given an `amount`, would charge it), the default first, then in
+        their registration order. Two that offer the same way are one choice for the
+        customer: the first of them takes it."""
         offered: dict[str, Processor] = {}
-        for processor in (self.processor, *self.processors.values()):
-            if processor.configured and processor.takes(currency):
+        for processor in takers((self.processor, *self.processors.values()), currency):
+            if amount is None or processor.amount_refused(amount, currency) is None:
                 offered.setdefault(processor.way, processor)
         return offered
 

@@ -52,7 +52,7 @@ async def put_invoice(request: web.Request) -> web.Response:
             lines=None if data.lines is None else tuple(
                 invoices.Line(line.description, line.amount) for line in data.lines),
             allow_partial=data.allow_partial, min_partial_amount=data.min_partial_amount),
-        services(request).processor)
+        list(services(request).processors.values()))
     return web.json_response(invoice, status=201 if created else 200)
 
 
@@ -104,7 +104,7 @@ async def create_request(request: web.Request) -> web.Response:
     data = await body(request, PaymentRequestIn)
     created = await requests.create_request(books(request), path_id(request), requests.RequestInput(
         amount=data.amount, to=data.to, cc=list(data.cc), bcc=list(data.bcc), note=data.note,
-        replace=data.replace), services(request).processor)
+        replace=data.replace), list(services(request).processors.values()))
     return web.json_response(created, status=201)
 
 

@@ -52,7 +52,7 @@ async def open_link(request: web.Request) -> web.Response:
     choice = await _choice(request, token)
     if isinstance(choice, web.Response):
         return choice
-    ways = found.ways(choice.currency)
+    ways = _ways(request, choice)
     if len(ways) > 1:
         return _choose(request, token, choice, list(ways))
     return await _go(request, token, next(iter(ways.values()), found.processor))
@@ -73,7 +73,7 @@ async def choose(request: web.Request) -> web.Response:
     choice = await _choice(request, token)
     if isinstance(choice, web.Response):
         return choice
-    ways = found.ways(choice.currency)
+    ways = _ways(request, choice)
     processor = html.chosen_way(form.get("way"), ways, found.processor)
     if processor is None:
         if not ways:
@@ -81,6 +81,18 @@ async def choose(request: web.Request) -> web.Response:
                                 422, invoice_url=choice.invoice_url)
         return _choose(request, token, choice, list(ways), status=422, unknown_way=True)
     return await _go(request, token, processor)
+
+
+def _ways(request: web.Request, choice: checkout.Choice) -> dict[str, Processor]:
+    """The ways offered for the link: those that would charge its amount (£0.50 is too
+    little for a Direct Debit; more than GoCardless collects goes by card). When none
+    would, the first that takes the currency, which answers that it cannot be paid online."""
+    found = services(request)
+    ways = found.ways(choice.currency, choice.amount)
+    if ways:
+        return ways
+    offered = found.ways(choice.currency)
+    return dict(list(offered.items())[:1])
 
 
 async def _choice(request: web.Request, token: str) -> checkout.Choice | web.Response:

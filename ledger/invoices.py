@@ -6,6 +6,7 @@ call `changed` after moving its money, in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import Conflict, Invalid, NotFound
-from core.processor import Processor
+from core.processor import Processor, refused_by_all, takers
 from core.tx import Books
 from delivery.outbound import invoice_changed, owe_event
 from delivery.outbox import invoice_audience, owe_email
@@ -88,11 +89,12 @@ async def changed(conn: asyncpg.Connection, before: asyncpg.Record,
 
 
 async def upsert_invoice(books: Books, invoice_id: str, data: InvoiceInput,
-                         processor: Processor) -> tuple[dict[str, Any], bool]:
-    # Only the processor's step: a total below its least charge (or above its largest) is
-    # still an invoice, paid another way or in parts.
-    refused = processor.unit_refused(data.total, data.currency) if processor.configured \
-        else None
+                         processors: Sequence[Processor]) -> tuple[dict[str, Any], bool]:
+    """`processors`: every registered one. A total is refused only when every configured
+    processor that takes its currency could not move it at all (its step: a total below a
+    least charge, or above a largest, is still an invoice, paid another way or in parts)."""
+    refused = refused_by_all(takers(processors, data.currency),
+                             lambda p: p.unit_refused(data.total, data.currency))
     if refused:
         raise Invalid("total_invalid", refused)
     if data.lines is not None and sum(line.amount for line in data.lines) != data.total:

@@ -123,8 +123,10 @@ async def recover_session(conn: asyncpg.Connection, invoice_id: str, state: Sess
                            settled=state.status == "expired" or state.paid)
     if state.status != "complete" or state.payment_id is None:
         return None
+    # How it was paid, as the processor says: the page says "Direct Debit" of a debit
+    # first learned here, as it would had its webhook come.
     facts = PaymentFacts(state.payment_id, invoice_id, state.amount, state.currency, source,
-                         state.metadata.get("payment_request_id"))
+                         state.metadata.get("payment_request_id"), method=state.method)
     if not state.paid:
         await payments.processing(conn, facts, known=known)
         return None
@@ -136,7 +138,8 @@ async def recover_payment(conn: asyncpg.Connection, invoice_id: str, state: Paym
                           policy: Literal["credit", "refund"], source: str, *,
                           known: Known) -> str | None:
     """Apply what the processor says of a payment settle has as processing."""
-    facts = PaymentFacts(state.id, invoice_id, state.amount, state.currency, source)
+    facts = PaymentFacts(state.id, invoice_id, state.amount, state.currency, source,
+                         method=state.method)
     if state.status == "succeeded":
         note = await payments.capture(conn, facts, policy, known=known)
     elif state.status == "failed":

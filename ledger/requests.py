@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from core.errors import Conflict, Invalid, NotFound
-from core.processor import Processor
+from core.processor import Processor, refused_by_all, takers
 from core.tx import Books
 from delivery.outbound import owe_event
 from delivery.outbox import owe_expiry, owe_request_mail
@@ -61,16 +62,20 @@ async def end_active_requests(conn: asyncpg.Connection, invoice_id: str, status:
 
 
 async def create_request(books: Books, invoice_id: str, data: RequestInput,
-                         processor: Processor) -> dict[str, Any]:
+                         processors: Sequence[Processor]) -> dict[str, Any]:
+    """`processors`: every registered one; the link is made when a configured one takes
+    the invoice's currency, for an amount one of those would charge."""
     try:
         async with books.transaction() as conn:
             # The invoice lock serialises creations; the partial unique index is the backstop.
             invoice = await locks.invoice_or_not_found(conn, invoice_id)
             known = Known(books)  # the endpoints, read once for the messages it owes
-            if not processor.configured:
+            can_take = takers(processors, invoice["currency"])
+            if not can_take:
                 # Nothing is created or mailed: the link could not take the payment.
                 raise Conflict("processor_not_configured",
-                               "no processor is configured to take payments")
+                               f"no processor is configured to take payments in "
+                               f"{invoice['currency'].upper()}")
             if not is_open(invoice):
                 raise Invalid("invoice_not_open", f"the invoice is {status_of(invoice)}")
             left = remaining_of(invoice)
@@ -79,7 +84,10 @@ async def create_request(books: Books, invoice_id: str, data: RequestInput,
                               f"the amount is more than the {left} remaining")
             if invoice["kind"] == "quote_deposit" and data.amount != left:
                 raise Invalid("partial_not_allowed", "a quote deposit is requested in full")
-            refused = processor.amount_refused(data.amount, invoice["currency"])
+            # Refused only when every way to pay it would refuse it: the link offers the
+            # ways that take it (handlers.paylinks).
+            refused = refused_by_all(can_take, lambda p: p.amount_refused(
+                data.amount, invoice["currency"]))
             if refused:
                 raise Invalid("amount_invalid", refused)
             active = await conn.fetchval(

@@ -583,8 +583,11 @@ class GoCardlessStandIn:
     async def payments_page(self, request: web.Request) -> web.Response:
         def form(path: str, action: str) -> str:
             label = action.replace("_", " ").capitalize()
+            # An id per button (`PM…-confirmed`), so a person's script (or a test) finds it.
+            button = html.escape(f"{path.rsplit('/', 1)[1]}-{action}", quote=True)
             return (f"<form method=\"post\" action=\"{html.escape(path)}/{action}\" "
-                    f"style=\"display: inline\"><button>{html.escape(label)}</button></form> ")
+                    f"style=\"display: inline\"><button id=\"{button}\">{html.escape(label)}"
+                    "</button></form> ")
 
         rows = []
         for payment in reversed(list(self.payments.values())):

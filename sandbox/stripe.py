@@ -192,7 +192,11 @@ class StripeStandIn:
 
     def _page(self, session: dict[str, Any], body: str) -> web.Response:
         amount = money(session["amount_total"], session["currency"])
-        invoice = html.escape(session["metadata"].get("invoice_id", ""))
+        # What the line item says (settle names it "Invoice <number>"), as Stripe's page
+        # shows it: the customer knows their invoice by its number, not settle's id.
+        product = session.get("_line_item", {}).get("price_data", {}).get("product_data", {})
+        invoice = html.escape(product.get("name")
+                              or f"Invoice {session['metadata'].get('invoice_id', '')}")
         back = html.escape(session.get("cancel_url") or "", quote=True)
         return web.Response(content_type="text/html", text=(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -201,7 +205,7 @@ class StripeStandIn:
             "<body style=\"font-family: system-ui, sans-serif; max-width: 30rem; margin: 3rem auto;"
             " padding: 0 1rem\"><main>"
             "<p style=\"color: #8a4b00\">Sandbox: no real money moves.</p>"
-            f"<h1>Pay {html.escape(amount)}</h1><p>Invoice {invoice}</p>{body}"
+            f"<h1>Pay {html.escape(amount)}</h1><p>{invoice}</p>{body}"
             + (f"<p><a href=\"{back}\">Cancel and go back</a></p>" if back else "")
             + "</main></body></html>"))
 
@@ -297,7 +301,21 @@ class StripeStandIn:
 
     async def retrieve_session(self, request: web.Request) -> web.Response:
         session = await self._session(request)
-        return session if isinstance(session, web.Response) else self._public(session)
+        if isinstance(session, web.Response):
+            return session
+        public = {k: v for k, v in session.items() if not k.startswith("_")}
+        # `expand[]=payment_intent(.latest_charge)`, as Stripe expands it: the PaymentIntent
+        # once the customer paid (its charge saying how), else its id.
+        expand = {v for k, v in request.query.items() if k.startswith("expand[")}
+        intent = self.intents.get(session["payment_intent"])
+        if intent is not None and expand & {"payment_intent", "payment_intent.latest_charge"}:
+            public["payment_intent"] = dict(intent)
+            if "payment_intent.latest_charge" in expand:
+                public["payment_intent"]["latest_charge"] = stripe_object(
+                    "charge", id=f"ch_{intent['id']}", amount=intent["amount"],
+                    currency=intent["currency"], payment_intent=intent["id"],
+                    payment_method_details={"type": intent["payment_method_types"][0]})
+        return web.json_response(public)
 
     async def expire_session(self, request: web.Request) -> web.Response:
         session = await self._session(request)

@@ -119,3 +119,15 @@ async def gcsvc(request: pytest.FixtureRequest, aiohttp_client: Any, settings: S
     service = GoCardlessService(client, configured, db, gcstandin)
     await service.customer()
     return service
+
+
+@pytest.fixture
+async def gconly(aiohttp_client: Any, settings: Settings, db: asyncpg.Pool,
+                 gcstandin: GoCardlessStandIn) -> GoCardlessService:
+    """settle with GoCardless (its stand-in) configured and Stripe not (no STRIPE_API_KEY)."""
+    configured = replace(with_gocardless(settings, gcstandin), public_url="http://settle.test",
+                         retry_base_seconds=FAST_RETRIES)
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(configured))
+    service = GoCardlessService(client, configured, db, gcstandin)
+    await service.customer()
+    return service

@@ -84,6 +84,9 @@ class Configured:
     name = "stripe"
     configured = True
 
+    def takes(self, currency: str) -> bool:
+        return True
+
     def amount_refused(self, amount: int, currency: str) -> str | None:
         return None
 
@@ -256,7 +259,7 @@ async def step(world: World, kind: str, data: st.DataObject) -> None:
         try:
             await requests.create_request(world.books, invoice_id, requests.RequestInput(
                 amount, "payer@example.com", [], [], replace=data.draw(st.booleans())),
-                cast(Processor, Configured()))
+                [cast(Processor, Configured())])
         except DomainError as refused:
             assert refused.code in ("invoice_not_open", "amount_exceeds_remaining",
                                     "active_request_exists")

@@ -235,6 +235,31 @@ async def test_reconcile_applies_a_fulfilled_billing_requests_confirmed_payment(
     assert await gcsvc.mails("invoice_paid") == 1
 
 
+async def test_a_direct_debit_first_learned_through_reconcile_is_one_on_the_page(
+        gcsvc: GoCardlessService) -> None:
+    """The customer set up the Direct Debit and GoCardless submitted it, but no webhook
+    came: reconcile records the payment as a Direct Debit on its way (GoCardless's
+    `SessionState.method`), so the page says so, as it would had the webhooks come."""
+    await gcsvc.gbp_invoice()
+    session_id = await gcsvc.open_checkout()
+    gcsvc.gc.fulfil(session_id)
+    payment_id = gcsvc.gc.billing_requests[session_id]["links"]["payment_request_payment"]
+    gcsvc.gc.move(payment_id, "submitted")  # its webhooks are lost
+    result = await reconcile(gcsvc, "inv_1")
+    assert result["errors"] == [] and result["sessions_checked"] == 1
+    payment = await gcsvc.payment_view(payment_id)
+    assert (payment["method"], payment["status"]) == ("direct_debit", "processing")
+    view_token = await gcsvc.db.fetchval("select view_token from invoices")
+    page = await (await gcsvc.client.get(f"/i/{view_token}?session={session_id}")).text()
+    assert "Your Direct Debit payment of £100.00 is on its way" in page
+    # Confirmed days later, its webhook lost too: reconcile asks again, and applies it.
+    gcsvc.gc.move(payment_id, "confirmed")
+    assert [r["payment_id"] for r in (await reconcile(gcsvc, "inv_1"))["recovered"]] == [
+        payment_id]
+    payment = await gcsvc.payment_view(payment_id)
+    assert (payment["method"], payment["status"]) == ("direct_debit", "succeeded")
+
+
 async def test_reconcile_asks_about_a_payment_left_processing(gcsvc: GoCardlessService) -> None:
     await gcsvc.gbp_invoice()
     payment_id = str(gcsvc.gc.payment("inv_1", 4_000)["id"])

@@ -175,3 +175,25 @@ async def test_a_slice_whose_processor_calls_outrun_the_job_is_an_attempt_with_b
     assert result["checked"] == 1
     assert sorted(r["session_id"] for r in result["recovered"]) == sorted(paid)
     assert (await paying.get_invoice("inv_1"))["amount_paid"] == 2_000
+
+
+async def test_a_session_first_learned_through_reconcile_is_recorded_with_how_it_was_paid(
+        paying: Service, standin: StripeStandIn) -> None:
+    """Stripe's session offers a card and a bank transfer; reconcile asks it with its
+    PaymentIntent expanded, so a payment whose webhooks were lost is recorded as the card
+    (or the bank transfer) it was, as its webhooks would have said."""
+    await paying.invoice("inv_1", 5_000)
+    card = await session_of(paying, standin, (await paying.request("inv_1", 2_000))["url"])
+    standin.pay(card["id"])  # its webhooks are lost
+    result = await reconcile(paying, "inv_1")
+    assert [r["payment_id"] for r in result["recovered"]] == [card["payment_intent"]]
+    transfer = await session_of(paying, standin,
+                                (await paying.request("inv_1", 1_000))["url"])
+    standin.pay(transfer["id"], payment_status="unpaid")  # lost too: a transfer on its way
+    await reconcile(paying, "inv_1")
+    methods = {p["id"]: (p["method"], p["status"])
+               for p in (await paying.get_invoice("inv_1"))["payments"]}
+    assert methods == {card["payment_intent"]: ("card", "succeeded"),
+                       transfer["payment_intent"]: ("bank_transfer", "processing")}
+    [asked] = [c for c in standin.calls_to(f"/v1/checkout/sessions/{card['id']}")]
+    assert asked.params == {"expand[0]": "payment_intent.latest_charge"}

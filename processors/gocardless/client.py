@@ -42,6 +42,7 @@ from core.processor import (
 from core.settings import Settings
 from processors.gocardless.events import (
     CHECKOUT_STATUSES,
+    METHOD,
     PAYMENT_STATUSES,
     checkout_payment,
     link,
@@ -322,7 +323,8 @@ class GoCardlessProcessor:
             payment_id=made.payment_id if made else None,
             amount=made.amount if made else int(wanted.get("amount") or 0),
             currency=made.currency if made else str(wanted.get("currency") or "").lower(),
-            metadata={k: v for k, v in metadata.items() if isinstance(v, str)})
+            metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
+            method=METHOD)
 
     async def expire_checkout(self, session_id: str, key: str) -> str:
         """Cancel an open billing request; one no longer open says what it is."""
@@ -349,7 +351,7 @@ class GoCardlessProcessor:
         payment = await self._get("payments", payment_id)
         status = PAYMENT_STATUSES.get(str(payment.get("status")), "processing")
         return PaymentState(payment_id, status, int(payment.get("amount") or 0),
-                            str(payment.get("currency") or "").lower())
+                            str(payment.get("currency") or "").lower(), method=METHOD)
 
     async def refund(self, payment_id: str, amount: int, key: str,
                      metadata: Mapping[str, str]) -> RefundMade:

@@ -31,7 +31,7 @@ from core.processor import (
     SessionState,
 )
 from ledger.money import THREE_DECIMAL, exponent
-from processors.stripe.events import invoice_reference, moment, refund_status
+from processors.stripe.events import invoice_reference, moment, payment_method, refund_status
 from processors.stripe.settings import stripe_settings
 from processors.stripe.signature import verify
 
@@ -243,18 +243,23 @@ class StripeProcessor:
 
     async def retrieve_checkout(self, session_id: str) -> SessionState:
         try:
-            session = await self._api().v1.checkout.sessions.retrieve_async(session_id)
+            # Its PaymentIntent and that one's charge expanded: what says how it was paid
+            # (the session itself lists every way it offered).
+            session = await self._api().v1.checkout.sessions.retrieve_async(
+                session_id, {"expand": ["payment_intent.latest_charge"]})
         except stripe.StripeError as error:
             raise _translated(error) from error
         intent: Any = session.payment_intent
+        # "no_payment_required": nothing was owed, so the session is paid.
+        paid = session.status == "complete" \
+            and session.payment_status in ("paid", "no_payment_required")
         return SessionState(
-            id=session.id, status=session.status or "open",
-            # "no_payment_required": nothing was owed, so the session is paid.
-            paid=session.status == "complete"
-            and session.payment_status in ("paid", "no_payment_required"),
+            id=session.id, status=session.status or "open", paid=paid,
             payment_id=intent if isinstance(intent, str) or intent is None else intent.id,
             amount=session.amount_total or 0, currency=session.currency or "",
             metadata=cast(dict[str, str], session.metadata.to_dict() if session.metadata else {}),
+            method=payment_method(session.to_dict(), asynchronous=session.status == "complete"
+                                  and not paid) if session.status == "complete" else None,
         )
 
     async def expire_checkout(self, session_id: str, key: str) -> str:
@@ -283,7 +288,7 @@ class StripeProcessor:
         status = {"succeeded": "succeeded", "requires_payment_method": "failed",
                   "canceled": "failed"}.get(intent.status or "", "processing")
         return PaymentState(intent.id, status, intent.amount_received or 0,
-                            intent.currency or "")
+                            intent.currency or "", method=payment_method(intent.to_dict()))
 
     async def find_refund(self, payment_id: str, key: str) -> RefundMade | None:
         try:

@@ -123,6 +123,18 @@ def _method(obj: dict[str, Any], *, asynchronous: bool = False) -> str | None:
     return METHODS.get(types[0]) if len(types) == 1 else None
 
 
+def payment_method(obj: dict[str, Any], *, asynchronous: bool = False) -> str | None:
+    """How a Checkout Session (its PaymentIntent expanded, when it is) or a PaymentIntent
+    was paid, in settle's words: the PaymentIntent's say first (its charge's, or the one
+    type it names), else the session's (`_method`). What reconcile is told."""
+    intent = obj.get("payment_intent")
+    if isinstance(intent, dict):
+        said = _method(intent, asynchronous=asynchronous)
+        if said is not None:
+            return said
+    return _method(obj, asynchronous=asynchronous)
+
+
 def _session_payment(obj: dict[str, Any], *, asynchronous: bool = False) -> PaymentFacts:
     payment_id = _id(obj.get("payment_intent")) or _id(obj.get("id"))
     invoice_id = _metadata(obj, "invoice_id")
