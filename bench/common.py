@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from sandbox.events import event, signed, stripe_object
+from sandbox.gocardless import batch, gocardless_event, new_id
+from processors.gocardless.signature import sign
 from worker.migrate import migrate
 from core.queue import enqueue_many, queue_client
 from core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
@@ -49,7 +51,8 @@ async def fresh_database(url: str) -> None:
 
 def env(database: str, redis: str, queue: str, **extra: str) -> dict[str, str]:
     values = dict(os.environ, DATABASE_URL=database, REDIS_URL=redis, QUEUE_NAME=queue,
-                  STRIPE_WEBHOOK_SECRETS=SECRET, API_TOKENS="bench",
+                  STRIPE_WEBHOOK_SECRETS=SECRET, GOCARDLESS_WEBHOOK_SECRETS=SECRET,
+                  API_TOKENS="bench",
                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(ROOT))
     values.update(extra)
     return values
@@ -92,6 +95,20 @@ def capture_event(invoice_id: str, amount: int) -> dict[str, object]:
 def signed_line(item: dict[str, object]) -> str:
     raw, headers = signed(item, SECRET)
     return f"{headers['Stripe-Signature']}\t{raw.decode()}"
+
+
+def gocardless_line(size: int, invoices: int = 100) -> str:
+    """One signed GoCardless delivery of `size` thin `payments.confirmed` events, each of
+    its own payment on one of `invoices` invoices (the shape the stand-in posts), as a
+    line for bench/intake.lua."""
+    events = []
+    for _ in range(size):
+        payment = new_id("PM")
+        events.append(gocardless_event(
+            "payments", "confirmed", metadata={"invoice_id": f"inv_{int(payment[2:]) % invoices}"},
+            payment=payment))
+    body = batch(*events)
+    return f"{sign(body, SECRET)}\t{body.decode()}"
 
 
 def run(coroutine: object) -> object:
