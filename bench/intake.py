@@ -8,7 +8,8 @@ second with Stripe's events, measured in the same run; the bare endpoint is meas
 each GoCardless body size too, since reading a 250-event body costs it more than a 2 KB one.
 
     python -m bench.intake [--seconds 10] [--connections 32] [--events 120000]
-                           [--sizes 1,50,250]              (make bench runs it with the others)
+                           [--batch-events 1000000] [--sizes 1,50,250]
+                                                           (make bench runs it with the others)
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--events", type=int, default=120_000,
-                        help="unique events written for each run (Stripe's, and each size's)")
+                        help="unique events written for Stripe's run, and for single-event "
+                             "GoCardless bodies")
+    parser.add_argument("--batch-events", type=int, default=1_000_000,
+                        help="unique events written for each GoCardless batch size above 1")
     parser.add_argument("--sizes", default="1,50,250",
                         help="GoCardless events per body, comma-separated")
     args = parser.parse_args()
@@ -91,8 +95,9 @@ def main() -> None:
     database, redis = urls()
     asyncio.run(fresh_database(database))
     stripe = bodies_file(args.events, lambda i: signed_line(capture_event(f"inv_{i % 100}", 1_000)))
-    batches = {size: bodies_file(-(-args.events // size), partial(batch_line, size))
-               for size in sizes}
+    bodies = {size: -(-(args.events if size == 1 else args.batch_events) // size)
+              for size in sizes}
+    batches = {size: bodies_file(bodies[size], partial(batch_line, size)) for size in sizes}
     bare_port, web_port, processes = start_bare_and_web(database, redis, "bench-intake")
     try:
         bare = wrk(bare_port, "/webhooks/stripe", "Stripe-Signature", stripe, args.seconds,
@@ -116,8 +121,8 @@ def main() -> None:
           f"{web.refused} non-200); ratio {web.rate / bare.rate:.2f} (goal >= 0.5)")
     for size, (bare_gc, web_gc, recorded) in gocardless.items():
         # wrk wraps round a file that runs out: the bodies after that are duplicates.
-        wrapped = " (the file ran out: raise --events)" if web_gc.requests > -(
-            -args.events // size) else ""
+        wrapped = " (the file ran out: raise --events or --batch-events)" \
+            if web_gc.requests > bodies[size] else ""
         events = web_gc.rate * size
         print(f"  gocardless, {size} event{'s' if size > 1 else ''} a body: "
               f"{events:,.0f} events/s, {web_gc.rate:,.1f} bodies/s ({recorded:,} recorded, "
