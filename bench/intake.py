@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -114,6 +115,8 @@ def main() -> None:
             gocardless[size] = (bare_gc, web_gc, asyncio.run(recorded_then_cleared(database)))
     finally:
         stop(*processes)
+        for path in (stripe, *batches.values()):
+            os.unlink(path)  # hundreds of megabytes each
 
     run = f"wrk -t{THREADS} -c{args.connections} -d{args.seconds}s"
     print(f"intake ({run}): bare aiohttp {bare.rate:,.0f} req/s (Stripe's bodies)")
