@@ -1,4 +1,5 @@
-"""The baseline for the intake benchmark: an aiohttp endpoint that reads the body and answers 200."""
+"""The baseline for the intake benchmark: an aiohttp endpoint that reads the body and
+answers 200, at both processors' webhook paths."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ async def receive(request: web.Request) -> web.Response:
 def main() -> None:
     app = web.Application()
     app.router.add_post("/webhooks/stripe", receive)
+    app.router.add_post("/webhooks/gocardless", receive)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 
 

@@ -9,12 +9,17 @@ import subprocess
 import sys
 import time
 import uuid
+from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 
 from sandbox.events import event, signed, stripe_object
+from sandbox.gocardless import gocardless_event, new_id
+from processors.gocardless.signature import sign
 from worker.migrate import migrate
 from core.queue import enqueue_many, queue_client
 from core.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
@@ -49,7 +54,8 @@ async def fresh_database(url: str) -> None:
 
 def env(database: str, redis: str, queue: str, **extra: str) -> dict[str, str]:
     values = dict(os.environ, DATABASE_URL=database, REDIS_URL=redis, QUEUE_NAME=queue,
-                  STRIPE_WEBHOOK_SECRETS=SECRET, API_TOKENS="bench",
+                  STRIPE_WEBHOOK_SECRETS=SECRET, GOCARDLESS_WEBHOOK_SECRETS=SECRET,
+                  API_TOKENS="bench",
                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(ROOT))
     values.update(extra)
     return values
@@ -92,6 +98,25 @@ def capture_event(invoice_id: str, amount: int) -> dict[str, object]:
 def signed_line(item: dict[str, object]) -> str:
     raw, headers = signed(item, SECRET)
     return f"{headers['Stripe-Signature']}\t{raw.decode()}"
+
+
+def gocardless_line(size: int, invoices: int = 100) -> str:
+    """One signed GoCardless delivery of `size` thin `payments.confirmed` events, each of
+    its own payment on one of `invoices` invoices (the stand-in's shape: its event made
+    once, then only its ids changed, so a file of a million is quick to write), as a line
+    for bench/intake.lua."""
+    events = []
+    for _ in range(size):
+        payment = new_id("PM")
+        events.append({**_gocardless_template(), "id": new_id("EV"), "links": {"payment": payment},
+                       "resource_metadata": {"invoice_id": f"inv_{int(payment[2:]) % invoices}"}})
+    body = orjson.dumps({"events": events})
+    return f"{sign(body, SECRET)}\t{body.decode()}"
+
+
+@cache
+def _gocardless_template() -> dict[str, Any]:
+    return gocardless_event("payments", "confirmed", payment="PM0")
 
 
 def run(coroutine: object) -> object:
