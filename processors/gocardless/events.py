@@ -30,7 +30,6 @@ worker registers for processor "gocardless".
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from core import json_body
 from core.errors import PermanentError
 from core.processor import BadEvent, InboundEvent
 from ledger.facts import (
@@ -63,41 +63,6 @@ MAX_FIELD_LENGTH = 255
 
 # --- reading a delivery ------------------------------------------------------------------
 
-# \u0000, which no PostgreSQL text or jsonb holds, and lone surrogates.
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: jsonb refuses them too
-
-
-def _loads(body: bytes) -> Any:
-    """orjson first (GoCardless's own bodies); what it refuses and JSON allows (an integer
-    past 64 bits, nesting past 1024, an escaped lone surrogate) is read again by the
-    standard library, whose answer is final."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body.decode("utf-8"), parse_constant=_not_json)
-
-
-def _storable(value: Any) -> bool:
-    """No string at any depth (keys included) holds what PostgreSQL refuses; a loop, not
-    recursion, since json.loads accepts nesting deeper than Python's stack."""
-    pending: list[Any] = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if UNSTORABLE.search(item):
-                return False
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return True
-
-
 def _metadata_invoice(event: dict[str, Any]) -> str | None:
     """The invoice an event names: settle puts `invoice_id` on every payment and billing
     request it makes; GoCardless copies a resource's metadata onto its events as
@@ -115,8 +80,8 @@ def read_batch(body: bytes) -> list[InboundEvent]:
     """A delivery's events, in order; BadEvent unless every one has string `id`,
     `resource_type` and `action` (then nothing of it is recorded)."""
     try:
-        delivery = _loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        delivery = json_body.read(body)
+    except (ValueError, RecursionError):
         raise BadEvent("body is not UTF-8 JSON") from None
     events = delivery.get("events") if isinstance(delivery, dict) else None
     if not isinstance(events, list):
@@ -125,9 +90,7 @@ def read_batch(body: bytes) -> list[InboundEvent]:
         raise BadEvent("the events list is empty")
     if len(events) > MAX_BATCH:
         raise BadEvent(f"more than {MAX_BATCH} events in one delivery")
-    # Raw NUL is not JSON and a lone surrogate not UTF-8: only a \u escape brings either,
-    # so a body without one (GoCardless's own) needs no walk.
-    escaped = b"\\u" in body
+    escaped = json_body.may_be_unstorable(body)
     parsed = []
     for n, item in enumerate(events):
         if not isinstance(item, dict):
@@ -136,7 +99,7 @@ def read_batch(body: bytes) -> list[InboundEvent]:
             value = item.get(name)
             if not isinstance(value, str) or not 0 < len(value) <= MAX_FIELD_LENGTH:
                 raise BadEvent(f"event {n} has no valid {name}")
-        if escaped and not _storable(item):
+        if escaped and not json_body.storable(item):
             # Decided before the intake: PostgreSQL would refuse the row, and with it the
             # whole statement (every event of this and concurrent deliveries).
             raise BadEvent(f"event {n} holds \\u0000 or a lone surrogate")

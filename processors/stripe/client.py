@@ -8,17 +8,15 @@ limits, Stripe's own 5xx: try again) or `PermanentError` (a refused request).
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import orjson
 import stripe
 
+from core import json_body
 from core.errors import PermanentError, Unavailable
 from core.settings import Settings
 from core.processor import (
@@ -62,42 +60,6 @@ def _major(amount: int, currency: str) -> str:
     digits = exponent(currency)
     whole, fraction = divmod(amount, 10**digits)
     return f"{whole}.{fraction:0{digits}d}" if digits else str(whole)
-
-
-# \u0000, which no PostgreSQL text or jsonb holds, and surrogates, which are never valid
-# alone (json.loads joins an escaped pair into the one character it stands for).
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: jsonb refuses them too
-
-
-def _loads(text: str) -> Any:
-    """JSON, read fast by orjson; what orjson refuses and JSON allows (an integer past 64
-    bits, nesting past 1024) is read again by the standard library, so the answer is the
-    standard library's either way."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text, parse_constant=_not_json)
-
-
-def _storable(event: dict[str, Any]) -> bool:
-    """No string of the event (keys included, at any depth) holds what PostgreSQL refuses.
-    A loop, not recursion: json.loads accepts nesting deeper than Python's stack."""
-    pending: list[Any] = [event]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            if UNSTORABLE.search(value):
-                return False
-        elif isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return True
 
 
 def _translated(error: stripe.StripeError) -> Exception:
@@ -171,16 +133,13 @@ class StripeProcessor:
     def parse(self, body: bytes) -> list[InboundEvent]:
         """A Stripe delivery is one event: a list of one."""
         try:
-            text = body.decode("utf-8")
-            event = _loads(text)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            # RecursionError: tens of thousands of nested brackets.
+            event = json_body.read(body)
+        except (ValueError, RecursionError):
             raise BadEvent("body is not UTF-8 JSON") from None
+        text = body.decode("utf-8")  # what the row stores: the body as it came
         if not isinstance(event, dict):
             raise BadEvent("body is not a JSON object")
-        # Raw NUL is not JSON and a lone surrogate is not UTF-8: only a \u escape can
-        # bring either, so a body without one (Stripe's own) needs no walk.
-        if "\\u" in text and not _storable(event):
+        if json_body.may_be_unstorable(body) and not json_body.storable(event):
             # Decided here, before the intake: PostgreSQL would refuse the row (and with it
             # the other deliveries written in the same statement).
             raise BadEvent("event holds \\u0000 or a lone surrogate")
